@@ -1,0 +1,198 @@
+//! The three patch formats besides apply: JSON merge patch (RFC 7386), JSON patch (RFC 6902)
+//! and strategic merge patch as `kubectl` sends it for built-in kinds.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::shape::{Seg, Shape};
+
+/// Apply an RFC 7386 merge patch.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    json_patch::merge(target, patch);
+}
+
+/// Apply an RFC 6902 JSON patch.
+pub fn json_patch(target: &mut Value, patch: &Value) -> ApiResult<()> {
+    let p: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    json_patch::patch(target, &p).map_err(|e| {
+        ApiError::unprocessable_patch(format!("the JSON patch could not be applied: {e}"))
+    })
+}
+
+/// Apply a strategic merge patch.
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value, shape: &Shape) -> ApiResult<()> {
+    if !patch.is_object() {
+        return Err(ApiError::bad_request(
+            "a strategic merge patch must be a JSON object",
+        ));
+    }
+    smp(target, patch, shape, &[])
+}
+
+fn strip_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_directives(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .filter(|i| i.get("$patch").and_then(Value::as_str) != Some("delete"))
+                .map(strip_directives)
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn smp(target: &mut Value, patch: &Value, shape: &Shape, segs: &[Seg]) -> ApiResult<()> {
+    let Value::Object(pm) = patch else {
+        *target = patch.clone();
+        return Ok(());
+    };
+    match pm.get("$patch").and_then(Value::as_str) {
+        Some("replace") => {
+            *target = strip_directives(patch);
+            return Ok(());
+        }
+        Some("delete") => {
+            *target = Value::Object(Map::new());
+            return Ok(());
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown patch type {other:?}"
+            )));
+        }
+        None => {}
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let tm = target.as_object_mut().expect("just made an object");
+    if let Some(Value::Array(keep)) = pm.get("$retainKeys") {
+        let keep: Vec<&str> = keep.iter().filter_map(Value::as_str).collect();
+        tm.retain(|k, _| keep.contains(&k.as_str()));
+    }
+    let mut orders: Vec<(String, Vec<Value>)> = Vec::new();
+    for (k, pv) in pm {
+        if let Some(field) = k.strip_prefix("$setElementOrder/") {
+            if let Value::Array(order) = pv {
+                orders.push((field.to_string(), order.clone()));
+            }
+            continue;
+        }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Value::Array(del)) = (tm.get_mut(field), pv) {
+                list.retain(|i| !del.contains(i));
+            }
+            continue;
+        }
+        if k.starts_with('$') {
+            continue;
+        }
+        let mut s = segs.to_vec();
+        s.push(Seg::Field(k.clone()));
+        if pv.is_null() {
+            tm.shift_remove(k);
+            continue;
+        }
+        match (tm.get_mut(k), pv) {
+            (Some(tv @ Value::Object(_)), Value::Object(_)) => smp(tv, pv, shape, &s)?,
+            (Some(Value::Array(tl)), Value::Array(pl)) => merge_list(tl, pl, shape, &s)?,
+            (_, pv) => {
+                tm.insert(k.clone(), strip_directives(pv));
+            }
+        }
+    }
+    for (field, order) in orders {
+        let mut s = segs.to_vec();
+        s.push(Seg::Field(field.clone()));
+        if let Some(Value::Array(list)) = tm.get_mut(&field) {
+            reorder(list, &order, shape.patch_merge_key(&s).as_deref());
+        }
+    }
+    Ok(())
+}
+
+fn merge_list(
+    target: &mut Vec<Value>,
+    patch: &[Value],
+    shape: &Shape,
+    segs: &[Seg],
+) -> ApiResult<()> {
+    let Some(key) = shape.patch_merge_key(segs) else {
+        *target = patch.iter().map(strip_directives).collect();
+        return Ok(());
+    };
+    if key.is_empty() {
+        for p in patch {
+            if !target.contains(p) {
+                target.push(p.clone());
+            }
+        }
+        return Ok(());
+    }
+    if patch
+        .iter()
+        .any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
+        *target = patch
+            .iter()
+            .filter(|p| p.get("$patch").is_none())
+            .map(strip_directives)
+            .collect();
+        return Ok(());
+    }
+    let mut item_segs = segs.to_vec();
+    item_segs.push(Seg::Item);
+    for p in patch {
+        let Some(kv) = p.get(key.as_str()) else {
+            return Err(ApiError::bad_request(format!(
+                "map: {p} does not contain declared merge key: {key}"
+            )));
+        };
+        let pos = target.iter().position(|t| t.get(key.as_str()) == Some(kv));
+        let delete = p.get("$patch").and_then(Value::as_str) == Some("delete");
+        match (pos, delete) {
+            (Some(i), true) => {
+                target.remove(i);
+            }
+            (None, true) => {}
+            (Some(i), false) => smp(&mut target[i], p, shape, &item_segs)?,
+            (None, false) => target.push(strip_directives(p)),
+        }
+    }
+    Ok(())
+}
+
+fn reorder(list: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
+    let ident = |v: &Value| -> Value {
+        match key {
+            Some(k) if !k.is_empty() => v.get(k).cloned().unwrap_or(Value::Null),
+            _ => v.clone(),
+        }
+    };
+    let rank = |v: &Value| -> usize {
+        let id = ident(v);
+        order
+            .iter()
+            .position(|o| ident(o) == id)
+            .unwrap_or(usize::MAX)
+    };
+    list.sort_by_key(rank);
+}
+
+impl ApiError {
+    /// 422 for a patch that cannot be applied.
+    pub fn unprocessable_patch(message: impl Into<String>) -> Self {
+        let mut e = ApiError::bad_request(message);
+        e.code = 422;
+        e.reason = "Invalid";
+        e
+    }
+}

@@ -1,0 +1,380 @@
+//! Which kinds the store serves: the built-in ones, and those that applied CRDs add.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::{Value, json};
+
+/// How objects of a resource are validated.
+#[derive(Debug, Clone)]
+pub enum Schema {
+    /// A built-in kind, checked by its typed k8s-openapi struct and semantic rules.
+    Builtin,
+    /// A CRD version's `openAPIV3Schema`.
+    Crd(Arc<Value>),
+}
+
+/// A CRD's `additionalPrinterColumns` entry.
+#[derive(Debug, Clone)]
+pub struct PrinterColumn {
+    /// Column header.
+    pub name: String,
+    /// OpenAPI type of the column.
+    pub type_: String,
+    /// Simple JSONPath, e.g. `.status.assigned`.
+    pub json_path: String,
+    /// 0 = shown by default, more = only with `-o wide`.
+    pub priority: i64,
+    /// Description of the column.
+    pub description: String,
+}
+
+/// One served resource in one group version.
+#[derive(Debug, Clone)]
+pub struct ResourceDef {
+    /// API group, empty for the core group.
+    pub group: String,
+    /// Version, e.g. `v1`.
+    pub version: String,
+    /// Kind, e.g. `Service`.
+    pub kind: String,
+    /// Plural resource name, e.g. `services`.
+    pub plural: String,
+    /// Singular name, e.g. `service`.
+    pub singular: String,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// Short names for kubectl (`svc`).
+    pub short_names: Vec<String>,
+    /// Categories (`all`).
+    pub categories: Vec<String>,
+    /// Whether `/status` is a subresource (spec and status written separately).
+    pub has_status: bool,
+    /// Validation.
+    pub schema: Schema,
+    /// Printer columns for a CRD's kind.
+    pub printer_columns: Vec<PrinterColumn>,
+    /// The name of the CRD that defines this kind, if any.
+    pub crd: Option<String>,
+}
+
+impl ResourceDef {
+    /// `v1` or `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Storage prefix: every version of a resource shares one storage.
+    pub fn storage_prefix(&self) -> String {
+        let g = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        format!("{g}/{}/", self.plural)
+    }
+
+    /// Storage key of one object.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!(
+            "{}{}/{}",
+            self.storage_prefix(),
+            namespace.unwrap_or(""),
+            name
+        )
+    }
+
+    /// The entry in an `APIResourceList`.
+    pub fn discovery_entries(&self) -> Vec<Value> {
+        let mut out = vec![json!({
+            "name": self.plural,
+            "singularName": self.singular,
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            "shortNames": self.short_names,
+            "categories": self.categories,
+        })];
+        if self.has_status {
+            out.push(json!({
+                "name": format!("{}/status", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        out
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn builtin(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    short: &[&str],
+    all: bool,
+    has_status: bool,
+) -> ResourceDef {
+    ResourceDef {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        singular: kind.to_ascii_lowercase(),
+        namespaced,
+        short_names: short.iter().map(|s| s.to_string()).collect(),
+        categories: if all { vec!["all".into()] } else { vec![] },
+        has_status,
+        schema: Schema::Builtin,
+        printer_columns: Vec::new(),
+        crd: None,
+    }
+}
+
+/// The built-in kinds the store serves.
+pub fn builtins() -> Vec<ResourceDef> {
+    vec![
+        builtin(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            false,
+            true,
+        ),
+        builtin("", "v1", "Service", "services", true, &["svc"], true, true),
+        builtin(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            false,
+            false,
+        ),
+        builtin("", "v1", "Secret", "secrets", true, &[], false, false),
+        builtin(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            false,
+            false,
+        ),
+        builtin("", "v1", "Node", "nodes", false, &["no"], false, true),
+        builtin("", "v1", "Event", "events", true, &["ev"], false, false),
+        builtin(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            true,
+            &["ev"],
+            false,
+            false,
+        ),
+        builtin(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            true,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+            false,
+            true,
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "IngressClass",
+            "ingressclasses",
+            false,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            false,
+            true,
+        ),
+    ]
+}
+
+/// The resource definitions derived from one CRD object, one per served version.
+pub fn defs_from_crd(crd: &Value) -> Vec<ResourceDef> {
+    let spec = &crd["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let names = &spec["names"];
+    let kind = names["kind"].as_str().unwrap_or_default();
+    let plural = names["plural"].as_str().unwrap_or_default();
+    let singular = names["singular"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| kind.to_ascii_lowercase());
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let namespaced = spec["scope"].as_str() != Some("Cluster");
+    let crd_name = crd["metadata"]["name"].as_str().map(str::to_string);
+    let mut out = Vec::new();
+    for v in spec["versions"].as_array().into_iter().flatten() {
+        if v["served"].as_bool() == Some(false) {
+            continue;
+        }
+        let printer_columns = v["additionalPrinterColumns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| PrinterColumn {
+                name: c["name"].as_str().unwrap_or_default().into(),
+                type_: c["type"].as_str().unwrap_or("string").into(),
+                json_path: c["jsonPath"].as_str().unwrap_or_default().into(),
+                priority: c["priority"].as_i64().unwrap_or(0),
+                description: c["description"].as_str().unwrap_or_default().into(),
+            })
+            .collect();
+        let schema = v["schema"]["openAPIV3Schema"].clone();
+        out.push(ResourceDef {
+            group: group.into(),
+            version: v["name"].as_str().unwrap_or_default().into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: singular.clone(),
+            namespaced,
+            short_names: strs(&names["shortNames"]),
+            categories: strs(&names["categories"]),
+            has_status: v["subresources"]["status"].is_object(),
+            schema: Schema::Crd(Arc::new(schema)),
+            printer_columns,
+            crd: crd_name.clone(),
+        });
+    }
+    out
+}
+
+/// The table of served resources; CRDs add and remove entries while the server runs.
+#[derive(Debug, Default)]
+pub struct Registry {
+    defs: RwLock<Vec<Arc<ResourceDef>>>,
+}
+
+impl Registry {
+    /// A registry holding the built-in kinds.
+    pub fn new() -> Self {
+        Registry {
+            defs: RwLock::new(builtins().into_iter().map(Arc::new).collect()),
+        }
+    }
+
+    /// Every served resource.
+    pub fn all(&self) -> Vec<Arc<ResourceDef>> {
+        self.defs.read().unwrap().clone()
+    }
+
+    /// The resource at `group/version/plural`.
+    pub fn by_plural(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceDef>> {
+        self.defs
+            .read()
+            .unwrap()
+            .iter()
+            .find(|d| d.group == group && d.version == version && d.plural == plural)
+            .cloned()
+    }
+
+    /// Whether a group version is served at all.
+    pub fn serves_group_version(&self, group: &str, version: &str) -> bool {
+        self.defs
+            .read()
+            .unwrap()
+            .iter()
+            .any(|d| d.group == group && d.version == version)
+    }
+
+    /// Groups (excluding core) with their versions, in a stable order.
+    pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for d in self.defs.read().unwrap().iter() {
+            if d.group.is_empty() {
+                continue;
+            }
+            let versions = out.entry(d.group.clone()).or_default();
+            if !versions.contains(&d.version) {
+                versions.push(d.version.clone());
+            }
+        }
+        for versions in out.values_mut() {
+            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        }
+        out
+    }
+
+    /// Replace the definitions a CRD provides (none when it is deleted).
+    pub fn set_crd(&self, crd_name: &str, defs: Vec<ResourceDef>) {
+        let mut all = self.defs.write().unwrap();
+        all.retain(|d| d.crd.as_deref() != Some(crd_name));
+        all.extend(defs.into_iter().map(Arc::new));
+    }
+}
+
+/// Kubernetes version ordering: v1 > v1beta2 > v1beta1 > v1alpha1.
+pub fn version_priority(v: &str) -> (u32, u32, u32) {
+    let rest = v.strip_prefix('v').unwrap_or(v);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let major = digits.parse().unwrap_or(0);
+    let tail = &rest[digits.len()..];
+    let (stability, minor) = if tail.is_empty() {
+        (3, 0)
+    } else if let Some(n) = tail.strip_prefix("beta") {
+        (2, n.parse().unwrap_or(0))
+    } else if let Some(n) = tail.strip_prefix("alpha") {
+        (1, n.parse().unwrap_or(0))
+    } else {
+        (0, 0)
+    };
+    (stability, major, minor)
+}

@@ -1,0 +1,19 @@
+//! # metalgate-k8s — how metalgate's parts meet Kubernetes
+//!
+//! Every component talks to Kubernetes through a `kube::Client`, whether kube-apiserver or the
+//! embedded store answers. This crate holds what they share at that edge:
+//!
+//! - [`component`]: the seam — a component is a task given a client, the node it runs on and
+//!   a shutdown signal;
+//! - [`manifests`]: loading Kubernetes YAML from files and directories and server-side applying
+//!   it, reporting every bad document at once (file, document, kind/name, field);
+//! - [`node`]: registering this machine as a Node and keeping its heartbeat;
+//! - [`client`]: building a client from a kubeconfig or an API server URL.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod component;
+pub mod manifests;
+pub mod node;
+
+pub use component::{Component, ComponentContext, NodeIdentity};

@@ -1,0 +1,78 @@
+//! The command line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// metalgate: LoadBalancer IPs, ARP, ingress and GitOps for bare-metal Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "metalgate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Standalone mode: the embedded API store, this node, the manifests and the components.
+    Run(RunArgs),
+}
+
+/// `metalgate run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Where the embedded store keeps its database, CA and token.
+    #[arg(long, default_value = "/var/lib/metalgate")]
+    pub data_dir: PathBuf,
+    /// Kubernetes YAML files or directories (recursive, multi-document) to server-side apply.
+    #[arg(long = "manifests", value_name = "PATH")]
+    pub manifests: Vec<PathBuf>,
+    /// Where the embedded store listens.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub api_listen: SocketAddr,
+    /// Where to write the kubeconfig for kubectl (default: DATA_DIR/kubeconfig).
+    #[arg(long)]
+    pub kubeconfig_out: Option<PathBuf>,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// This node's address on the network it serves (its InternalIP).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Components to run, comma-separated: controller, speaker, proxy; `all` or `none`.
+    #[arg(long, default_value = "all")]
+    pub components: String,
+    /// Join this API server instead of embedding one (needs --token-file).
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub api_server: Option<String>,
+    /// Bearer token for --api-server.
+    #[arg(long, requires = "api_server")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate for --api-server.
+    #[arg(long, requires = "api_server")]
+    pub ca_file: Option<PathBuf>,
+    /// Join the cluster or store this kubeconfig names instead of embedding one.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Set up logging from `RUST_LOG` (default `info`), to stderr.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run a parsed command line.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => crate::run::run(args).await.map(|_| ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,11 @@
+//! # metalgate
+//!
+//! Bare-metal networking for small Kubernetes clusters in one binary: LoadBalancer IPs
+//! (controller), ARP announcements (speaker), ingress (proxy) and a GitOps sync, running
+//! against kube-apiserver or against the embedded Kubernetes-API store of standalone mode.
+//!
+//! This crate is the command line: [`cli`] parses it, [`run`] is `metalgate run`.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod run;

@@ -1,0 +1,261 @@
+//! `metalgate run`: the standalone mode, all in one process.
+//!
+//! 1. the embedded API store (or, with `--api-server` / `--kubeconfig`, someone else's);
+//! 2. this machine as a Node, with a heartbeat;
+//! 3. the YAML under `--manifests`, server-side applied, every bad document reported;
+//! 4. the components named in `--components`, each a task with a client, the node's identity
+//!    and a shutdown signal;
+//! 5. on SIGTERM or SIGINT, everything stops in reverse order.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use metalgate_apiserver::{ApiServer, Config};
+use metalgate_k8s::{Component, ComponentContext, NodeIdentity, client, manifests, node};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::RunArgs;
+
+/// Every component name `--components` accepts, with the component where this build has one.
+pub fn components() -> Vec<(&'static str, Option<Component>)> {
+    vec![
+        (metalgate_controller::NAME, None),
+        (metalgate_speaker::NAME, None),
+        (metalgate_proxy::NAME, None),
+    ]
+}
+
+/// Parse `--components`: `all`, `none`, or a comma-separated list of known names.
+pub fn select_components(spec: &str) -> anyhow::Result<Vec<(&'static str, Option<Component>)>> {
+    let known = components();
+    match spec.trim() {
+        "all" | "" => return Ok(known),
+        "none" => return Ok(Vec::new()),
+        _ => {}
+    }
+    let mut out = Vec::new();
+    for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match known.iter().find(|(n, _)| *n == name) {
+            Some(c) => out.push(*c),
+            None => {
+                let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+                bail!(
+                    "--components: unknown component {name:?} (known: {}, or all / none)",
+                    names.join(", ")
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn join_kubeconfig(url: &str, token_file: &Path, ca_file: Option<&Path>) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("--token-file {}", token_file.display()))?;
+    let tls = match ca_file {
+        Some(ca) => {
+            let abs =
+                std::fs::canonicalize(ca).with_context(|| format!("--ca-file {}", ca.display()))?;
+            format!("certificate-authority: {}", abs.display())
+        }
+        None => {
+            tracing::warn!("no --ca-file: the API server's certificate is not verified");
+            "insecure-skip-tls-verify: true".to_string()
+        }
+    };
+    Ok(format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    {tls}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+        token.trim()
+    ))
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+}
+
+/// `metalgate run`.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    client::install_crypto_provider();
+    let selected = select_components(&args.components)?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+
+    let node = NodeIdentity {
+        name: args.node_name.clone().unwrap_or_else(hostname),
+        ip: args.node_ip,
+    };
+
+    // 1. The API server.
+    let (kube_client, server, kubeconfig_path) = if let Some(url) = &args.api_server {
+        let token = args
+            .token_file
+            .as_deref()
+            .context("--api-server needs --token-file")?;
+        let text = join_kubeconfig(url, token, args.ca_file.as_deref())?;
+        (client::from_kubeconfig_str(&text).await?, None, None)
+    } else if let Some(kc) = &args.kubeconfig {
+        (client::from_kubeconfig(kc).await?, None, None)
+    } else {
+        let mut cfg = Config::new(&args.data_dir);
+        cfg.listen = args.api_listen;
+        if let Some(ip) = args.node_ip {
+            cfg.extra_sans.push(ip.to_string());
+        }
+        cfg.extra_sans.push(node.name.clone());
+        let server = ApiServer::start(cfg).await?;
+        let host: IpAddr = if args.api_listen.ip().is_unspecified() {
+            args.node_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]))
+        } else {
+            args.api_listen.ip()
+        };
+        let url = format!(
+            "https://{}",
+            std::net::SocketAddr::new(host, server.local_addr().port())
+        );
+        let text = server.kubeconfig(Some(&url));
+        let path = args
+            .kubeconfig_out
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("kubeconfig"));
+        metalgate_apiserver::write_kubeconfig(&path, &text)?;
+        let c = client::from_kubeconfig_str(&text).await?;
+        (c, Some(server), Some(path))
+    };
+
+    // 2. This node.
+    let mut registered = false;
+    for attempt in 1..=20 {
+        match node::register(
+            &kube_client,
+            &node,
+            if server.is_some() {
+                &["control-plane"]
+            } else {
+                &[]
+            },
+        )
+        .await
+        {
+            Ok(()) => {
+                registered = true;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "registering node {} failed; retrying", node.name);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    if !registered {
+        bail!("could not register node {} with the API server", node.name);
+    }
+    let heartbeat = tokio::spawn(node::heartbeat(
+        kube_client.clone(),
+        node.clone(),
+        shutdown.clone(),
+    ));
+
+    // 3. Manifests.
+    let failed = apply_manifests(&kube_client, &args.manifests).await;
+
+    // 4. Components.
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, component) in selected {
+        match component {
+            Some(c) => {
+                let ctx = ComponentContext {
+                    client: kube_client.clone(),
+                    node: node.clone(),
+                    shutdown: shutdown.clone(),
+                };
+                tasks.spawn(async move { (c.name, (c.run)(ctx).await) });
+                tracing::info!(component = name, "started");
+            }
+            None => tracing::warn!(
+                component = name,
+                "not available in this build yet (it arrives with its own issue)"
+            ),
+        }
+    }
+
+    match (&server, &kubeconfig_path) {
+        (Some(s), Some(p)) => println!(
+            "metalgate ready: API store {} (data {}), kubeconfig {}, node {}{}",
+            s.url(),
+            args.data_dir.display(),
+            p.display(),
+            node.name,
+            if failed > 0 {
+                format!(", {failed} bad manifest document(s)")
+            } else {
+                String::new()
+            }
+        ),
+        _ => println!("metalgate ready: joined as node {}", node.name),
+    }
+
+    // 5. Run until told to stop, or until a component fails.
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                match done {
+                    Ok((name, Ok(()))) => tracing::info!(component = name, "finished"),
+                    Ok((name, Err(e))) => tracing::error!(component = name, error = %format!("{e:#}"), "failed"),
+                    Err(e) => tracing::error!(error = %e, "component panicked"),
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    heartbeat.abort();
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Load and apply the manifests, printing every bad document; returns how many failed.
+async fn apply_manifests(client: &kube::Client, paths: &[PathBuf]) -> usize {
+    if paths.is_empty() {
+        return 0;
+    }
+    let (docs, mut errors) = manifests::load(paths);
+    let report = manifests::apply(client, &docs, "metalgate").await;
+    errors.extend(report.errors);
+    for e in &errors {
+        eprintln!("manifest error: {e}");
+    }
+    tracing::info!(
+        applied = report.applied.len(),
+        failed = errors.len(),
+        "manifests applied"
+    );
+    errors.len()
+}
