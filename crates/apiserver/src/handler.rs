@@ -613,8 +613,18 @@ async fn watch(state: Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult<Response<B
         let n: u64 = from
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {from:?}")))?;
-        let (replay, rx, _) = state.store.watch_from(n).await?;
-        (Vec::new(), replay, rx, n)
+        match state.store.watch_from(n).await {
+            Ok((replay, rx, _)) => (Vec::new(), replay, rx, n),
+            // Like kube-apiserver: the watch starts, and its first event says the version is
+            // gone, which tells clients (kube's watcher, client-go's reflector) to list again.
+            Err(e) => {
+                let mut line =
+                    serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
+                        .unwrap_or_default();
+                line.push(b'\n');
+                return Ok(full(StatusCode::OK, line, "application/json"));
+            }
+        }
     };
 
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(256);

@@ -137,9 +137,9 @@ impl ApiServer {
         self.state.store.drop_watches();
     }
 
-    /// Forget the change history: resuming a watch from before now gets 410 Gone.
-    pub async fn compact(&self) {
-        self.state.store.compact().await;
+    /// Forget the change history: resuming a watch from any version up to now gets 410 Gone.
+    pub async fn compact(&self) -> Result<(), crate::ApiError> {
+        self.state.store.compact().await
     }
 
     /// The current resourceVersion.

@@ -201,11 +201,22 @@ impl Store {
         self.epoch.send_modify(|e| *e += 1);
     }
 
-    /// Forget the change history: watches resuming from an older version get 410 Gone.
-    pub async fn compact(&self) {
+    /// Forget the change history: a watch resuming from any version up to now gets 410 Gone.
+    /// The compaction takes a resourceVersion of its own (persisted), so lists made after it
+    /// return a version that watches can resume from.
+    pub async fn compact(&self) -> ApiResult<()> {
         let mut inner = self.inner.lock().await;
+        let rv = inner.rv + 1;
+        let wtx = self.db.begin_write().map_err(storage_err)?;
+        wtx.open_table(META)
+            .map_err(storage_err)?
+            .insert("rv", rv)
+            .map_err(storage_err)?;
+        wtx.commit().map_err(storage_err)?;
+        inner.rv = rv;
         inner.history.clear();
-        inner.oldest_resumable = inner.rv;
+        inner.oldest_resumable = rv;
+        Ok(())
     }
 }
 
