@@ -1,0 +1,174 @@
+//! Shared helpers for the root package's integration tests: a `metalgate run` process on
+//! loopback with its own data directory, and the real `kubectl` pointed at it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `metalgate run`; killed (by its PID) when dropped.
+pub struct Metalgate {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub stderr: mpsc::Receiver<String>,
+    pub ready_line: String,
+}
+
+impl Metalgate {
+    /// Start on `data_dir` and `port`, with extra arguments; waits for the ready line.
+    pub fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Metalgate {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+            .args(["run", "--data-dir"])
+            .arg(data_dir)
+            .args([
+                "--api-listen",
+                &format!("127.0.0.1:{port}"),
+                "--node-name",
+                "test-node",
+                "--components",
+                "none",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn metalgate");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (ltx, lrx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = ltx.send(line);
+            let mut sink = Vec::new();
+            let _ = r.read_to_end(&mut sink);
+        });
+        let ready_line = match lrx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) if l.starts_with("metalgate ready") => l,
+            other => {
+                let _ = child.kill();
+                let errs: Vec<String> = rx.try_iter().collect();
+                panic!(
+                    "metalgate did not become ready: {other:?}\nstderr:\n{}",
+                    errs.join("\n")
+                );
+            }
+        };
+        Metalgate {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            port,
+            stderr: rx,
+            ready_line,
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    /// Run kubectl against this instance, bounded to 60 s.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl_with(&self.kubeconfig(), args, None)
+    }
+
+    /// kubectl with standard input.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
+        kubectl_with(&self.kubeconfig(), args, Some(input))
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Everything it printed on stderr so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
+    /// SIGKILL it and wait.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Metalgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Output {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl must be installed (.ci/run installs it)");
+    if let Some(text) = input {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // End the kubectl we started, by its PID.
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("kubectl {args:?} timed out after 60 s");
+        }
+    }
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}

@@ -1,0 +1,240 @@
+//! `metalgate run`: persistence across SIGKILL, manifests with bad documents, joining.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Metalgate, free_port, write};
+
+#[test]
+fn sigkill_and_restart_keep_every_object_with_its_uid_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mg = Metalgate::start(&data, port, &[]);
+    let manifests = "\
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: c}
+data: {k: v}
+";
+    mg.kubectl_stdin(&["apply", "--server-side", "-f", "-"], manifests);
+    // Writes right before the kill are acknowledged, so they must survive it.
+    for i in 0..20 {
+        mg.kubectl_ok(&[
+            "label",
+            "configmap",
+            "c",
+            &format!("round={i}"),
+            "--overwrite",
+        ]);
+    }
+    let query = [
+        "get",
+        "svc,configmap",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.metadata.uid} {.metadata.resourceVersion} {.spec.clusterIP}{\"\\n\"}{end}",
+    ];
+    let before = mg.kubectl_ok(&query);
+    mg.kill();
+
+    let mg = Metalgate::start(&data, port, &[]);
+    let after = mg.kubectl_ok(&query);
+    assert_eq!(
+        before, after,
+        "objects, uids and resourceVersions survive SIGKILL"
+    );
+    let round = mg.kubectl_ok(&[
+        "get",
+        "configmap",
+        "c",
+        "-o",
+        "jsonpath={.metadata.labels.round}",
+    ]);
+    assert_eq!(round, "19");
+    // And the version keeps growing.
+    let max_before: u64 = before
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .max()
+        .unwrap();
+    let out = mg.kubectl_stdin(
+        &[
+            "apply",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later}\n",
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.parse::<u64>().unwrap() > max_before,
+        "{out} > {max_before}"
+    );
+}
+
+#[test]
+fn bad_manifest_documents_are_named_and_the_good_ones_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifests");
+    write(
+        &m,
+        "good.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\ndata: {a: b}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: good-svc}\nspec: {ports: [{port: 80}]}\n",
+    );
+    write(
+        &m,
+        "bad/wrong-version.yaml",
+        "apiVersion: v2\nkind: Service\nmetadata: {name: wrong-version}\nspec: {ports: [{port: 80}]}\n",
+    );
+    write(
+        &m,
+        "bad/mixed.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: unknown-field}\nspec:\n  ports: [{port: 80}]\n  portz: 1\n---\napiVersion: v1\nkind: Service\nmetadata: {name: bad-ip}\nspec:\n  type: LoadBalancer\n  loadBalancerIP: 10.0.0.300\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: also-good}\n",
+    );
+    write(
+        &m,
+        "bad/broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n",
+    );
+    let mg = Metalgate::start(
+        &dir.path().join("data"),
+        free_port(),
+        &["--manifests", m.to_str().unwrap()],
+    );
+    assert!(
+        mg.ready_line.contains("4 bad manifest document(s)"),
+        "{}",
+        mg.ready_line
+    );
+    let errors: Vec<String> = mg
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("manifest error:"))
+        .collect();
+    let find = |needle: &str| {
+        errors
+            .iter()
+            .find(|e| e.contains(needle))
+            .unwrap_or_else(|| panic!("no error mentions {needle:?}: {errors:#?}"))
+            .clone()
+    };
+    let e = find("wrong-version");
+    assert!(
+        e.contains("wrong-version.yaml: document 1") && e.contains("\"v2\""),
+        "{e}"
+    );
+    let e = find("unknown-field");
+    assert!(
+        e.contains("mixed.yaml: document 1") && e.contains("spec.portz"),
+        "{e}"
+    );
+    let e = find("bad-ip");
+    assert!(
+        e.contains("mixed.yaml: document 2")
+            && e.contains("spec.loadBalancerIP")
+            && e.contains("10.0.0.300"),
+        "{e}"
+    );
+    let e = find("broken.yaml");
+    assert!(
+        e.contains("document 1") && e.contains("invalid YAML at line"),
+        "{e}"
+    );
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+
+    let cms = mg.kubectl_ok(&["get", "configmaps", "-o", "name"]);
+    assert!(
+        cms.contains("configmap/good") && cms.contains("configmap/also-good"),
+        "{cms}"
+    );
+    let svcs = mg.kubectl_ok(&["get", "svc", "-o", "name"]);
+    assert_eq!(svcs.trim(), "service/good-svc");
+}
+
+#[test]
+fn a_second_node_joins_with_api_server_or_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mg = Metalgate::start(&data, free_port(), &[]);
+    let bin = env!("CARGO_BIN_EXE_metalgate");
+    let mut joined = Vec::new();
+    let url = format!("https://127.0.0.1:{}", mg.port);
+    let token = data.join("tls/token");
+    let ca = data.join("tls/ca.crt");
+    let mut by_url = Command::new(bin)
+        .args([
+            "run",
+            "--components",
+            "none",
+            "--node-name",
+            "node2",
+            "--api-server",
+            &url,
+            "--token-file",
+        ])
+        .arg(&token)
+        .arg("--ca-file")
+        .arg(&ca)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut by_kubeconfig = Command::new(bin)
+        .args([
+            "run",
+            "--components",
+            "none",
+            "--node-name",
+            "node3",
+            "--kubeconfig",
+        ])
+        .arg(mg.kubeconfig())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        let nodes = mg.kubectl_ok(&["get", "nodes", "-o", "name"]);
+        joined = nodes.lines().map(str::to_string).collect();
+        if joined.len() == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = by_url.kill();
+    let _ = by_kubeconfig.kill();
+    let _ = by_url.wait();
+    let _ = by_kubeconfig.wait();
+    joined.sort();
+    assert_eq!(joined, ["node/node2", "node/node3", "node/test-node"]);
+}
+
+#[test]
+fn unknown_components_are_refused_with_the_known_list() {
+    let out = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+        .args([
+            "run",
+            "--data-dir",
+            "/nonexistent-never-created",
+            "--components",
+            "speaker,frobnicator",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("frobnicator") && err.contains("controller, speaker, proxy"),
+        "{err}"
+    );
+}
