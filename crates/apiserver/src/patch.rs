@@ -170,7 +170,7 @@ fn merge_list(
     Ok(())
 }
 
-fn reorder(list: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
+fn reorder(list: &mut [Value], order: &[Value], key: Option<&str>) {
     let ident = |v: &Value| -> Value {
         match key {
             Some(k) if !k.is_empty() => v.get(k).cloned().unwrap_or(Value::Null),

@@ -337,7 +337,10 @@ pub fn json_path<'v>(o: &'v Value, path: &str) -> &'v Value {
     v
 }
 
-fn columns_and_cells(def: &ResourceDef) -> (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) {
+/// Computes a row's cells (after NAME) from an object.
+type Cells = Box<dyn Fn(&Value) -> Vec<Value>>;
+
+fn columns_and_cells(def: &ResourceDef) -> (Vec<Value>, Cells) {
     let name = col(
         "Name",
         "string",

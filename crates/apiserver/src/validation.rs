@@ -605,12 +605,10 @@ pub fn semantics(def: &ResourceDef, obj: &Value) -> Vec<Cause> {
         ("", "Service") => service(spec, &mut c),
         ("discovery.k8s.io", "EndpointSlice") => endpoint_slice(obj, &mut c),
         ("networking.k8s.io", "Ingress") => ingress(spec, &mut c),
-        ("", "Secret") => {
-            if obj["type"].as_str() == Some("kubernetes.io/tls") {
-                for k in ["tls.crt", "tls.key"] {
-                    if obj["data"][k].is_null() && obj["stringData"][k].is_null() {
-                        c.push(Cause::required(format!("data[{k}]")));
-                    }
+        ("", "Secret") if obj["type"].as_str() == Some("kubernetes.io/tls") => {
+            for k in ["tls.crt", "tls.key"] {
+                if obj["data"][k].is_null() && obj["stringData"][k].is_null() {
+                    c.push(Cause::required(format!("data[{k}]")));
                 }
             }
         }
@@ -720,9 +718,9 @@ fn service(spec: &Value, c: &mut Vec<Cause>) {
         .flatten()
         .enumerate()
     {
-        if !r
-            .as_str()
-            .is_some_and(|s| s.parse::<ipnet::IpNet>().is_ok())
+        if r.as_str()
+            .and_then(|s| s.parse::<ipnet::IpNet>().ok())
+            .is_none()
         {
             c.push(Cause::invalid(
                 format!("spec.loadBalancerSourceRanges[{i}]"),

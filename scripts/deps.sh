@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system packages metalgate's build and tests need. Idempotent; needs root
+# (or does nothing but report what is missing).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+missing=()
+# kubectl drives the embedded store in the tests. This machine kind ships a recent one
+# (google-cloud-cli's dispatcher picks kubectl.1.2x-1.33 by the server's version); on a
+# machine without any, Debian's kubernetes-client is the fallback.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${missing[*]} — install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
