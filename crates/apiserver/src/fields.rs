@@ -207,6 +207,10 @@ pub fn remove_at(v: &mut Value, path: &[String]) {
                 m.shift_remove(f);
             } else if let Some(child) = m.get_mut(f) {
                 remove_at(child, rest);
+                // A map left empty by the removal goes too: nobody set it empty.
+                if child.as_object().is_some_and(Map::is_empty) {
+                    m.shift_remove(f);
+                }
             }
         }
     } else if let Some(k) = first.strip_prefix("k:") {
@@ -566,4 +570,75 @@ pub fn track_update(
     }
     managers.retain(|m| !m.fields.is_empty());
     set_managers(new, &managers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::builtins;
+
+    fn service_def() -> crate::registry::ResourceDef {
+        builtins()
+            .into_iter()
+            .find(|d| d.kind == "Service")
+            .unwrap()
+    }
+
+    #[test]
+    fn field_sets_key_service_ports_by_port_and_protocol() {
+        let def = service_def();
+        let shape = Shape::new(&def);
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"ports": [{"port": 80, "name": "http"}], "selector": {"app": "web"}},
+            "status": {"loadBalancer": {}}});
+        let set = field_set(&svc, &shape, Part::Spec);
+        let rendered: Vec<String> = set.iter().map(|p| p.join(" ")).collect();
+        assert_eq!(
+            rendered,
+            [
+                "f:metadata f:labels f:app",
+                r#"f:spec f:ports k:{"port":80,"protocol":"TCP"} ."#,
+                r#"f:spec f:ports k:{"port":80,"protocol":"TCP"} f:name"#,
+                r#"f:spec f:ports k:{"port":80,"protocol":"TCP"} f:port"#,
+                "f:spec f:selector f:app",
+            ]
+        );
+        assert_eq!(
+            decode_fields(&encode_fields(&set)),
+            set,
+            "FieldsV1 round trip"
+        );
+        let status = field_set(&svc, &shape, Part::Status);
+        assert_eq!(status.len(), 1, "{status:?}");
+    }
+
+    #[test]
+    fn apply_removes_what_its_manager_stopped_applying() {
+        let def = service_def();
+        let shape = Shape::new(&def);
+        let empty = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}});
+        let v1 = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}, {"port": 443}], "selector": {"app": "web"}}});
+        let ApplyOutcome::Applied(live) = apply(&empty, &v1, &shape, Part::Spec, "a", false, "t")
+        else {
+            panic!()
+        };
+        let v2 = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"ports": [{"port": 80}]}});
+        let ApplyOutcome::Applied(live) = apply(&live, &v2, &shape, Part::Spec, "a", false, "t")
+        else {
+            panic!()
+        };
+        assert_eq!(live["spec"], json!({"ports": [{"port": 80}]}));
+        assert_eq!(
+            render_path(&[
+                "f:spec".into(),
+                "f:ports".into(),
+                r#"k:{"port":80,"protocol":"TCP"}"#.into(),
+                "f:name".into()
+            ]),
+            r#".spec.ports[port=80,protocol="TCP"].name"#
+        );
+    }
 }

@@ -483,6 +483,9 @@ async fn resource_request(
 
 /// An object as a given version serves it (CRD versions share storage, no conversion).
 fn present(def: &ResourceDef, obj: &Value) -> Value {
+    if def.is_events_v1() {
+        return crate::convert::event_from_core(obj);
+    }
     let mut o = obj.clone();
     o["apiVersion"] = json!(def.api_version());
     o["kind"] = json!(def.kind);
@@ -765,6 +768,9 @@ fn check_identity(t: &Target, obj: &mut Value, name_from_url: Option<&str>) -> A
     }
     obj["apiVersion"] = json!(want_av);
     obj["kind"] = json!(t.def.kind);
+    if t.def.is_events_v1() {
+        *obj = crate::convert::event_to_core(obj);
+    }
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -1345,7 +1351,8 @@ async fn patch_object(
     }
 
     let old = old.ok_or_else(|| ApiError::not_found(&t.def.plural, &t.def.group, name))?;
-    let mut obj = (*old).clone();
+    // Patches address the object as the requested version serves it.
+    let mut obj = present(&t.def, &old);
     match ct.as_str() {
         "application/merge-patch+json" => patch::merge_patch(&mut obj, &body),
         "application/json-patch+json" => patch::json_patch(&mut obj, &body)?,

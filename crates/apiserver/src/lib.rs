@@ -14,6 +14,7 @@
 //! apply) → `validation.rs`.
 #![forbid(unsafe_code)]
 
+mod convert;
 mod defaults;
 mod error;
 mod fields;

@@ -196,3 +196,99 @@ impl ApiError {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::builtins;
+    use serde_json::json;
+
+    fn service_def() -> crate::registry::ResourceDef {
+        builtins()
+            .into_iter()
+            .find(|d| d.kind == "Service")
+            .unwrap()
+    }
+
+    #[test]
+    fn strategic_merge_patch_as_kubectl_sends_it() {
+        let def = service_def();
+        let shape = Shape::new(&def);
+        let mut svc = json!({
+            "metadata": {"name": "web", "labels": {"a": "1", "b": "2"}, "finalizers": ["x"]},
+            "spec": {"ports": [
+                {"name": "http", "port": 80, "targetPort": 8080},
+                {"name": "https", "port": 443, "targetPort": 8443},
+            ], "selector": {"app": "web"}},
+        });
+        // What `kubectl apply` sends after editing: change one port, drop another, add one,
+        // delete a label, keep the order it wants.
+        let patch = json!({
+            "metadata": {"labels": {"b": null, "c": "3"}, "finalizers": ["y"]},
+            "spec": {
+                "$setElementOrder/ports": [{"port": 8080}, {"port": 80}],
+                "ports": [
+                    {"port": 80, "targetPort": 9090},
+                    {"port": 443, "$patch": "delete"},
+                    {"name": "alt", "port": 8080},
+                ],
+            },
+        });
+        strategic_merge_patch(&mut svc, &patch, &shape).unwrap();
+        assert_eq!(svc["metadata"]["labels"], json!({"a": "1", "c": "3"}));
+        assert_eq!(
+            svc["metadata"]["finalizers"],
+            json!(["x", "y"]),
+            "finalizers merge as a set"
+        );
+        assert_eq!(
+            svc["spec"]["ports"],
+            json!([{"name": "alt", "port": 8080}, {"name": "http", "port": 80, "targetPort": 9090}]),
+            "merged by port, deleted by directive, ordered by $setElementOrder"
+        );
+        assert_eq!(svc["spec"]["selector"], json!({"app": "web"}));
+    }
+
+    #[test]
+    fn replace_and_retain_keys_directives() {
+        let def = service_def();
+        let shape = Shape::new(&def);
+        let mut obj = json!({"spec": {"selector": {"a": "1", "b": "2"}, "type": "ClusterIP", "sessionAffinity": "None"}});
+        let patch = json!({"spec": {"selector": {"$patch": "replace", "c": "3"}, "$retainKeys": ["selector", "type"]}});
+        strategic_merge_patch(&mut obj, &patch, &shape).unwrap();
+        assert_eq!(
+            obj,
+            json!({"spec": {"selector": {"c": "3"}, "type": "ClusterIP"}})
+        );
+    }
+
+    #[test]
+    fn a_list_item_without_its_merge_key_is_refused() {
+        let def = service_def();
+        let shape = Shape::new(&def);
+        let mut obj = json!({"spec": {"ports": [{"port": 80}]}});
+        let err = strategic_merge_patch(
+            &mut obj,
+            &json!({"spec": {"ports": [{"name": "x"}]}}),
+            &shape,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(err.message.contains("merge key"), "{}", err.message);
+    }
+
+    #[test]
+    fn json_and_merge_patches() {
+        let mut obj = json!({"a": {"b": 1, "c": 2}, "l": [1, 2]});
+        merge_patch(&mut obj, &json!({"a": {"b": null, "d": 4}, "l": [3]}));
+        assert_eq!(obj, json!({"a": {"c": 2, "d": 4}, "l": [3]}));
+        json_patch(&mut obj, &json!([{"op": "add", "path": "/l/-", "value": 5}, {"op": "test", "path": "/a/c", "value": 2}])).unwrap();
+        assert_eq!(obj["l"], json!([3, 5]));
+        let err = json_patch(
+            &mut obj,
+            &json!([{"op": "test", "path": "/a/c", "value": 9}]),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 422);
+    }
+}

@@ -68,8 +68,12 @@ impl ResourceDef {
         }
     }
 
-    /// Storage prefix: every version of a resource shares one storage.
+    /// Storage prefix: every version of a resource shares one storage, and `events.k8s.io`
+    /// Events share the core Events' storage.
     pub fn storage_prefix(&self) -> String {
+        if self.is_events_v1() {
+            return "core/events/".into();
+        }
         let g = if self.group.is_empty() {
             "core"
         } else {
@@ -86,6 +90,11 @@ impl ResourceDef {
             namespace.unwrap_or(""),
             name
         )
+    }
+
+    /// Whether this is `events.k8s.io` Event, served from core Events' storage.
+    pub fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.kind == "Event"
     }
 
     /// The entry in an `APIResourceList`.

@@ -104,7 +104,8 @@ pub fn structure_builtin(def: &ResourceDef, obj: &Value) -> Findings {
         ("", "ConfigMap") => typed::<api::core::v1::ConfigMap>(obj, &mut f),
         ("", "Node") => typed::<api::core::v1::Node>(obj, &mut f),
         ("", "Event") => typed::<api::core::v1::Event>(obj, &mut f),
-        ("events.k8s.io", "Event") => typed::<api::events::v1::Event>(obj, &mut f),
+        // Stored (and so checked) in the core form.
+        ("events.k8s.io", "Event") => typed::<api::core::v1::Event>(obj, &mut f),
         ("discovery.k8s.io", "EndpointSlice") => {
             typed::<api::discovery::v1::EndpointSlice>(obj, &mut f)
         }

@@ -274,12 +274,11 @@ async fn server_side_apply_conflicts_between_managers_until_forced() {
         .unwrap();
     assert_eq!(after.spec.unwrap().type_.as_deref(), Some("NodePort"));
     assert!(
-        after
+        !after
             .metadata
             .labels
             .unwrap_or_default()
-            .get("owner")
-            .is_none(),
+            .contains_key("owner"),
         "a field its only applier dropped is removed"
     );
     env.server.shutdown().await;
@@ -625,5 +624,50 @@ async fn applying_a_crd_serves_its_kind_with_schema_validation() {
         pools.list(&ListParams::default()).await.is_err(),
         "the kind is no longer served"
     );
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_recorded_through_events_k8s_io_are_core_events_too() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let env = start().await;
+    let api: Api<Service> = Api::namespaced(env.client.clone(), "default");
+    let s = api
+        .create(&PostParams::default(), &svc("lb"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        env.client.clone(),
+        Reporter {
+            controller: "metalgate-controller".into(),
+            instance: Some("n1".into()),
+        },
+    );
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "IPAllocated".into(),
+        note: Some("Assigned IP [\"192.168.56.200\"]".into()),
+        action: "Allocate".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &s.object_ref(&())).await.unwrap();
+    // Publishing it again makes it a series (a merge patch through events.k8s.io).
+    recorder.publish(&ev, &s.object_ref(&())).await.unwrap();
+    let core: Api<CoreEvent> = Api::namespaced(env.client.clone(), "default");
+    let events = core
+        .list(&ListParams::default().fields("involvedObject.name=lb"))
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 1, "{:?}", events.items);
+    let e = &events.items[0];
+    assert_eq!(e.reason.as_deref(), Some("IPAllocated"));
+    assert_eq!(
+        e.message.as_deref(),
+        Some("Assigned IP [\"192.168.56.200\"]")
+    );
+    assert_eq!(e.involved_object.kind.as_deref(), Some("Service"));
+    assert_eq!(e.series.as_ref().and_then(|s| s.count), Some(2));
     env.server.shutdown().await;
 }
