@@ -10,7 +10,11 @@ missing=()
 # machine without any, Debian's kubernetes-client is the fallback.
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# The lab and its tests: namespaces and veths (ip), the attendee's tools (arping, ping, curl).
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v arping >/dev/null 2>&1 || missing+=(iputils-arping)
+command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -19,7 +19,50 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Standalone mode: the embedded API store, this node, the manifests and the components.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// The workshop's network on this machine, in network namespaces (needs root).
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// A stand-in for podinfo, argocd-server or grafana (the lab's backends).
+    DemoBackend(DemoArgs),
+}
+
+/// `metalgate lab …`.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build the lab, start metalgate and the demo backends on it, print a smoke check.
+    Up {
+        /// How many nodes (1 to 3): ops-demo, node2, node3.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+        nodes: u8,
+    },
+    /// Remove every namespace, process and file the lab made.
+    Down,
+    /// What is running, and the smoke check.
+    Status,
+    /// Run a command in the laptop namespace, with the lab's names and KUBECONFIG.
+    Exec {
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// The smoke check, run inside the laptop namespace (used by up and status).
+    #[command(hide = true)]
+    Smoke,
+}
+
+/// `metalgate demo-backend`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Which application to stand in for.
+    #[arg(long, value_enum)]
+    pub kind: crate::demo::Kind,
+    /// Where to listen.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The host name it reports (default: the machine's).
+    #[arg(long)]
+    pub hostname: Option<String>,
 }
 
 /// `metalgate run`.
@@ -73,6 +116,13 @@ pub fn init_tracing() {
 /// Run a parsed command line.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => crate::run::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::Run(args) => crate::run::run(*args).await.map(|_| ExitCode::SUCCESS),
+        Command::Lab(cmd) => crate::lab::dispatch(cmd).await,
+        Command::DemoBackend(a) => {
+            let settings = crate::demo::Settings::from_env(a.kind, a.hostname);
+            crate::demo::serve(a.listen, settings)
+                .await
+                .map(|_| ExitCode::SUCCESS)
+        }
     }
 }

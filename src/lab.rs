@@ -1,0 +1,669 @@
+//! `metalgate lab`: the workshop's VirtualBox host-only network, rebuilt with network
+//! namespaces on any Linux box.
+//!
+//! ```text
+//!   mg-laptop: vboxnet0 192.168.56.1/24 ──┐
+//!   mg-ops-demo: eth1 192.168.56.10/24 ───┤  bridge br0 in mg-hostonly
+//!   mg-node2:    eth1 192.168.56.11/24 ───┤  (the host-only network)
+//!   mg-node3:    eth1 192.168.56.12/24 ───┘
+//! ```
+//!
+//! `mg-ops-demo` runs `metalgate run` with the embedded store on 192.168.56.10:6443 (the VM's
+//! k3s server); the other nodes join it (k3s agents). Demo backends stand in for podinfo,
+//! argocd-server and grafana. Nothing is added to the host's own network namespace.
+//!
+//! The network is planned as data ([`network_plan`]) and applied by running `ip`; `down`
+//! removes every namespace, process and file the lab made, whatever state `up` left.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cli::LabCommand;
+
+/// The laptop's namespace.
+pub const LAPTOP_NS: &str = "mg-laptop";
+/// The namespace holding the bridge that stands in for the host-only network.
+pub const SWITCH_NS: &str = "mg-hostonly";
+/// The laptop's address and interface.
+pub const LAPTOP_IP: &str = "192.168.56.1";
+/// The laptop's interface name (VirtualBox's host-only adapter).
+pub const LAPTOP_IF: &str = "vboxnet0";
+/// Each node's host-only NIC.
+pub const NODE_IF: &str = "eth1";
+/// The LoadBalancer IP of the workshop.
+pub const VIP: &str = "192.168.56.200";
+/// The hostnames the workshop uses, all on the VIP.
+pub const HOSTS: [&str; 3] = [
+    "podinfo.192.168.56.200.nip.io",
+    "argocd.192.168.56.200.nip.io",
+    "grafana.192.168.56.200.nip.io",
+];
+/// Where the embedded store listens.
+pub const API_PORT: u16 = 6443;
+
+/// One lab node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabNode {
+    /// Namespace.
+    pub ns: &'static str,
+    /// Node name.
+    pub name: &'static str,
+    /// Address on the host-only network.
+    pub ip: &'static str,
+}
+
+/// The lab's nodes, in order.
+pub const NODES: [LabNode; 3] = [
+    LabNode {
+        ns: "mg-ops-demo",
+        name: "ops-demo",
+        ip: "192.168.56.10",
+    },
+    LabNode {
+        ns: "mg-node2",
+        name: "node2",
+        ip: "192.168.56.11",
+    },
+    LabNode {
+        ns: "mg-node3",
+        name: "node3",
+        ip: "192.168.56.12",
+    },
+];
+
+/// The demo backends: (node index, kind, port).
+pub const BACKENDS: [(usize, crate::demo::Kind, u16); 5] = [
+    (0, crate::demo::Kind::Podinfo, 9898),
+    (0, crate::demo::Kind::Argocd, 8080),
+    (0, crate::demo::Kind::Grafana, 3000),
+    (1, crate::demo::Kind::Podinfo, 9898),
+    (2, crate::demo::Kind::Podinfo, 9898),
+];
+
+/// Every namespace the lab may create.
+pub fn all_namespaces() -> Vec<&'static str> {
+    let mut v = vec![SWITCH_NS, LAPTOP_NS];
+    v.extend(NODES.iter().map(|n| n.ns));
+    v
+}
+
+/// The lab's manifests, shipped in the binary (they live in `examples/lab/`).
+pub const MANIFESTS: [(&str, &str); 7] = [
+    (
+        "00-namespaces.yaml",
+        include_str!("../examples/lab/00-namespaces.yaml"),
+    ),
+    (
+        "10-address-pool.yaml",
+        include_str!("../examples/lab/10-address-pool.yaml"),
+    ),
+    (
+        "20-podinfo.yaml",
+        include_str!("../examples/lab/20-podinfo.yaml"),
+    ),
+    (
+        "30-argocd.yaml",
+        include_str!("../examples/lab/30-argocd.yaml"),
+    ),
+    (
+        "40-grafana.yaml",
+        include_str!("../examples/lab/40-grafana.yaml"),
+    ),
+    (
+        "50-ingresses.yaml",
+        include_str!("../examples/lab/50-ingresses.yaml"),
+    ),
+    (
+        "60-proxy-service.yaml",
+        include_str!("../examples/lab/60-proxy-service.yaml"),
+    ),
+];
+
+/// The `ip` commands that build the network for `nodes` nodes.
+pub fn network_plan(nodes: usize) -> Vec<Vec<String>> {
+    let mut cmds: Vec<Vec<String>> = Vec::new();
+    let mut c = |s: &str| cmds.push(s.split_whitespace().map(str::to_string).collect());
+    let used = &NODES[..nodes];
+    let mut namespaces = vec![SWITCH_NS, LAPTOP_NS];
+    namespaces.extend(used.iter().map(|n| n.ns));
+    for ns in &namespaces {
+        c(&format!("ip netns add {ns}"));
+        c(&format!("ip -n {ns} link set lo up"));
+    }
+    c(&format!("ip -n {SWITCH_NS} link add br0 type bridge"));
+    c(&format!("ip -n {SWITCH_NS} link set br0 up"));
+    let mut hosts: Vec<(&str, &str, &str, &str)> =
+        vec![(LAPTOP_NS, LAPTOP_IF, LAPTOP_IP, "p-laptop")];
+    let ports = ["p-ops-demo", "p-node2", "p-node3"];
+    for (i, n) in used.iter().enumerate() {
+        hosts.push((n.ns, NODE_IF, n.ip, ports[i]));
+    }
+    for (ns, ifname, ip, port) in hosts {
+        // Created inside the namespaces directly: nothing appears in the host's namespace.
+        c(&format!(
+            "ip -n {ns} link add {ifname} type veth peer name {port} netns {SWITCH_NS}"
+        ));
+        c(&format!("ip -n {SWITCH_NS} link set {port} master br0"));
+        c(&format!("ip -n {SWITCH_NS} link set {port} up"));
+        c(&format!("ip -n {ns} addr add {ip}/24 dev {ifname}"));
+        c(&format!("ip -n {ns} link set {ifname} up"));
+    }
+    cmds
+}
+
+/// The laptop's `/etc/hosts`: nip.io's rule (`*.192.168.56.200.nip.io` → 192.168.56.200),
+/// done locally for the workshop's names, plus the nodes by name.
+pub fn laptop_hosts(nodes: usize) -> String {
+    let mut s = String::from("127.0.0.1 localhost\n::1 localhost\n");
+    s.push_str(&format!("{LAPTOP_IP} laptop\n"));
+    for n in &NODES[..nodes] {
+        s.push_str(&format!("{} {}\n", n.ip, n.name));
+    }
+    s.push_str(&format!("{VIP} {}\n", HOSTS.join(" ")));
+    s
+}
+
+/// The EndpointSlice listing the podinfo stand-ins on the nodes that run.
+pub fn podinfo_endpoints(nodes: usize) -> String {
+    let mut s = String::from(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: podinfo-lab\n  namespace: podinfo\n  labels:\n    kubernetes.io/service-name: podinfo\naddressType: IPv4\nports:\n- name: http\n  port: 9898\n  protocol: TCP\nendpoints:\n",
+    );
+    for n in &NODES[..nodes] {
+        s.push_str(&format!(
+            "- addresses: [{}]\n  conditions: {{ready: true}}\n  nodeName: {}\n",
+            n.ip, n.name
+        ));
+    }
+    s
+}
+
+/// Where the lab keeps its state (`METALGATE_LAB_DIR`, default `/run/metalgate-lab`).
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("METALGATE_LAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/metalgate-lab"))
+}
+
+fn netns_etc() -> PathBuf {
+    PathBuf::from("/etc/netns").join(LAPTOP_NS)
+}
+
+fn run_cmd(argv: &[String]) -> anyhow::Result<()> {
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", argv.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Namespaces that exist now.
+pub fn existing_namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The lab's namespaces that exist now.
+pub fn lab_namespaces() -> Vec<String> {
+    let ours = all_namespaces();
+    existing_namespaces()
+        .into_iter()
+        .filter(|n| ours.contains(&n.as_str()))
+        .collect()
+}
+
+fn require_root() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("metalgate lab needs root (it creates network namespaces): run it with sudo");
+    }
+    Ok(())
+}
+
+/// The system tools the lab uses, and the Debian packages that have them.
+pub const TOOLS: [(&str, &str); 5] = [
+    ("ip", "iproute2"),
+    ("arping", "iputils-arping"),
+    ("ping", "iputils-ping"),
+    ("curl", "curl"),
+    ("kubectl", "kubernetes-client"),
+];
+
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+fn require_tools() -> anyhow::Result<()> {
+    let missing: Vec<(&str, &str)> = TOOLS.iter().copied().filter(|(t, _)| !which(t)).collect();
+    if !missing.is_empty() {
+        let tools: Vec<&str> = missing.iter().map(|(t, _)| *t).collect();
+        let pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
+        bail!(
+            "the lab needs {} — install with: apt-get install -y {}",
+            tools.join(", "),
+            pkgs.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// A process the lab started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// What it is (`metalgate@ops-demo`, `podinfo@node2`).
+    pub name: String,
+    /// Its PID.
+    pub pid: i32,
+}
+
+fn pids_file() -> PathBuf {
+    state_dir().join("pids")
+}
+
+/// The processes recorded as started by the lab.
+pub fn recorded_processes() -> Vec<Started> {
+    std::fs::read_to_string(pids_file())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (name, pid) = l.split_once(' ')?;
+            Some(Started {
+                name: name.into(),
+                pid: pid.trim().parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn record(p: &Started) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(pids_file())?;
+    writeln!(f, "{} {}", p.name, p.pid)?;
+    Ok(())
+}
+
+fn spawn_in(
+    ns: &str,
+    name: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> anyhow::Result<Started> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let logs = state_dir().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(&exe).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // Its own process group: an interrupted `lab up` leaves it for `lab down` to end.
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let started = Started {
+        name: name.into(),
+        pid: child.id() as i32,
+    };
+    record(&started)?;
+    Ok(started)
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}
+
+/// `metalgate lab …`.
+pub async fn dispatch(cmd: LabCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LabCommand::Up { nodes } => up(nodes as usize).await,
+        LabCommand::Down => down().map(|_| ExitCode::SUCCESS),
+        LabCommand::Status => status(),
+        LabCommand::Exec { command } => exec(&command),
+        LabCommand::Smoke => crate::lab_smoke::smoke().await,
+    }
+}
+
+async fn up(nodes: usize) -> anyhow::Result<ExitCode> {
+    require_root()?;
+    require_tools()?;
+    if !lab_namespaces().is_empty() || state_dir().exists() {
+        println!("a lab is already here: taking it down first");
+        down()?;
+    }
+    match build(nodes).await {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("lab up failed: {e:#}\ncleaning up what was made…");
+            let _ = down();
+            return Err(e);
+        }
+    }
+    println!(
+        "lab is up: {nodes} node(s); `metalgate lab exec -- kubectl get nodes` runs from the laptop"
+    );
+    let code = smoke_in_laptop(nodes)?;
+    Ok(code)
+}
+
+async fn build(nodes: usize) -> anyhow::Result<()> {
+    let dir = state_dir();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("nodes"), nodes.to_string())?;
+    for step in network_plan(nodes) {
+        run_cmd(&step)?;
+    }
+    // Leave ARP for the VIP to the speaker: the kernel answers only for addresses on the NIC
+    // the request came in on, and announces its own address as the source.
+    for n in &NODES[..nodes] {
+        for (k, v) in [
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+        ] {
+            run_cmd(&[
+                "ip".into(),
+                "netns".into(),
+                "exec".into(),
+                n.ns.into(),
+                "sysctl".into(),
+                "-qw".into(),
+                format!("{k}={v}"),
+            ])?;
+        }
+    }
+    let etc = netns_etc();
+    std::fs::create_dir_all(&etc)?;
+    std::fs::write(etc.join("hosts"), laptop_hosts(nodes))?;
+
+    let manifests = dir.join("manifests");
+    std::fs::create_dir_all(&manifests)?;
+    for (name, text) in MANIFESTS {
+        std::fs::write(manifests.join(name), text)?;
+    }
+    std::fs::write(
+        manifests.join("21-podinfo-endpoints.yaml"),
+        podinfo_endpoints(nodes),
+    )?;
+
+    for (node, kind, port) in BACKENDS {
+        if node >= nodes {
+            continue;
+        }
+        let n = NODES[node];
+        let kind_name = format!("{kind:?}").to_lowercase();
+        spawn_in(
+            n.ns,
+            &format!("{kind_name}@{}", n.name),
+            &[
+                "demo-backend".into(),
+                "--kind".into(),
+                kind_name.clone(),
+                "--listen".into(),
+                format!("{}:{port}", n.ip),
+                "--hostname".into(),
+                format!("{kind_name}-{}", n.name),
+            ],
+            &[],
+        )?;
+    }
+
+    let server = NODES[0];
+    let data = dir.join(server.name);
+    let kubeconfig = dir.join("kubeconfig");
+    spawn_in(
+        server.ns,
+        &format!("metalgate@{}", server.name),
+        &[
+            "run".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--api-listen".into(),
+            format!("{}:{API_PORT}", server.ip),
+            "--kubeconfig-out".into(),
+            kubeconfig.display().to_string(),
+            "--node-name".into(),
+            server.name.into(),
+            "--node-ip".into(),
+            server.ip.into(),
+            "--manifests".into(),
+            manifests.display().to_string(),
+        ],
+        &[],
+    )?;
+    // The store is up once it wrote its kubeconfig.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !kubeconfig.exists() {
+        if Instant::now() > deadline {
+            bail!(
+                "metalgate on {} did not start within 60 s; see {}",
+                server.name,
+                dir.join("logs")
+                    .join(format!("metalgate@{}.log", server.name))
+                    .display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in &NODES[1..nodes] {
+        spawn_in(
+            n.ns,
+            &format!("metalgate@{}", n.name),
+            &[
+                "run".into(),
+                "--data-dir".into(),
+                dir.join(n.name).display().to_string(),
+                "--api-server".into(),
+                format!("https://{}:{API_PORT}", server.ip),
+                "--token-file".into(),
+                data.join("tls/token").display().to_string(),
+                "--ca-file".into(),
+                data.join("tls/ca.crt").display().to_string(),
+                "--node-name".into(),
+                n.name.into(),
+                "--node-ip".into(),
+                n.ip.into(),
+            ],
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+fn laptop_command(argv: &[String]) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", LAPTOP_NS])
+        .args(argv)
+        .env("KUBECONFIG", state_dir().join("kubeconfig"));
+    cmd
+}
+
+fn smoke_in_laptop(nodes: usize) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe()?;
+    let status = laptop_command(&[exe.display().to_string(), "lab".into(), "smoke".into()])
+        .env("METALGATE_LAB_NODES", nodes.to_string())
+        .status()?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn exec(argv: &[String]) -> anyhow::Result<ExitCode> {
+    require_root()?;
+    if !lab_namespaces().iter().any(|n| n == LAPTOP_NS) {
+        bail!("no lab is up: run `metalgate lab up` first");
+    }
+    let status = laptop_command(argv)
+        .status()
+        .with_context(|| format!("running {}", argv.join(" ")))?;
+    Ok(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
+
+fn status() -> anyhow::Result<ExitCode> {
+    require_root()?;
+    let ns = lab_namespaces();
+    if ns.is_empty() {
+        println!("no lab is up");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("namespaces: {}", ns.join(" "));
+    for p in recorded_processes() {
+        println!(
+            "  {:<22} pid {:<8} {}",
+            p.name,
+            p.pid,
+            if alive(p.pid) {
+                "running"
+            } else {
+                "not running"
+            }
+        );
+    }
+    let nodes = std::fs::read_to_string(state_dir().join("nodes"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1);
+    smoke_in_laptop(nodes)
+}
+
+/// Remove everything the lab made. Safe to run at any point, and more than once.
+pub fn down() -> anyhow::Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    require_root()?;
+    let recorded = recorded_processes();
+    for p in &recorded {
+        if alive(p.pid) {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while recorded.iter().any(|p| alive(p.pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for p in &recorded {
+        if alive(p.pid) {
+            let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
+    }
+    // Anything else still inside the lab's namespaces was started there by the lab or by
+    // `lab exec`: it goes with them.
+    for ns in lab_namespaces() {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while recorded.iter().any(|p| alive(p.pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut removed = Vec::new();
+    for ns in lab_namespaces() {
+        run_cmd(&["ip".into(), "netns".into(), "del".into(), ns.clone()])?;
+        removed.push(ns);
+    }
+    let etc = netns_etc();
+    if etc.exists() {
+        std::fs::remove_dir_all(&etc).with_context(|| format!("removing {}", etc.display()))?;
+    }
+    let dir = state_dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    if removed.is_empty() && recorded.is_empty() {
+        println!("no lab was up; nothing left behind");
+    } else {
+        println!(
+            "lab is down: removed {} and {} process(es)",
+            removed.join(" "),
+            recorded.len()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_touches_only_lab_namespaces() {
+        let plan = network_plan(3);
+        for step in &plan {
+            let joined = step.join(" ");
+            assert_eq!(step[0], "ip");
+            assert!(
+                step[1] == "netns"
+                    || (step[1] == "-n" && all_namespaces().contains(&step[2].as_str())),
+                "{joined}"
+            );
+        }
+        let text: Vec<String> = plan.iter().map(|s| s.join(" ")).collect();
+        assert!(
+            text.contains(&"ip -n mg-laptop addr add 192.168.56.1/24 dev vboxnet0".to_string())
+        );
+        assert!(text.contains(&"ip -n mg-node3 addr add 192.168.56.12/24 dev eth1".to_string()));
+        assert_eq!(
+            network_plan(1)
+                .iter()
+                .filter(|s| s.join(" ").contains("type veth"))
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn laptop_names_resolve_to_the_vip_and_nodes() {
+        let hosts = laptop_hosts(2);
+        assert!(hosts.contains("192.168.56.200 podinfo.192.168.56.200.nip.io argocd.192.168.56.200.nip.io grafana.192.168.56.200.nip.io"));
+        assert!(hosts.contains("192.168.56.11 node2"));
+        assert!(!hosts.contains("node3"));
+    }
+
+    #[test]
+    fn podinfo_endpoints_follow_the_node_count() {
+        let y = podinfo_endpoints(3);
+        let v: serde_json::Value = serde_yaml_ng::from_str(&y).unwrap();
+        assert_eq!(v["endpoints"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            v["metadata"]["labels"]["kubernetes.io/service-name"],
+            "podinfo"
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! The lab end to end, as root: three nodes up, what the laptop sees, and nothing left after
+//! `lab down` — also after an interrupted `lab up`.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const LAB_NAMESPACES: [&str; 5] = [
+    "mg-hostonly",
+    "mg-laptop",
+    "mg-ops-demo",
+    "mg-node2",
+    "mg-node3",
+];
+
+fn metalgate(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+        .args(args)
+        .env("METALGATE_LAB_DIR", lab_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let out_t = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err_t = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = match rx.recv_timeout(Duration::from_secs(180)) {
+        Ok(s) => s.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("metalgate {args:?} did not finish within 180 s");
+        }
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap().into_bytes(),
+        stderr: err_t.join().unwrap().into_bytes(),
+    }
+}
+
+fn lab_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("metalgate-lab-test")
+}
+
+fn lab_namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|n| LAB_NAMESPACES.contains(&n.as_str()))
+        .collect()
+}
+
+fn bridges() -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "type", "bridge"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn recorded_pids() -> Vec<i32> {
+    std::fs::read_to_string(lab_dir().join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect()
+}
+
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Takes the lab down when the test ends, passed or failed.
+struct Teardown;
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let _ = metalgate(&["lab", "down"]);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn assert_nothing_left(pids: &[i32], bridges_before: &str) {
+    assert!(
+        lab_namespaces().is_empty(),
+        "namespaces left: {:?}",
+        lab_namespaces()
+    );
+    let alive: Vec<&i32> = pids.iter().filter(|p| running(**p)).collect();
+    assert!(alive.is_empty(), "processes left: {alive:?}");
+    assert!(
+        !std::path::Path::new("/etc/netns/mg-laptop").exists(),
+        "/etc/netns/mg-laptop left"
+    );
+    assert!(!lab_dir().exists(), "state dir left");
+    assert_eq!(
+        bridges(),
+        bridges_before,
+        "bridges in the host namespace changed"
+    );
+}
+
+#[test]
+fn three_node_lab_up_check_from_the_laptop_and_down() {
+    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already up ({:?}); the lab test needs its fixed names — take it down first",
+        lab_namespaces()
+    );
+    let bridges_before = bridges();
+    let teardown = Teardown;
+
+    let up = metalgate(&["lab", "up", "--nodes", "3"]);
+    let out = text(&up);
+    assert!(up.status.success(), "lab up failed:\n{out}");
+    assert!(
+        out.contains("kubectl get nodes") && out.contains("ok: 3 Ready"),
+        "{out}"
+    );
+    let pids = recorded_pids();
+    assert_eq!(pids.len(), 8, "5 backends and 3 metalgates: {pids:?}");
+
+    for ip in ["192.168.56.10", "192.168.56.11", "192.168.56.12"] {
+        let ping = metalgate(&["lab", "exec", "--", "ping", "-c", "1", "-W", "2", ip]);
+        assert!(
+            ping.status.success(),
+            "ping {ip} from the laptop: {}",
+            text(&ping)
+        );
+    }
+    let nodes = metalgate(&["lab", "exec", "--", "kubectl", "get", "nodes", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&nodes.stdout).lines().count(),
+        3,
+        "{}",
+        text(&nodes)
+    );
+
+    for (url, want) in [
+        (
+            "http://192.168.56.10:9898/",
+            "\"hostname\": \"podinfo-ops-demo\"",
+        ),
+        (
+            "http://192.168.56.11:9898/",
+            "\"hostname\": \"podinfo-node2\"",
+        ),
+        (
+            "http://192.168.56.12:9898/",
+            "\"hostname\": \"podinfo-node3\"",
+        ),
+        (
+            "http://192.168.56.10:8080/",
+            "stand-in for <b>argocd-server</b>",
+        ),
+        ("http://192.168.56.10:3000/", "stand-in for <b>grafana</b>"),
+    ] {
+        let got = metalgate(&["lab", "exec", "--", "curl", "-sS", "--max-time", "5", url]);
+        assert!(
+            String::from_utf8_lossy(&got.stdout).contains(want),
+            "{url}: {}",
+            text(&got)
+        );
+    }
+    // The laptop resolves the workshop's names to the VIP without internet.
+    let resolved = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "getent",
+        "hosts",
+        "grafana.192.168.56.200.nip.io",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&resolved.stdout).starts_with("192.168.56.200"),
+        "{}",
+        text(&resolved)
+    );
+    // The lab's manifests were applied: the Ingresses are there.
+    let ing = metalgate(&[
+        "lab", "exec", "--", "kubectl", "get", "ingress", "-A", "-o", "name",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&ing.stdout).lines().count(),
+        3,
+        "{}",
+        text(&ing)
+    );
+
+    // Up twice in a row is safe.
+    let again = metalgate(&["lab", "up", "--nodes", "1"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let mut all_pids = pids.clone();
+    all_pids.extend(recorded_pids());
+
+    let down = metalgate(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_nothing_left(&all_pids, &bridges_before);
+    drop(teardown);
+}
+
+#[test]
+fn down_cleans_up_after_an_interrupted_up() {
+    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already up ({:?}); the lab test needs its fixed names — take it down first",
+        lab_namespaces()
+    );
+    let bridges_before = bridges();
+    let _teardown = Teardown;
+    let mut up = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+        .args(["lab", "up", "--nodes", "3"])
+        .env("METALGATE_LAB_DIR", lab_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt it once it has started processes of its own.
+    for _ in 0..600 {
+        if !recorded_pids().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = up.kill();
+    let _ = up.wait();
+    let pids = recorded_pids();
+    assert!(
+        !pids.is_empty(),
+        "lab up was interrupted before it started anything"
+    );
+    assert!(!lab_namespaces().is_empty());
+
+    let down = metalgate(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_nothing_left(&pids, &bridges_before);
+}
+
+/// The lab's names are fixed, so its tests take turns.
+static LAB_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
