@@ -25,6 +25,8 @@ pub enum Command {
     Lab(LabCommand),
     /// A stand-in for podinfo, argocd-server or grafana (the lab's backends).
     DemoBackend(DemoArgs),
+    /// Print metalgate's CRDs as YAML (what manifests/crds/ holds).
+    Crdgen,
 }
 
 /// `metalgate lab …`.
@@ -118,6 +120,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => crate::run::run(*args).await.map(|_| ExitCode::SUCCESS),
         Command::Lab(cmd) => crate::lab::dispatch(cmd).await,
+        Command::Crdgen => {
+            print!("{}", metalgate_k8s::crd::yaml()?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DemoBackend(a) => {
             let settings = crate::demo::Settings::from_env(a.kind, a.hostname);
             crate::demo::serve(a.listen, settings)

@@ -458,16 +458,24 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
         ],
         &[],
     )?;
-    // The store is up once it wrote its kubeconfig.
+    // The store is up, and the manifests applied, once it says it is ready.
+    let log = dir
+        .join("logs")
+        .join(format!("metalgate@{}.log", server.name));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !kubeconfig.exists() {
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("metalgate ready") {
+            for line in text.lines().filter(|l| l.starts_with("manifest error:")) {
+                eprintln!("{line}");
+            }
+            break;
+        }
         if Instant::now() > deadline {
             bail!(
                 "metalgate on {} did not start within 60 s; see {}",
                 server.name,
-                dir.join("logs")
-                    .join(format!("metalgate@{}.log", server.name))
-                    .display()
+                log.display()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

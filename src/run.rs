@@ -178,7 +178,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    // 3. Manifests.
+    // 3. metalgate's own CRDs (standalone mode has nobody else to install them), then the
+    //    manifests.
+    if server.is_some() {
+        install_crds(&kube_client).await?;
+    }
     let failed = apply_manifests(&kube_client, &args.manifests).await;
 
     // 4. Components.
@@ -237,6 +241,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     heartbeat.abort();
     if let Some(s) = server {
         s.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Server-side apply metalgate's CRDs.
+async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let text = metalgate_k8s::crd::yaml()?;
+    let (docs, errors) = manifests::parse(Path::new("<built-in CRDs>"), &text);
+    let report = manifests::apply(client, &docs, "metalgate").await;
+    if let Some(e) = errors.into_iter().chain(report.errors).next() {
+        bail!("installing metalgate's CRDs: {e}");
     }
     Ok(())
 }

@@ -132,6 +132,10 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
         out.contains("kubectl get nodes") && out.contains("ok: 3 Ready"),
         "{out}"
     );
+    assert!(
+        !out.contains("manifest error"),
+        "the lab's manifests apply cleanly:\n{out}"
+    );
     let pids = recorded_pids();
     assert_eq!(pids.len(), 8, "5 backends and 3 metalgates: {pids:?}");
 
@@ -200,6 +204,24 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
         3,
         "{}",
         text(&ing)
+    );
+    let pool = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "kubectl",
+        "get",
+        "ipaddresspools",
+        "-n",
+        "metalgate-system",
+        "-o",
+        "jsonpath={.items[0].spec.addresses[0]}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&pool.stdout),
+        "192.168.56.200-192.168.56.220",
+        "{}",
+        text(&pool)
     );
 
     // Up twice in a row is safe.

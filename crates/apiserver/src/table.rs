@@ -512,6 +512,9 @@ fn columns_and_cells(def: &ResourceDef) -> (Vec<Value>, Cells) {
                                 json!(age(v))
                             } else if v.is_null() {
                                 json!("")
+                            } else if v.is_array() || v.is_object() {
+                                // As kube-apiserver prints them: JSON.
+                                json!(v.to_string())
                             } else {
                                 v.clone()
                             }

@@ -8,11 +8,13 @@
 //! - [`manifests`]: loading Kubernetes YAML from files and directories and server-side applying
 //!   it, reporting every bad document at once (file, document, kind/name, field);
 //! - [`node`]: registering this machine as a Node and keeping its heartbeat;
-//! - [`client`]: building a client from a kubeconfig or an API server URL.
+//! - [`client`]: building a client from a kubeconfig or an API server URL;
+//! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`).
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod component;
+pub mod crd;
 pub mod manifests;
 pub mod node;
 
