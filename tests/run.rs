@@ -116,11 +116,7 @@ fn bad_manifest_documents_are_named_and_the_good_ones_apply() {
         "{}",
         mg.ready_line
     );
-    let errors: Vec<String> = mg
-        .stderr_lines()
-        .into_iter()
-        .filter(|l| l.starts_with("manifest error:"))
-        .collect();
+    let errors = mg.stderr_lines_with("manifest error:", 4);
     let find = |needle: &str| {
         errors
             .iter()

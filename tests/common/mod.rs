@@ -108,9 +108,20 @@ impl Metalgate {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Everything it printed on stderr so far.
-    pub fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
+    /// Lines on stderr starting with `prefix`, waiting (up to 10 s) until there are `want`.
+    pub fn stderr_lines_with(&self, prefix: &str, want: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while got.len() < want {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if l.starts_with(prefix) => got.push(l),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        got.extend(self.stderr.try_iter().filter(|l| l.starts_with(prefix)));
+        got
     }
 
     /// SIGKILL it and wait.
