@@ -27,6 +27,25 @@ pub enum Command {
     DemoBackend(DemoArgs),
     /// Print metalgate's CRDs as YAML (what manifests/crds/ holds).
     Crdgen,
+    /// The controller alone, against a cluster or a running store.
+    Controller(ControllerArgs),
+}
+
+/// `metalgate controller`.
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the IPAddressPools and of the leader Lease.
+    #[arg(long, default_value = "metalgate-system")]
+    pub namespace: String,
+    /// The spec.loadBalancerClass served (Services without a class are served too).
+    #[arg(long, default_value = "metalgate.io/lb")]
+    pub lb_class: String,
+    /// This replica's node name (for the Lease holder and Events).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
 }
 
 /// `metalgate lab …`.
@@ -120,6 +139,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => crate::run::run(*args).await.map(|_| ExitCode::SUCCESS),
         Command::Lab(cmd) => crate::lab::dispatch(cmd).await,
+        Command::Controller(a) => crate::run::controller(a).await.map(|_| ExitCode::SUCCESS),
         Command::Crdgen => {
             print!("{}", metalgate_k8s::crd::yaml()?);
             Ok(ExitCode::SUCCESS)

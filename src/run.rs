@@ -21,7 +21,10 @@ use crate::cli::RunArgs;
 /// Every component name `--components` accepts, with the component where this build has one.
 pub fn components() -> Vec<(&'static str, Option<Component>)> {
     vec![
-        (metalgate_controller::NAME, None),
+        (
+            metalgate_controller::NAME,
+            Some(metalgate_controller::component()),
+        ),
         (metalgate_speaker::NAME, None),
         (metalgate_proxy::NAME, None),
     ]
@@ -273,4 +276,27 @@ async fn apply_manifests(client: &kube::Client, paths: &[PathBuf]) -> usize {
         "manifests applied"
     );
     errors.len()
+}
+
+/// `metalgate controller`: the controller alone, against a cluster or a store.
+pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> {
+    let client = match &args.kubeconfig {
+        Some(k) => client::from_kubeconfig(k).await?,
+        None => client::infer().await?,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let ctx = ComponentContext {
+        client,
+        node: NodeIdentity {
+            name: args.node_name.unwrap_or_else(hostname),
+            ip: None,
+        },
+        shutdown,
+    };
+    let cfg = metalgate_controller::Config {
+        namespace: args.namespace,
+        class: args.lb_class,
+    };
+    metalgate_controller::reconciler::run(ctx, cfg).await
 }

@@ -1,0 +1,123 @@
+//! One writer at a time: a coordination Lease held by the active controller replica.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tokio_util::sync::CancellationToken;
+
+/// The Lease's name.
+pub const LEASE: &str = "metalgate-controller";
+/// How long a holder keeps the Lease without renewing it.
+pub const DURATION_SECS: i32 = 15;
+const RENEW: Duration = Duration::from_secs(3);
+
+fn now() -> MicroTime {
+    MicroTime(jiff::Timestamp::now())
+}
+
+fn expired(l: &Lease) -> bool {
+    let Some(spec) = &l.spec else { return true };
+    let (Some(renew), Some(dur)) = (&spec.renew_time, spec.lease_duration_seconds) else {
+        return true;
+    };
+    renew.0.as_second() + i64::from(dur) < jiff::Timestamp::now().as_second()
+}
+
+async fn try_acquire(api: &Api<Lease>, me: &str) -> Result<bool, kube::Error> {
+    match api.get_opt(LEASE).await? {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(LEASE.into()),
+                    ..Default::default()
+                },
+                spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                    holder_identity: Some(me.into()),
+                    lease_duration_seconds: Some(DURATION_SECS),
+                    acquire_time: Some(now()),
+                    renew_time: Some(now()),
+                    lease_transitions: Some(0),
+                    ..Default::default()
+                }),
+            };
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+        Some(mut l) => {
+            let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone());
+            if holder.as_deref() != Some(me) && !expired(&l) {
+                return Ok(false);
+            }
+            let spec = l.spec.get_or_insert_with(Default::default);
+            if holder.as_deref() != Some(me) {
+                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                spec.acquire_time = Some(now());
+            }
+            spec.holder_identity = Some(me.into());
+            spec.lease_duration_seconds = Some(DURATION_SECS);
+            spec.renew_time = Some(now());
+            // The resourceVersion in `l` makes this a compare-and-swap.
+            match api.replace(LEASE, &PostParams::default(), &l).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Wait until this replica holds the Lease (or `shutdown`). Returns a token cancelled when
+/// the Lease is lost; a task keeps renewing it until then.
+pub async fn acquire(
+    client: &kube::Client,
+    namespace: &str,
+    me: &str,
+    shutdown: &CancellationToken,
+) -> Option<CancellationToken> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    loop {
+        match try_acquire(&api, me).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "lease not acquired yet"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    tracing::info!(identity = me, "controller leadership acquired");
+    let lost = CancellationToken::new();
+    let (api2, me2, lost2, stop) = (api.clone(), me.to_string(), lost.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut failures = 0;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(RENEW) => {}
+            }
+            match try_acquire(&api2, &me2).await {
+                Ok(true) => failures = 0,
+                Ok(false) => {
+                    tracing::warn!("controller leadership lost");
+                    lost2.cancel();
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "renewing the controller lease failed");
+                    if failures * RENEW.as_secs() as i32 >= DURATION_SECS {
+                        lost2.cancel();
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Some(lost)
+}

@@ -1,0 +1,517 @@
+//! The reconcile loop: watches Services, pools and Namespaces; feeds the allocator; writes
+//! `status.loadBalancer.ingress`, the `ip-allocated-from-pool` annotation, Events and pool
+//! status. Writes are server-side applies with one field manager.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Resource, ResourceExt};
+use metalgate_ipam::{Allocator, Pool, PoolSpec, Requirement, Selector, ServiceAllocation};
+use metalgate_k8s::ComponentContext;
+use metalgate_k8s::crd::IPAddressPool;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::desired::{ALLOCATED_FROM_POOL, Wanted, status_ips, wanted};
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "metalgate-controller";
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where pools (and the leader Lease) live.
+    pub namespace: String,
+    /// The `spec.loadBalancerClass` served (Services without a class are served too).
+    pub class: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "metalgate-system".into(),
+            class: crate::desired::DEFAULT_CLASS.into(),
+        }
+    }
+}
+
+fn selector(s: &LabelSelector) -> Selector {
+    let mut reqs: Vec<Requirement> = s
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| Requirement::In(k.clone(), vec![v.clone()]))
+        .collect();
+    for e in s.match_expressions.iter().flatten() {
+        let vals = e.values.clone().unwrap_or_default();
+        reqs.push(match e.operator.as_str() {
+            "In" => Requirement::In(e.key.clone(), vals),
+            "NotIn" => Requirement::NotIn(e.key.clone(), vals),
+            "Exists" => Requirement::Exists(e.key.clone()),
+            _ => Requirement::DoesNotExist(e.key.clone()),
+        });
+    }
+    Selector(reqs)
+}
+
+/// A pool object as the allocator's plain spec.
+pub fn pool_spec(p: &IPAddressPool) -> PoolSpec {
+    PoolSpec {
+        name: p.name_any(),
+        addresses: p.spec.addresses.clone(),
+        auto_assign: p.spec.auto_assign,
+        avoid_buggy_ips: p.spec.avoid_buggy_ips,
+        allocation: p
+            .spec
+            .service_allocation
+            .as_ref()
+            .map(|a| ServiceAllocation {
+                priority: a.priority,
+                namespaces: a.namespaces.clone(),
+                namespace_selectors: a.namespace_selectors.iter().map(selector).collect(),
+                service_selectors: a.service_selectors.iter().map(selector).collect(),
+            }),
+    }
+}
+
+struct State {
+    client: kube::Client,
+    cfg: Config,
+    alloc: Allocator,
+    recorder: Recorder,
+    /// The last valid version of each pool: a bad edit leaves the pool as it was.
+    last_good: HashMap<String, Pool>,
+    /// Pool versions already reported invalid.
+    reported: HashSet<(String, String)>,
+    /// Service resourceVersions already handled.
+    seen: HashMap<String, String>,
+    /// The last failure reported per Service (so an Event is not repeated every pass).
+    failures: HashMap<String, String>,
+    pools_in_use: Vec<Pool>,
+}
+
+fn key(svc: &Service) -> String {
+    format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
+}
+
+fn ips_text(ips: &[IpAddr]) -> String {
+    let quoted: Vec<String> = ips.iter().map(|i| format!("{:?}", i.to_string())).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+impl State {
+    async fn event(
+        &self,
+        obj: &impl Resource<DynamicType = ()>,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "publishing an event failed");
+        }
+    }
+
+    async fn write_status(
+        &self,
+        svc: &Service,
+        ips: &[IpAddr],
+        pool: Option<&str>,
+    ) -> Result<(), kube::Error> {
+        let api: Api<Service> =
+            Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
+        let name = svc.name_any();
+        let ingress: Vec<serde_json::Value> = ips
+            .iter()
+            .map(|ip| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
+            .collect();
+        let status = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": svc.namespace()},
+            "status": {"loadBalancer": if ingress.is_empty() { json!({}) } else { json!({"ingress": ingress}) }},
+        });
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch_status(&name, &pp, &Patch::Apply(&status)).await?;
+        let mut meta = json!({"name": name, "namespace": svc.namespace()});
+        if let Some(p) = pool {
+            meta["annotations"] = json!({ALLOCATED_FROM_POOL: p});
+        }
+        let annotate = json!({"apiVersion": "v1", "kind": "Service", "metadata": meta});
+        api.patch(&name, &pp, &Patch::Apply(&annotate)).await?;
+        Ok(())
+    }
+
+    /// Pools from the store, validated; a bad pool keeps its last good version.
+    async fn refresh_pools(&mut self, pools: &[Arc<IPAddressPool>]) -> bool {
+        let mut sorted: Vec<&Arc<IPAddressPool>> = pools.iter().collect();
+        sorted.sort_by_key(|p| p.name_any());
+        let mut accepted: Vec<Pool> = Vec::new();
+        let overlaps = |p: &Pool, accepted: &[Pool]| -> Option<String> {
+            accepted
+                .iter()
+                .find(|o| {
+                    p.ranges.iter().any(|r| {
+                        o.ranges.iter().any(|or| {
+                            or.family == r.family && r.first <= or.last && or.first <= r.last
+                        })
+                    })
+                })
+                .map(|o| o.name.clone())
+        };
+        for obj in sorted {
+            let spec = pool_spec(obj);
+            let problem = match Pool::from_spec(&spec) {
+                Ok(p) => match overlaps(&p, &accepted) {
+                    None => {
+                        self.last_good.insert(p.name.clone(), p.clone());
+                        accepted.push(p);
+                        None
+                    }
+                    Some(other) => Some(format!("spec.addresses: overlaps pool {other:?}")),
+                },
+                Err(errors) => Some(
+                    errors
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            };
+            if let Some(problem) = problem {
+                let version = (
+                    spec.name.clone(),
+                    obj.resource_version().unwrap_or_default(),
+                );
+                if self.reported.insert(version) {
+                    tracing::warn!(pool = %spec.name, %problem, "invalid IPAddressPool; keeping its last good version");
+                    self.event(obj.as_ref(), EventType::Warning, "InvalidConfiguration", format!("IPAddressPool {}: {problem}; the pool keeps its last valid configuration", spec.name)).await;
+                }
+                if let Some(good) = self.last_good.get(&spec.name).cloned() {
+                    if overlaps(&good, &accepted).is_none() {
+                        accepted.push(good);
+                    }
+                }
+            }
+        }
+        let names: HashSet<String> = pools.iter().map(|p| p.name_any()).collect();
+        self.last_good.retain(|k, _| names.contains(k));
+        accepted.sort_by(|a, b| a.name.cmp(&b.name));
+        if accepted == self.pools_in_use {
+            return false;
+        }
+        self.pools_in_use = accepted.clone();
+        let cleared = self.alloc.set_pools(accepted);
+        for k in cleared {
+            self.seen.remove(&k);
+            tracing::info!(service = %k, "IP outside its pool now; cleared");
+        }
+        true
+    }
+
+    /// The allocation after a restart: every Service keeps the IPs its status shows.
+    fn rebuild(
+        &mut self,
+        services: &[Arc<Service>],
+        namespaces: &HashMap<String, BTreeMap<String, String>>,
+    ) {
+        let mut ordered: Vec<&Arc<Service>> = services.iter().collect();
+        ordered.sort_by_key(|s| (s.metadata.creation_timestamp.clone().map(|t| t.0), key(s)));
+        let empty = BTreeMap::new();
+        for svc in ordered {
+            let ips = status_ips(svc);
+            if ips.is_empty() {
+                continue;
+            }
+            let ns_labels = namespaces
+                .get(&svc.namespace().unwrap_or_default())
+                .unwrap_or(&empty);
+            if let Wanted::Ips(mut req) = wanted(svc, ns_labels, &self.cfg.class) {
+                req.families = ips
+                    .iter()
+                    .map(|ip| metalgate_ipam::Family::of(*ip))
+                    .collect();
+                req.requested = ips;
+                req.pool = None;
+                match self.alloc.assign(&key(svc), &req) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(service = %key(svc), error = %e, "could not keep the IPs in its status")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn clear(&mut self, svc: &Service, reason: String) {
+        let had = !status_ips(svc).is_empty();
+        if had {
+            if let Err(e) = self.write_status(svc, &[], None).await {
+                tracing::warn!(service = %key(svc), error = %e, "clearing status failed");
+                self.seen.remove(&key(svc));
+                return;
+            }
+            self.event(svc, EventType::Normal, "ClearAssignment", reason)
+                .await;
+        }
+    }
+
+    async fn service(&mut self, svc: &Service, ns_labels: &BTreeMap<String, String>) {
+        let k = key(svc);
+        match wanted(svc, ns_labels, &self.cfg.class) {
+            Wanted::NotOurs => {
+                let held = self.alloc.release(&k);
+                self.failures.remove(&k);
+                let ours = svc.annotations().contains_key(ALLOCATED_FROM_POOL);
+                if held.is_some() || ours {
+                    self.clear(svc, "the Service is no longer a LoadBalancer of this class; its IP was released".into()).await;
+                }
+            }
+            Wanted::Invalid(why) => {
+                self.alloc.release(&k);
+                self.clear(svc, format!("released: {why}")).await;
+                self.fail(svc, why).await;
+            }
+            Wanted::Ips(req) => match self.alloc.assign(&k, &req) {
+                Ok(a) => {
+                    self.failures.remove(&k);
+                    let pool_annotation = svc.annotations().get(ALLOCATED_FROM_POOL).cloned();
+                    if status_ips(svc) != a.ips
+                        || pool_annotation.as_deref() != Some(a.pool.as_str())
+                    {
+                        match self.write_status(svc, &a.ips, Some(&a.pool)).await {
+                            Ok(()) => {
+                                if status_ips(svc) != a.ips {
+                                    self.event(
+                                        svc,
+                                        EventType::Normal,
+                                        "IPAllocated",
+                                        format!(
+                                            "Assigned IP {} from pool {}",
+                                            ips_text(&a.ips),
+                                            a.pool
+                                        ),
+                                    )
+                                    .await;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(service = %k, error = %e, "writing status failed; will retry");
+                                self.seen.remove(&k);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.clear(svc, format!("released: {e}")).await;
+                    self.fail(svc, e.to_string()).await;
+                }
+            },
+        }
+    }
+
+    async fn fail(&mut self, svc: &Service, why: String) {
+        let k = key(svc);
+        if self.failures.get(&k) != Some(&why) {
+            tracing::info!(service = %k, %why, "allocation failed");
+            self.event(
+                svc,
+                EventType::Warning,
+                "AllocationFailed",
+                format!("Failed to allocate IP for \"{k}\": {why}"),
+            )
+            .await;
+            self.failures.insert(k, why);
+        }
+    }
+
+    async fn pool_status(&self, pools: &[Arc<IPAddressPool>]) {
+        for p in pools {
+            let s = self.alloc.stats(&p.name_any());
+            let clamp = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
+            let want = metalgate_k8s::crd::IPAddressPoolStatus {
+                assigned_ipv4: clamp(s.assigned_v4),
+                assigned_ipv6: clamp(s.assigned_v6),
+                available_ipv4: clamp(s.available_v4),
+                available_ipv6: clamp(s.available_v6),
+            };
+            if p.status.as_ref() == Some(&want) {
+                continue;
+            }
+            let api: Api<IPAddressPool> = Api::namespaced(self.client.clone(), &self.cfg.namespace);
+            let body = json!({"apiVersion": "metalgate.io/v1beta1", "kind": "IPAddressPool", "metadata": {"name": p.name_any()}, "status": want});
+            if let Err(e) = api
+                .patch_status(
+                    &p.name_any(),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await
+            {
+                tracing::warn!(pool = %p.name_any(), error = %e, "writing pool status failed");
+            }
+        }
+    }
+}
+
+/// Run the controller until `ctx.shutdown`.
+pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
+    let client = ctx.client.clone();
+    let me = format!("{}-{}", ctx.node.name, std::process::id());
+    let Some(lost) = crate::leader::acquire(&client, &cfg.namespace, &me, &ctx.shutdown).await
+    else {
+        return Ok(());
+    };
+
+    let notify = Arc::new(Notify::new());
+    let (services, svc_writer) = reflector::store::<Service>();
+    let (pools, pool_writer) = reflector::store::<IPAddressPool>();
+    let (namespaces, ns_writer) = reflector::store::<Namespace>();
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let n = notify.clone();
+        let s = reflector(
+            svc_writer,
+            watcher(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff();
+        tasks.spawn(async move { s.for_each(|_| async { n.notify_one() }).await });
+        let n = notify.clone();
+        let s = reflector(
+            pool_writer,
+            watcher(
+                Api::<IPAddressPool>::namespaced(client.clone(), &cfg.namespace),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff();
+        tasks.spawn(async move { s.for_each(|_| async { n.notify_one() }).await });
+        let n = notify.clone();
+        let s = reflector(
+            ns_writer,
+            watcher(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff();
+        tasks.spawn(async move { s.for_each(|_| async { n.notify_one() }).await });
+    }
+    for ready in [
+        services.wait_until_ready().await.is_ok(),
+        pools.wait_until_ready().await.is_ok(),
+        namespaces.wait_until_ready().await.is_ok(),
+    ] {
+        if !ready {
+            anyhow::bail!("a watch ended before its first list");
+        }
+    }
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(me.clone()),
+        },
+    );
+    let mut st = State {
+        client: client.clone(),
+        cfg: cfg.clone(),
+        alloc: Allocator::default(),
+        recorder,
+        last_good: HashMap::new(),
+        reported: HashSet::new(),
+        seen: HashMap::new(),
+        failures: HashMap::new(),
+        pools_in_use: Vec::new(),
+    };
+    let ns_labels =
+        |namespaces: &reflector::Store<Namespace>| -> HashMap<String, BTreeMap<String, String>> {
+            namespaces
+                .state()
+                .iter()
+                .map(|n| (n.name_any(), n.labels().clone()))
+                .collect()
+        };
+    st.refresh_pools(&pools.state()).await;
+    st.rebuild(&services.state(), &ns_labels(&namespaces));
+    tracing::info!(
+        pools = st.pools_in_use.len(),
+        held = st.alloc.assignments().count(),
+        "controller started; allocation rebuilt from Service status"
+    );
+
+    let mut last_ns: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    loop {
+        let all_pools = pools.state();
+        let ns = ns_labels(&namespaces);
+        let mut everything = st.refresh_pools(&all_pools).await;
+        if ns != last_ns {
+            everything = true;
+            last_ns = ns.clone();
+        }
+        let mut svcs = services.state();
+        svcs.sort_by_key(|s| (s.metadata.creation_timestamp.clone().map(|t| t.0), key(s)));
+        let present: HashSet<String> = svcs.iter().map(|s| key(s)).collect();
+        let empty = BTreeMap::new();
+        for svc in &svcs {
+            if svc.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let k = key(svc);
+            let rv = svc.resource_version().unwrap_or_default();
+            if !everything && st.seen.get(&k) == Some(&rv) {
+                continue;
+            }
+            st.seen.insert(k.clone(), rv);
+            let labels = ns
+                .get(&svc.namespace().unwrap_or_default())
+                .unwrap_or(&empty);
+            st.service(svc, labels).await;
+        }
+        let gone: Vec<String> = st
+            .alloc
+            .assignments()
+            .map(|(k, _)| k.clone())
+            .filter(|k| !present.contains(k))
+            .collect();
+        for k in gone {
+            st.alloc.release(&k);
+            st.seen.remove(&k);
+            st.failures.remove(&k);
+            tracing::info!(service = %k, "deleted; IP released");
+        }
+        st.seen.retain(|k, _| present.contains(k));
+        st.pool_status(&all_pools).await;
+
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = lost.cancelled() => {
+                tracing::warn!("lost the controller lease; stopping writes");
+                break;
+            }
+            _ = notify.notified() => {}
+        }
+        // Let a burst of changes arrive before the next pass.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tasks.abort_all();
+    Ok(())
+}
