@@ -470,22 +470,8 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         let mut svcs = services.state();
         svcs.sort_by_key(|s| (s.metadata.creation_timestamp.clone().map(|t| t.0), key(s)));
         let present: HashSet<String> = svcs.iter().map(|s| key(s)).collect();
-        let empty = BTreeMap::new();
-        for svc in &svcs {
-            if svc.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let k = key(svc);
-            let rv = svc.resource_version().unwrap_or_default();
-            if !everything && st.seen.get(&k) == Some(&rv) {
-                continue;
-            }
-            st.seen.insert(k.clone(), rv);
-            let labels = ns
-                .get(&svc.namespace().unwrap_or_default())
-                .unwrap_or(&empty);
-            st.service(svc, labels).await;
-        }
+        let held_before = st.alloc.assignments().count();
+        // Deleted Services first, so their IPs are free for this pass.
         let gone: Vec<String> = st
             .alloc
             .assignments()
@@ -498,8 +484,29 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             st.failures.remove(&k);
             tracing::info!(service = %k, "deleted; IP released");
         }
+        let empty = BTreeMap::new();
+        for svc in &svcs {
+            if svc.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let k = key(svc);
+            let rv = svc.resource_version().unwrap_or_default();
+            // Services still waiting for an IP are tried again on every pass.
+            if !everything && st.seen.get(&k) == Some(&rv) && !st.failures.contains_key(&k) {
+                continue;
+            }
+            st.seen.insert(k.clone(), rv);
+            let labels = ns
+                .get(&svc.namespace().unwrap_or_default())
+                .unwrap_or(&empty);
+            st.service(svc, labels).await;
+        }
         st.seen.retain(|k, _| present.contains(k));
         st.pool_status(&all_pools).await;
+        // Something was released during the pass while others still wait: go again at once.
+        if st.alloc.assignments().count() < held_before && !st.failures.is_empty() {
+            continue;
+        }
 
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
