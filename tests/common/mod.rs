@@ -27,8 +27,14 @@ pub struct Metalgate {
 }
 
 impl Metalgate {
-    /// Start on `data_dir` and `port`, with extra arguments; waits for the ready line.
+    /// Start the store alone on `data_dir` and `port`, with extra arguments; waits for the
+    /// ready line.
     pub fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Metalgate {
+        Self::start_with(data_dir, port, "none", extra)
+    }
+
+    /// Start with these components.
+    pub fn start_with(data_dir: &Path, port: u16, components: &str, extra: &[&str]) -> Metalgate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_metalgate"))
             .args(["run", "--data-dir"])
             .arg(data_dir)
@@ -38,10 +44,13 @@ impl Metalgate {
                 "--node-name",
                 "test-node",
                 "--components",
-                "none",
+                components,
             ])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("METALGATE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,232 @@
+//! The controller as users meet it: `kubectl get svc` showing EXTERNAL-IP, Events, and a
+//! controller killed in the middle of work that moves no IP when it comes back.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Metalgate, free_port};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, ListParams, PostParams};
+
+const POOL: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: metalgate-system}
+---
+apiVersion: metalgate.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lab-pool, namespace: metalgate-system}
+spec:
+  addresses: [192.168.56.200-192.168.56.201]
+";
+
+fn lb(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80}}]\n"
+    )
+}
+
+fn external_ip(mg: &Metalgate, name: &str) -> String {
+    let table = mg.kubectl_ok(&["get", "svc", name]);
+    table
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_string()
+}
+
+fn wait_external_ip(mg: &Metalgate, name: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ip = external_ip(mg, name);
+        if ip == want || Instant::now() > deadline {
+            return ip;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn kubectl_get_svc_shows_the_external_ip_and_events_say_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mg = Metalgate::start_with(&dir.path().join("data"), free_port(), "controller", &[]);
+    mg.kubectl_stdin(&["apply", "--server-side", "-f", "-"], POOL);
+    for n in ["first", "second", "third"] {
+        let out = mg.kubectl_stdin(&["apply", "-f", "-"], &lb(n));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        wait_external_ip(&mg, "first", "192.168.56.200"),
+        "192.168.56.200"
+    );
+    assert_eq!(
+        wait_external_ip(&mg, "second", "192.168.56.201"),
+        "192.168.56.201"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        external_ip(&mg, "third"),
+        "<pending>",
+        "the pool has two IPs"
+    );
+    let events = mg.kubectl_ok(&["get", "events"]);
+    let line = events
+        .lines()
+        .find(|l| l.contains("service/third"))
+        .unwrap_or_else(|| panic!("no event for third:\n{events}"));
+    assert!(
+        line.contains("AllocationFailed") && line.contains("lab-pool exhausted"),
+        "{line}"
+    );
+    let describe = mg.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=first",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(describe.contains("IPAllocated"), "{describe}");
+    let pools = mg.kubectl_ok(&["get", "ipaddresspools", "-n", "metalgate-system"]);
+    let row: Vec<&str> = pools.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[4..6],
+        ["2", "0"],
+        "assigned and available counts: {pools}"
+    );
+
+    // Releasing one lets the pending Service have it.
+    mg.kubectl_ok(&["delete", "svc", "first"]);
+    assert_eq!(
+        wait_external_ip(&mg, "third", "192.168.56.200"),
+        "192.168.56.200"
+    );
+}
+
+struct Controller(Child);
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_controller(kubeconfig: &std::path::Path) -> Controller {
+    Controller(
+        Command::new(env!("CARGO_BIN_EXE_metalgate"))
+            .args(["controller", "--node-name", "ctl", "--kubeconfig"])
+            .arg(kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn assigned(api: &Api<Service>) -> HashMap<String, String> {
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| {
+            let ip = s.status?.load_balancer?.ingress?.first()?.ip.clone()?;
+            Some((s.metadata.name?, ip))
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_mid_way_through_500_services_moves_no_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
+    let out = mg.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &POOL.replace("192.168.56.200-192.168.56.201", "10.250.0.0/23"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = metalgate_k8s::client::from_kubeconfig(&mg.kubeconfig())
+            .await
+            .unwrap();
+        let api: Api<Service> = Api::namespaced(client.clone(), "default");
+        let mut controller = start_controller(&mg.kubeconfig());
+        let creator = {
+            let api = api.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let svc: Service = serde_json::from_str(
+                        &serde_json::to_string(
+                            &serde_yaml_ng::from_str::<serde_json::Value>(&lb(&format!(
+                                "svc-{i:03}"
+                            )))
+                            .unwrap(),
+                        )
+                        .unwrap(),
+                    )
+                    .unwrap();
+                    api.create(&PostParams::default(), &svc).await.unwrap();
+                }
+            })
+        };
+        // Kill the controller (SIGKILL) once it has handed out some IPs, while creations go on.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let before = loop {
+            let a = assigned(&api).await;
+            if a.len() >= 100 || Instant::now() > deadline {
+                break a;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        drop(controller);
+        let before_kill_settled = assigned(&api).await;
+        assert!(
+            before.len() >= 100,
+            "the controller assigned only {} IPs in 60 s",
+            before.len()
+        );
+        creator.await.unwrap();
+        assert!(
+            before_kill_settled.len() < 500,
+            "the kill came too late to test anything"
+        );
+
+        controller = start_controller(&mg.kubeconfig());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let after = loop {
+            let a = assigned(&api).await;
+            if a.len() == 500 || Instant::now() > deadline {
+                break a;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        drop(controller);
+        assert_eq!(after.len(), 500, "every Service ends with an IP");
+        for (name, ip) in &before_kill_settled {
+            assert_eq!(
+                after.get(name),
+                Some(ip),
+                "{name} kept its IP across the restart"
+            );
+        }
+        let distinct: HashSet<&String> = after.values().collect();
+        assert_eq!(distinct.len(), 500, "no IP is held twice");
+    });
+}
