@@ -108,54 +108,6 @@ fn ips_text(ips: &[IpAddr]) -> String {
 }
 
 impl State {
-    async fn event(
-        &self,
-        obj: &impl Resource<DynamicType = ()>,
-        type_: EventType,
-        reason: &str,
-        note: String,
-    ) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "publishing an event failed");
-        }
-    }
-
-    async fn write_status(
-        &self,
-        svc: &Service,
-        ips: &[IpAddr],
-        pool: Option<&str>,
-    ) -> Result<(), kube::Error> {
-        let api: Api<Service> =
-            Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
-        let name = svc.name_any();
-        let ingress: Vec<serde_json::Value> = ips
-            .iter()
-            .map(|ip| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
-            .collect();
-        let status = json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": svc.namespace()},
-            "status": {"loadBalancer": if ingress.is_empty() { json!({}) } else { json!({"ingress": ingress}) }},
-        });
-        let pp = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch_status(&name, &pp, &Patch::Apply(&status)).await?;
-        let mut meta = json!({"name": name, "namespace": svc.namespace()});
-        if let Some(p) = pool {
-            meta["annotations"] = json!({ALLOCATED_FROM_POOL: p});
-        }
-        let annotate = json!({"apiVersion": "v1", "kind": "Service", "metadata": meta});
-        api.patch(&name, &pp, &Patch::Apply(&annotate)).await?;
-        Ok(())
-    }
-
     /// Pools from the store, validated; a bad pool keeps its last good version.
     async fn refresh_pools(&mut self, pools: &[Arc<IPAddressPool>]) -> bool {
         let mut sorted: Vec<&Arc<IPAddressPool>> = pools.iter().collect();
@@ -199,7 +151,7 @@ impl State {
                 );
                 if self.reported.insert(version) {
                     tracing::warn!(pool = %spec.name, %problem, "invalid IPAddressPool; keeping its last good version");
-                    self.event(obj.as_ref(), EventType::Warning, "InvalidConfiguration", format!("IPAddressPool {}: {problem}; the pool keeps its last valid configuration", spec.name)).await;
+                    publish(&self.recorder, obj.as_ref(), EventType::Warning, "InvalidConfiguration", format!("IPAddressPool {}: {problem}; the pool keeps its last valid configuration", spec.name)).await;
                 }
                 if let Some(good) = self.last_good.get(&spec.name).cloned() {
                     if overlaps(&good, &accepted).is_none() {
@@ -257,34 +209,42 @@ impl State {
         }
     }
 
-    async fn clear(&mut self, svc: &Service, reason: String) {
-        let had = !status_ips(svc).is_empty();
-        if had {
-            if let Err(e) = self.write_status(svc, &[], None).await {
-                tracing::warn!(service = %key(svc), error = %e, "clearing status failed");
-                self.seen.remove(&key(svc));
-                return;
-            }
-            self.event(svc, EventType::Normal, "ClearAssignment", reason)
-                .await;
-        }
-    }
-
-    async fn service(&mut self, svc: &Service, ns_labels: &BTreeMap<String, String>) {
+    /// Decide what one Service needs: the allocator's answer, as data for the applier.
+    fn decide(
+        &mut self,
+        svc: &Arc<Service>,
+        ns_labels: &BTreeMap<String, String>,
+    ) -> Option<Action> {
         let k = key(svc);
+        let mut action = Action {
+            svc: svc.clone(),
+            write: None,
+            events: Vec::new(),
+        };
+        let clear = |action: &mut Action, reason: String| {
+            if !status_ips(svc).is_empty() || svc.annotations().contains_key(ALLOCATED_FROM_POOL) {
+                action.write = Some((Vec::new(), None));
+                if !status_ips(svc).is_empty() {
+                    action
+                        .events
+                        .push((EventType::Normal, "ClearAssignment", reason));
+                }
+            }
+        };
         match wanted(svc, ns_labels, &self.cfg.class) {
             Wanted::NotOurs => {
-                let held = self.alloc.release(&k);
+                self.alloc.release(&k);
                 self.failures.remove(&k);
-                let ours = svc.annotations().contains_key(ALLOCATED_FROM_POOL);
-                if held.is_some() || ours {
-                    self.clear(svc, "the Service is no longer a LoadBalancer of this class; its IP was released".into()).await;
-                }
+                clear(
+                    &mut action,
+                    "the Service is no longer a LoadBalancer of this class; its IP was released"
+                        .into(),
+                );
             }
             Wanted::Invalid(why) => {
                 self.alloc.release(&k);
-                self.clear(svc, format!("released: {why}")).await;
-                self.fail(svc, why).await;
+                clear(&mut action, format!("released: {why}"));
+                self.fail(&mut action, why);
             }
             Wanted::Ips(req) => match self.alloc.assign(&k, &req) {
                 Ok(a) => {
@@ -293,48 +253,35 @@ impl State {
                     if status_ips(svc) != a.ips
                         || pool_annotation.as_deref() != Some(a.pool.as_str())
                     {
-                        match self.write_status(svc, &a.ips, Some(&a.pool)).await {
-                            Ok(()) => {
-                                if status_ips(svc) != a.ips {
-                                    self.event(
-                                        svc,
-                                        EventType::Normal,
-                                        "IPAllocated",
-                                        format!(
-                                            "Assigned IP {} from pool {}",
-                                            ips_text(&a.ips),
-                                            a.pool
-                                        ),
-                                    )
-                                    .await;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(service = %k, error = %e, "writing status failed; will retry");
-                                self.seen.remove(&k);
-                            }
+                        if status_ips(svc) != a.ips {
+                            action.events.push((
+                                EventType::Normal,
+                                "IPAllocated",
+                                format!("Assigned IP {} from pool {}", ips_text(&a.ips), a.pool),
+                            ));
                         }
+                        action.write = Some((a.ips, Some(a.pool)));
                     }
                 }
                 Err(e) => {
-                    self.clear(svc, format!("released: {e}")).await;
-                    self.fail(svc, e.to_string()).await;
+                    clear(&mut action, format!("released: {e}"));
+                    self.fail(&mut action, e.to_string());
                 }
             },
         }
+        (action.write.is_some() || !action.events.is_empty()).then_some(action)
     }
 
-    async fn fail(&mut self, svc: &Service, why: String) {
-        let k = key(svc);
+    /// An AllocationFailed Event, once per distinct reason.
+    fn fail(&mut self, action: &mut Action, why: String) {
+        let k = key(&action.svc);
         if self.failures.get(&k) != Some(&why) {
             tracing::info!(service = %k, %why, "allocation failed");
-            self.event(
-                svc,
+            action.events.push((
                 EventType::Warning,
                 "AllocationFailed",
                 format!("Failed to allocate IP for \"{k}\": {why}"),
-            )
-            .await;
+            ));
             self.failures.insert(k, why);
         }
     }
@@ -367,6 +314,81 @@ impl State {
         }
     }
 }
+
+/// What a pass decided for one Service.
+struct Action {
+    svc: Arc<Service>,
+    /// IPs (empty: clear) and the pool to record.
+    write: Option<(Vec<IpAddr>, Option<String>)>,
+    /// Events to publish once the write is done.
+    events: Vec<(EventType, &'static str, String)>,
+}
+
+async fn publish(
+    recorder: &Recorder,
+    obj: &impl Resource<DynamicType = ()>,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "publishing an event failed");
+    }
+}
+
+async fn write_status(
+    client: &kube::Client,
+    svc: &Service,
+    ips: &[IpAddr],
+    pool: Option<&str>,
+) -> Result<(), kube::Error> {
+    let api: Api<Service> = Api::namespaced(client.clone(), &svc.namespace().unwrap_or_default());
+    let name = svc.name_any();
+    let ingress: Vec<serde_json::Value> = ips
+        .iter()
+        .map(|ip| json!({"ip": ip.to_string(), "ipMode": "VIP"}))
+        .collect();
+    let status = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": svc.namespace()},
+        "status": {"loadBalancer": if ingress.is_empty() { json!({}) } else { json!({"ingress": ingress}) }},
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&name, &pp, &Patch::Apply(&status)).await?;
+    let mut meta = json!({"name": name, "namespace": svc.namespace()});
+    if let Some(p) = pool {
+        meta["annotations"] = json!({ALLOCATED_FROM_POOL: p});
+    }
+    if pool.map(str::to_string) != svc.annotations().get(ALLOCATED_FROM_POOL).cloned() {
+        let annotate = json!({"apiVersion": "v1", "kind": "Service", "metadata": meta});
+        api.patch(&name, &pp, &Patch::Apply(&annotate)).await?;
+    }
+    Ok(())
+}
+
+/// Perform one decision; on failure, the Service's key (to be looked at again).
+async fn perform(client: &kube::Client, recorder: &Recorder, a: Action) -> Result<(), String> {
+    if let Some((ips, pool)) = &a.write {
+        if let Err(e) = write_status(client, &a.svc, ips, pool.as_deref()).await {
+            tracing::warn!(service = %key(&a.svc), error = %e, "writing status failed; will retry");
+            return Err(key(&a.svc));
+        }
+    }
+    for (type_, reason, note) in a.events {
+        publish(recorder, a.svc.as_ref(), type_, reason, note).await;
+    }
+    Ok(())
+}
+
+/// How many writes the applier has in flight.
+const WRITE_CONCURRENCY: usize = 16;
 
 /// Run the controller until `ctx.shutdown`.
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
@@ -485,6 +507,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             tracing::info!(service = %k, "deleted; IP released");
         }
         let empty = BTreeMap::new();
+        let mut actions = Vec::new();
         for svc in &svcs {
             if svc.metadata.deletion_timestamp.is_some() {
                 continue;
@@ -499,7 +522,20 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             let labels = ns
                 .get(&svc.namespace().unwrap_or_default())
                 .unwrap_or(&empty);
-            st.service(svc, labels).await;
+            actions.extend(st.decide(svc, labels));
+        }
+        // The decisions are made; the writes go out together, a few at a time.
+        let failed: Vec<String> = futures::stream::iter(
+            actions
+                .into_iter()
+                .map(|a| perform(&st.client, &st.recorder, a)),
+        )
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .filter_map(|r| async move { r.err() })
+        .collect()
+        .await;
+        for k in failed {
+            st.seen.remove(&k);
         }
         st.seen.retain(|k, _| present.contains(k));
         st.pool_status(&all_pools).await;

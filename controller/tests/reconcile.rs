@@ -49,7 +49,7 @@ async fn start() -> Env {
         .unwrap();
     }
     let mut env = Env {
-        server,
+        _server: server,
         client,
         shutdown: CancellationToken::new(),
         task: None,

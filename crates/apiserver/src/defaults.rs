@@ -63,10 +63,14 @@ pub fn service(svc: &mut Value, old: Option<&Value>, others: &[Arc<Value>]) -> A
     }
 
     // ClusterIP: keep the old one (immutable), honour a requested one, or allocate.
-    let used: HashSet<Ipv4Addr> = others
-        .iter()
-        .filter_map(|o| o["spec"]["clusterIP"].as_str()?.parse().ok())
-        .collect();
+    // Who uses what is only worked out when something is allocated: an update of an existing
+    // Service must not cost a scan of every other one.
+    let used = || -> HashSet<Ipv4Addr> {
+        others
+            .iter()
+            .filter_map(|o| o["spec"]["clusterIP"].as_str()?.parse().ok())
+            .collect()
+    };
     let old_ip = old
         .and_then(|o| o["spec"]["clusterIP"].as_str())
         .map(str::to_string);
@@ -85,7 +89,7 @@ pub fn service(svc: &mut Value, old: Option<&Value>, others: &[Arc<Value>]) -> A
         }
         (Some(o), _) => o.clone(),
         (None, "None") => "None".to_string(),
-        (None, "") => allocate_ip(&used)
+        (None, "") => allocate_ip(&used())
             .ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?
             .to_string(),
         (None, r) => {
@@ -111,7 +115,7 @@ pub fn service(svc: &mut Value, old: Option<&Value>, others: &[Arc<Value>]) -> A
                     )],
                 ));
             }
-            if used.contains(&parsed) {
+            if used().contains(&parsed) {
                 return Err(ApiError::invalid(
                     "Service",
                     &name,
@@ -146,17 +150,22 @@ pub fn service(svc: &mut Value, old: Option<&Value>, others: &[Arc<Value>]) -> A
     // NodePorts for NodePort and LoadBalancer Services.
     let wants_node_ports = ty == "NodePort"
         || (ty == "LoadBalancer" && spec["allocateLoadBalancerNodePorts"].as_bool() != Some(false));
-    let mut taken: HashSet<i64> = others
-        .iter()
-        .flat_map(|o| {
-            o["spec"]["ports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["nodePort"].as_i64())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let mut taken: Option<HashSet<i64>> = None;
+    // Ports given to this Service's earlier ports in this write.
+    let mut mine: HashSet<i64> = HashSet::new();
+    let scan = || -> HashSet<i64> {
+        others
+            .iter()
+            .flat_map(|o| {
+                o["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["nodePort"].as_i64())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
     let old_ports = old
         .and_then(|o| o["spec"]["ports"].as_array().cloned())
         .unwrap_or_default();
@@ -174,8 +183,10 @@ pub fn service(svc: &mut Value, old: Option<&Value>, others: &[Arc<Value>]) -> A
                 .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
                 .and_then(|o| o["nodePort"].as_i64());
             let np = match requested.or(kept) {
+                // The port it already had stays its own.
+                Some(n) if Some(n) == kept => n,
                 Some(n) => {
-                    if taken.contains(&n) {
+                    if mine.contains(&n) || taken.get_or_insert_with(scan).contains(&n) {
                         return Err(ApiError::invalid(
                             "Service",
                             &name,
@@ -193,13 +204,13 @@ pub fn service(svc: &mut Value, old: Option<&Value>, others: &[Arc<Value>]) -> A
                     let span = NODE_PORTS.end() - NODE_PORTS.start() + 1;
                     (0..span)
                         .map(|k| NODE_PORTS.start() + (start - NODE_PORTS.start() + k) % span)
-                        .find(|n| !taken.contains(n))
+                        .find(|n| !mine.contains(n) && !taken.get_or_insert_with(scan).contains(n))
                         .ok_or_else(|| {
                             ApiError::internal("failed to allocate a nodePort: range is full")
                         })?
                 }
             };
-            taken.insert(np);
+            mine.insert(np);
             p["nodePort"] = json!(np);
         }
     }
@@ -285,4 +296,48 @@ pub fn crd_status(crd: &mut Value, now: &str) {
             {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
         ],
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ports_are_distinct_and_kept_across_updates() {
+        let other = Arc::new(
+            json!({"spec": {"clusterIP": "10.43.0.10", "ports": [{"port": 80, "nodePort": 30000}]}}),
+        );
+        let mut svc = json!({"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 443}]}});
+        service(&mut svc, None, std::slice::from_ref(&other)).unwrap();
+        let ports: Vec<i64> = svc["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["nodePort"].as_i64().unwrap())
+            .collect();
+        assert_ne!(ports[0], ports[1]);
+        assert!(!ports.contains(&30000));
+        assert!(
+            svc["spec"]["clusterIP"]
+                .as_str()
+                .unwrap()
+                .starts_with("10.43.")
+        );
+        let old = svc.clone();
+        let mut update = json!({"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 443}]}});
+        service(&mut update, Some(&old), &[other]).unwrap();
+        assert_eq!(
+            update["spec"]["ports"], old["spec"]["ports"],
+            "an update keeps its NodePorts"
+        );
+        assert_eq!(update["spec"]["clusterIP"], old["spec"]["clusterIP"]);
+        let taken = Arc::new(json!({"spec": {"ports": [{"port": 1, "nodePort": 31000}]}}));
+        let mut clash = json!({"metadata": {"name": "x"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31000}]}});
+        let err = service(&mut clash, None, &[taken]).unwrap_err();
+        assert!(
+            err.message.contains("spec.ports[0].nodePort"),
+            "{}",
+            err.message
+        );
+    }
 }
