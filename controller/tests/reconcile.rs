@@ -481,3 +481,86 @@ impl Env {
         self.ip(&name).await
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_services_get_one_ip_per_family() {
+    let env = start().await;
+    env.pool(
+        "dual",
+        json!({"addresses": ["192.168.56.200-192.168.56.210", "fd00:56::200-fd00:56::210"]}),
+    )
+    .await;
+    env.lb(
+        "both",
+        json!({"spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}}),
+    )
+    .await;
+    env.wait_ip("both", some).await;
+    let svc = env.svcs().get("both").await.unwrap();
+    let ips: Vec<String> = svc
+        .status
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .ingress
+        .unwrap()
+        .into_iter()
+        .filter_map(|i| i.ip)
+        .collect();
+    assert_eq!(ips, ["192.168.56.200", "fd00:56::200"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_never_both_write() {
+    let env = start().await;
+    // A second replica against the same store.
+    let second = CancellationToken::new();
+    let ctx = ComponentContext {
+        client: env.client.clone(),
+        node: NodeIdentity {
+            name: "second".into(),
+            ip: None,
+        },
+        shutdown: second.clone(),
+    };
+    let task = tokio::spawn(metalgate_controller::reconciler::run(
+        ctx,
+        metalgate_controller::Config::default(),
+    ));
+    env.pool(
+        "lab",
+        json!({"addresses": ["192.168.56.200-192.168.56.220"]}),
+    )
+    .await;
+    for i in 0..5 {
+        env.lb(&format!("s{i}"), json!({})).await;
+    }
+    for i in 0..5 {
+        env.wait_ip(&format!("s{i}"), some).await;
+    }
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.client.clone(), "metalgate-system");
+    let holder = leases
+        .get("metalgate-controller")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity
+        .unwrap();
+    // Every write came from the Lease holder: each Service's status was written once, by one
+    // replica, and all the IPAllocated Events name the same instance.
+    let api: Api<CoreEvent> = Api::all(env.client.clone());
+    let instances: std::collections::BTreeSet<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("IPAllocated"))
+        .filter_map(|e| e.reporting_instance)
+        .collect();
+    assert_eq!(instances.into_iter().collect::<Vec<_>>(), [holder]);
+    second.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -262,3 +262,100 @@ fn shrinking_a_pool_clears_only_what_falls_outside() {
     assert_eq!(a.stats("a").assigned_v4, 4);
     assert_eq!(a.stats("a").available_v4, 0);
 }
+
+#[test]
+fn service_allocation_namespaces_selectors_and_priority() {
+    use metalgate_ipam::{Requirement, Selector, ServiceAllocation};
+    let spec = |name: &str, addr: &str, alloc: Option<ServiceAllocation>| {
+        Pool::from_spec(&PoolSpec {
+            name: name.into(),
+            addresses: vec![addr.into()],
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            allocation: alloc,
+        })
+        .unwrap()
+    };
+    let pools = vec![
+        spec("general", "10.0.0.0/30", None),
+        spec(
+            "team-a",
+            "10.0.1.0/30",
+            Some(ServiceAllocation {
+                priority: Some(10),
+                namespaces: vec!["team-a".into()],
+                ..Default::default()
+            }),
+        ),
+        spec(
+            "gold",
+            "10.0.2.0/30",
+            Some(ServiceAllocation {
+                priority: Some(1),
+                namespace_selectors: vec![Selector(vec![Requirement::In(
+                    "tier".into(),
+                    vec!["gold".into()],
+                )])],
+                service_selectors: vec![Selector(vec![Requirement::Exists("public".into())])],
+                ..Default::default()
+            }),
+        ),
+    ];
+    let mut a = Allocator::new(pools);
+    let req = |ns: &str, ns_tier: Option<&str>, public: bool| Request {
+        service: ServiceInfo {
+            namespace: ns.into(),
+            namespace_labels: ns_tier
+                .map(|t| [("tier".to_string(), t.to_string())].into())
+                .unwrap_or_default(),
+            labels: if public {
+                [("public".to_string(), "yes".to_string())].into()
+            } else {
+                Default::default()
+            },
+        },
+        families: vec![Family::V4],
+        ..Default::default()
+    };
+    assert_eq!(
+        a.assign("team-a/x", &req("team-a", None, false))
+            .unwrap()
+            .pool,
+        "team-a",
+        "a pool with a priority comes before one without"
+    );
+    assert_eq!(
+        a.assign("other/x", &req("other", None, false))
+            .unwrap()
+            .pool,
+        "general",
+        "team-a's pool is not for other namespaces"
+    );
+    assert_eq!(
+        a.assign("shop/x", &req("shop", Some("gold"), true))
+            .unwrap()
+            .pool,
+        "gold",
+        "priority 1 wins when both selectors match"
+    );
+    assert_eq!(
+        a.assign("shop/y", &req("shop", Some("gold"), false))
+            .unwrap()
+            .pool,
+        "general",
+        "the service selector must match too"
+    );
+    let err = a
+        .assign(
+            "z/x",
+            &Request {
+                pool: Some("team-a".into()),
+                ..req("z", None, false)
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pool \"team-a\" does not accept this Service (serviceAllocation)"
+    );
+}
