@@ -8,6 +8,7 @@
 //! `metalgate lab` (the workshop's network in namespaces) and [`demo`] its backends.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod cli;
 pub mod demo;
 pub mod lab;

@@ -124,6 +124,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         let mut cfg = Config::new(&args.data_dir);
         cfg.listen = args.api_listen;
+        cfg.admission
+            .push(std::sync::Arc::new(crate::admission::PoolAdmission));
         if let Some(ip) = args.node_ip {
             cfg.extra_sans.push(ip.to_string());
         }

@@ -230,3 +230,54 @@ fn sigkill_mid_way_through_500_services_moves_no_ip() {
         assert_eq!(distinct.len(), 500, "no IP is held twice");
     });
 }
+
+#[test]
+fn invalid_pools_are_refused_with_the_field_named_and_assignments_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mg = Metalgate::start_with(&dir.path().join("data"), free_port(), "controller", &[]);
+    mg.kubectl_stdin(&["apply", "--server-side", "-f", "-"], POOL);
+    mg.kubectl_stdin(&["apply", "-f", "-"], &lb("web"));
+    assert_eq!(
+        wait_external_ip(&mg, "web", "192.168.56.200"),
+        "192.168.56.200"
+    );
+    let pool = |name: &str, addr: &str| {
+        format!(
+            "apiVersion: metalgate.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}, namespace: metalgate-system}}\nspec:\n  addresses: [\"{addr}\"]\n"
+        )
+    };
+    for (name, addr, want) in [
+        (
+            "overlapping",
+            "192.168.56.201/32",
+            "overlaps IPAddressPool metalgate-system/lab-pool",
+        ),
+        ("bad-cidr", "192.168.57.0/33", "prefix length"),
+        ("reversed", "192.168.58.20-192.168.58.10", "reversed"),
+    ] {
+        let out = mg.kubectl_stdin(&["apply", "-f", "-"], &pool(name, addr));
+        assert!(!out.status.success(), "{name} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("spec.addresses[0]") && err.contains(want),
+            "{name}: {err}"
+        );
+    }
+    // Editing the pool in use into something invalid is refused too.
+    let out = mg.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &POOL.replace(
+            "192.168.56.200-192.168.56.201",
+            "192.168.56.201-192.168.56.200",
+        ),
+    );
+    assert!(!out.status.success());
+    let pools = mg.kubectl_ok(&["get", "ipaddresspools", "-A", "-o", "name"]);
+    assert_eq!(pools.trim(), "ipaddresspool.metalgate.io/lab-pool");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        external_ip(&mg, "web"),
+        "192.168.56.200",
+        "the assignment stays"
+    );
+}

@@ -43,6 +43,21 @@ pub struct State {
     pub token: String,
     /// Bookmark period for watches that ask for them.
     pub bookmark_interval: Duration,
+    /// Extra validation of writes (admission).
+    pub admission: Vec<Arc<dyn Admission>>,
+}
+
+/// Validation a write must pass beyond its schema, like a validating admission webhook.
+pub trait Admission: Send + Sync {
+    /// Problems with `obj` (a create or update of `group`/`kind`, spec part), given the other
+    /// objects of the same resource; empty when it may be written.
+    fn validate(
+        &self,
+        group: &str,
+        kind: &str,
+        obj: &Value,
+        others: &[Arc<Value>],
+    ) -> Vec<crate::Cause>;
 }
 
 /// Now, as Kubernetes writes timestamps.
@@ -322,6 +337,7 @@ fn resource_list(reg: &Registry, g: &str, v: &str) -> ApiResult<Value> {
 
 /// A parsed resource path.
 struct Target {
+    admission: Vec<Arc<dyn Admission>>,
     def: Arc<ResourceDef>,
     namespace: Option<String>,
     name: Option<String>,
@@ -351,18 +367,21 @@ fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> ApiResult<Ta
             }
             match tail {
                 [] => Ok(Target {
+                    admission: Vec::new(),
                     def,
                     namespace: s(ns),
                     name: None,
                     sub: None,
                 }),
                 [name] => Ok(Target {
+                    admission: Vec::new(),
                     def,
                     namespace: s(ns),
                     name: s(name),
                     sub: None,
                 }),
                 [name, sub] => Ok(Target {
+                    admission: Vec::new(),
                     def,
                     namespace: s(ns),
                     name: s(name),
@@ -372,6 +391,7 @@ fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> ApiResult<Ta
             }
         }
         [plural] => Ok(Target {
+            admission: Vec::new(),
             def: find(plural)?,
             namespace: None,
             name: None,
@@ -383,6 +403,7 @@ fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> ApiResult<Ta
                 return Err(ApiError::no_route(&rest.join("/")));
             }
             Ok(Target {
+                admission: Vec::new(),
                 def,
                 namespace: None,
                 name: s(name),
@@ -395,6 +416,7 @@ fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> ApiResult<Ta
                 return Err(ApiError::no_route(&rest.join("/")));
             }
             Ok(Target {
+                admission: Vec::new(),
                 def,
                 namespace: None,
                 name: s(name),
@@ -422,7 +444,8 @@ async fn resource_request(
             &[],
         ));
     }
-    let t = parse_target(&state.registry, g, v, rest)?;
+    let mut t = parse_target(&state.registry, g, v, rest)?;
+    t.admission = state.admission.clone();
     let part = match t.sub.as_deref() {
         None => {
             if t.def.has_status {
@@ -986,7 +1009,19 @@ fn prepare(
     }
 
     // Documented rules.
-    let causes = validation::semantics(def, &new);
+    let mut causes = validation::semantics(def, &new);
+    if causes.is_empty() && part != Part::Status && !t.admission.is_empty() {
+        let key = def.key(t.namespace.as_deref(), &name);
+        let others: Vec<Arc<Value>> = txn
+            .list(&def.storage_prefix())
+            .into_iter()
+            .filter(|(k, _)| *k != key)
+            .map(|(_, o)| o)
+            .collect();
+        for a in &t.admission {
+            causes.extend(a.validate(&def.group, &def.kind, &new, &others));
+        }
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(&def.kind, &name, causes));
     }

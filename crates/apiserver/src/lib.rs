@@ -31,6 +31,6 @@ mod tls;
 mod validation;
 
 pub use error::{ApiError, Cause};
-pub use handler::KUBE_VERSION;
+pub use handler::{Admission, KUBE_VERSION};
 pub use server::{ApiServer, Config};
 pub use tls::write_kubeconfig;

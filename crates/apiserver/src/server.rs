@@ -26,7 +26,7 @@ use crate::tls::{self, Credentials};
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// How to run the store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// Where the database and credentials live.
     pub data_dir: PathBuf,
@@ -38,6 +38,8 @@ pub struct Config {
     pub history: usize,
     /// How often open watches that asked for bookmarks get one.
     pub bookmark_interval: std::time::Duration,
+    /// Extra validation of writes, like validating admission webhooks.
+    pub admission: Vec<Arc<dyn crate::Admission>>,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             extra_sans: Vec::new(),
             history: DEFAULT_HISTORY,
             bookmark_interval: std::time::Duration::from_secs(5),
+            admission: Vec::new(),
         }
     }
 }
@@ -87,6 +90,7 @@ impl ApiServer {
             registry,
             token: creds.token.clone(),
             bookmark_interval: cfg.bookmark_interval,
+            admission: cfg.admission.clone(),
         });
         seed_namespaces(&state).await?;
 

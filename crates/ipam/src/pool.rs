@@ -66,7 +66,8 @@ impl Range {
         false
     }
 
-    fn overlaps(&self, other: &Range) -> bool {
+    /// Whether two ranges share an address.
+    pub fn overlaps(&self, other: &Range) -> bool {
         self.family == other.family && self.first <= other.last && other.first <= self.last
     }
 }
