@@ -60,6 +60,15 @@ impl Cause {
     }
 }
 
+/// `services` or `ingresses.networking.k8s.io`, as kube-apiserver names resources.
+fn qualified(resource: &str, group: &str) -> String {
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
+}
+
 /// An API error; becomes a `Status` response.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -99,11 +108,7 @@ impl ApiError {
 
     /// 404 for an object.
     pub fn not_found(resource: &str, group: &str, name: &str) -> Self {
-        let what = if group.is_empty() {
-            resource.to_string()
-        } else {
-            format!("{resource}.{group}")
-        };
+        let what = qualified(resource, group);
         let mut e = Self::new(404, "NotFound", format!("{what} {name:?} not found"));
         e.details = Some((resource.to_string(), name.to_string()));
         e
@@ -125,11 +130,7 @@ impl ApiError {
 
     /// 409 AlreadyExists.
     pub fn already_exists(resource: &str, group: &str, name: &str) -> Self {
-        let what = if group.is_empty() {
-            resource.to_string()
-        } else {
-            format!("{resource}.{group}")
-        };
+        let what = qualified(resource, group);
         let mut e = Self::new(
             409,
             "AlreadyExists",
@@ -141,11 +142,7 @@ impl ApiError {
 
     /// 409 Conflict on a stale resourceVersion.
     pub fn conflict(resource: &str, group: &str, name: &str) -> Self {
-        let what = if group.is_empty() {
-            resource.to_string()
-        } else {
-            format!("{resource}.{group}")
-        };
+        let what = qualified(resource, group);
         let mut e = Self::new(
             409,
             "Conflict",

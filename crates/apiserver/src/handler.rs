@@ -1090,15 +1090,7 @@ fn cascade(txn: &Txn, reg: &Registry, def: &ResourceDef, obj: &Value, now: &str)
     }
     if def.kind == "Namespace" && def.group.is_empty() {
         let ns = obj["metadata"]["name"].as_str().unwrap_or_default();
-        let mut prefixes: Vec<String> = reg
-            .all()
-            .iter()
-            .filter(|d| d.namespaced)
-            .map(|d| format!("{}{ns}/", d.storage_prefix()))
-            .collect();
-        prefixes.sort();
-        prefixes.dedup();
-        for p in prefixes {
+        for p in namespaced_prefixes(reg, ns) {
             for (k, o) in txn.list(&p) {
                 if o["metadata"]["finalizers"]
                     .as_array()
@@ -1118,13 +1110,8 @@ fn cascade(txn: &Txn, reg: &Registry, def: &ResourceDef, obj: &Value, now: &str)
     out
 }
 
-/// If `ns` is terminating and holds nothing more, it can go.
-fn finish_namespace(txn: &Txn, reg: &Registry, ns: &str, removing: &[String]) -> Option<Write> {
-    let key = format!("core/namespaces//{ns}");
-    let n = txn.get(&key)?;
-    if n["status"]["phase"] != "Terminating" {
-        return None;
-    }
+/// The storage prefixes of everything namespaced in `ns`.
+fn namespaced_prefixes(reg: &Registry, ns: &str) -> Vec<String> {
     let mut prefixes: Vec<String> = reg
         .all()
         .iter()
@@ -1133,11 +1120,25 @@ fn finish_namespace(txn: &Txn, reg: &Registry, ns: &str, removing: &[String]) ->
         .collect();
     prefixes.sort();
     prefixes.dedup();
-    let left = prefixes
+    prefixes
+}
+
+/// Whether `ns` holds nothing once the keys in `removing` are gone.
+fn empty_after(txn: &Txn, reg: &Registry, ns: &str, removing: &[String]) -> bool {
+    !namespaced_prefixes(reg, ns)
         .iter()
         .flat_map(|p| txn.list(p))
-        .any(|(k, _)| !removing.contains(&k));
-    (!left).then_some(Write::Delete(key))
+        .any(|(k, _)| !removing.contains(&k))
+}
+
+/// If `ns` is terminating and holds nothing more, it can go.
+fn finish_namespace(txn: &Txn, reg: &Registry, ns: &str, removing: &[String]) -> Option<Write> {
+    let key = format!("core/namespaces//{ns}");
+    let n = txn.get(&key)?;
+    if n["status"]["phase"] != "Terminating" {
+        return None;
+    }
+    empty_after(txn, reg, ns, removing).then_some(Write::Delete(key))
 }
 
 async fn commit_one(
@@ -1488,20 +1489,7 @@ fn delete_in_txn(
                 })
                 .collect();
             // Everything left is being deleted: the namespace goes at once.
-            let mut prefixes: Vec<String> = state
-                .registry
-                .all()
-                .iter()
-                .filter(|d| d.namespaced)
-                .map(|d| format!("{}{ns}/", d.storage_prefix()))
-                .collect();
-            prefixes.sort();
-            prefixes.dedup();
-            let left = prefixes
-                .iter()
-                .flat_map(|p| txn.list(p))
-                .any(|(k, _)| !removing.contains(&k));
-            if !left {
+            if empty_after(txn, &state.registry, ns, &removing) {
                 writes.push(Write::Delete(key.to_string()));
             }
         }
