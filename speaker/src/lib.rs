@@ -1,8 +1,15 @@
 //! # metalgate-speaker
 //!
-//! Answers ARP for LoadBalancer IPs on the node that owns them. This crate is the seam's
-//! placeholder until that issue lands: it provides no component yet, and `metalgate run` says
-//! so when asked to run it.
+//! Answers ARP for LoadBalancer IPs on the node that owns them, so `arping 192.168.56.200` from
+//! the laptop gets exactly one MAC. In the data flow it is the `speaker/announcer` stage:
+//! IP → owning node → ARP replies and gratuitous ARP on the NIC of the IP's subnet.
+//!
+//! - [`arp`]: frames in, a reply or a typed drop reason out — pure;
+//! - [`election`]: which node owns an IP (sha256 order over eligible nodes) — pure.
+#![forbid(unsafe_code)]
+
+pub mod arp;
+pub mod election;
 
 /// The component name used by `metalgate run --components`.
 pub const NAME: &str = "speaker";

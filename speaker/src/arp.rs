@@ -1,0 +1,451 @@
+//! ARP frames: deciding whether to answer a request (pure, with a typed reason for every frame
+//! ignored), and building replies and gratuitous ARP.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use pnet::packet::Packet;
+use pnet::packet::arp::{ArpHardwareTypes, ArpOperations, ArpPacket, MutableArpPacket};
+use pnet::packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
+use pnet::util::MacAddr;
+
+/// Why a frame got no answer. Every ignored frame is counted under one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Drop {
+    /// Not a whole Ethernet frame.
+    Truncated,
+    /// Not ARP.
+    NotArp,
+    /// ARP, but not Ethernet/IPv4.
+    NotEthernetIpv4,
+    /// A reply (or another operation), not a request.
+    NotRequest,
+    /// Sent to neither the broadcast address nor this interface.
+    NotForThisInterface,
+    /// For an IP this node does not announce.
+    NotOwned,
+    /// For an owned IP, but it is announced on another interface.
+    WrongInterface,
+    /// From a sender outside the IP's subnet on this interface.
+    SenderOutsideSubnet,
+    /// From this interface itself.
+    OwnFrame,
+}
+
+impl Drop {
+    /// Every reason, for metrics.
+    pub const ALL: [Drop; 9] = [
+        Drop::Truncated,
+        Drop::NotArp,
+        Drop::NotEthernetIpv4,
+        Drop::NotRequest,
+        Drop::NotForThisInterface,
+        Drop::NotOwned,
+        Drop::WrongInterface,
+        Drop::SenderOutsideSubnet,
+        Drop::OwnFrame,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Drop::Truncated => "truncated",
+            Drop::NotArp => "not_arp",
+            Drop::NotEthernetIpv4 => "not_ethernet_ipv4",
+            Drop::NotRequest => "not_request",
+            Drop::NotForThisInterface => "not_for_this_interface",
+            Drop::NotOwned => "not_owned",
+            Drop::WrongInterface => "wrong_interface",
+            Drop::SenderOutsideSubnet => "sender_outside_subnet",
+            Drop::OwnFrame => "own_frame",
+        }
+    }
+}
+
+/// The interface a frame arrived on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Its name (`eth1`).
+    pub name: String,
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// Its IPv4 networks (address/prefix).
+    pub nets: Vec<Ipv4Net>,
+}
+
+/// Where an owned IP is announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The IP.
+    pub ip: Ipv4Addr,
+    /// The interface to answer on.
+    pub interface: String,
+    /// Answer only senders in the IP's subnet on that interface (the default).
+    pub same_subnet_only: bool,
+}
+
+/// A request to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// Who asked.
+    pub sender_mac: MacAddr,
+    /// Their address.
+    pub sender_ip: Ipv4Addr,
+    /// The IP asked for.
+    pub target_ip: Ipv4Addr,
+}
+
+/// Decide about one frame received on `iface`, given what this node announces.
+pub fn decide(frame: &[u8], iface: &Interface, owned: &[Announcement]) -> Result<Request, Drop> {
+    let eth = EthernetPacket::new(frame).ok_or(Drop::Truncated)?;
+    if eth.get_ethertype() != EtherTypes::Arp {
+        return Err(Drop::NotArp);
+    }
+    if eth.get_source() == iface.mac {
+        return Err(Drop::OwnFrame);
+    }
+    let dst = eth.get_destination();
+    if dst != MacAddr::broadcast() && dst != iface.mac {
+        return Err(Drop::NotForThisInterface);
+    }
+    let arp = ArpPacket::new(eth.payload()).ok_or(Drop::Truncated)?;
+    if arp.get_hardware_type() != ArpHardwareTypes::Ethernet
+        || arp.get_protocol_type() != EtherTypes::Ipv4
+        || arp.get_hw_addr_len() != 6
+        || arp.get_proto_addr_len() != 4
+    {
+        return Err(Drop::NotEthernetIpv4);
+    }
+    if arp.get_operation() != ArpOperations::Request {
+        return Err(Drop::NotRequest);
+    }
+    let target = arp.get_target_proto_addr();
+    let sender_ip = arp.get_sender_proto_addr();
+    let mine: Vec<&Announcement> = owned.iter().filter(|a| a.ip == target).collect();
+    if mine.is_empty() {
+        return Err(Drop::NotOwned);
+    }
+    let Some(a) = mine.iter().find(|a| a.interface == iface.name) else {
+        return Err(Drop::WrongInterface);
+    };
+    // The interface must hold the IP's subnet, and (by default) the sender must be in it.
+    let Some(net) = iface.nets.iter().find(|n| n.contains(&target)) else {
+        return Err(Drop::WrongInterface);
+    };
+    if a.same_subnet_only && !net.contains(&sender_ip) {
+        return Err(Drop::SenderOutsideSubnet);
+    }
+    Ok(Request {
+        sender_mac: arp.get_sender_hw_addr(),
+        sender_ip,
+        target_ip: target,
+    })
+}
+
+fn frame(
+    dst: MacAddr,
+    src: MacAddr,
+    op: pnet::packet::arp::ArpOperation,
+    sha: MacAddr,
+    spa: Ipv4Addr,
+    tha: MacAddr,
+    tpa: Ipv4Addr,
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 42];
+    {
+        let mut eth = MutableEthernetPacket::new(&mut buf).expect("42 bytes hold an ARP frame");
+        eth.set_destination(dst);
+        eth.set_source(src);
+        eth.set_ethertype(EtherTypes::Arp);
+    }
+    let mut arp = MutableArpPacket::new(&mut buf[14..]).expect("28 bytes hold ARP");
+    arp.set_hardware_type(ArpHardwareTypes::Ethernet);
+    arp.set_protocol_type(EtherTypes::Ipv4);
+    arp.set_hw_addr_len(6);
+    arp.set_proto_addr_len(4);
+    arp.set_operation(op);
+    arp.set_sender_hw_addr(sha);
+    arp.set_sender_proto_addr(spa);
+    arp.set_target_hw_addr(tha);
+    arp.set_target_proto_addr(tpa);
+    buf
+}
+
+/// The reply to a request, from `mac`.
+pub fn reply(req: &Request, mac: MacAddr) -> Vec<u8> {
+    frame(
+        req.sender_mac,
+        mac,
+        ArpOperations::Reply,
+        mac,
+        req.target_ip,
+        req.sender_mac,
+        req.sender_ip,
+    )
+}
+
+/// Gratuitous ARP for `ip` from `mac`, in the two forms neighbours act on: a broadcast reply
+/// with sender = target = IP and target MAC = sender MAC (Linux replaces a fresh entry at once
+/// only for this one), then a broadcast request.
+pub fn gratuitous(ip: Ipv4Addr, mac: MacAddr) -> [Vec<u8>; 2] {
+    [
+        frame(
+            MacAddr::broadcast(),
+            mac,
+            ArpOperations::Reply,
+            mac,
+            ip,
+            mac,
+            ip,
+        ),
+        frame(
+            MacAddr::broadcast(),
+            mac,
+            ArpOperations::Request,
+            mac,
+            ip,
+            MacAddr::zero(),
+            ip,
+        ),
+    ]
+}
+
+/// An ARP request for `target` from `mac`/`sender` (a probe when `sender` is 0.0.0.0).
+pub fn request(target: Ipv4Addr, mac: MacAddr, sender: Ipv4Addr) -> Vec<u8> {
+    frame(
+        MacAddr::broadcast(),
+        mac,
+        ArpOperations::Request,
+        mac,
+        sender,
+        MacAddr::zero(),
+        target,
+    )
+}
+
+/// If `frame` is an ARP reply (or request) from someone claiming `ip`, their MAC.
+pub fn claims(frame: &[u8], ip: Ipv4Addr) -> Option<MacAddr> {
+    let eth = EthernetPacket::new(frame)?;
+    if eth.get_ethertype() != EtherTypes::Arp {
+        return None;
+    }
+    let arp = ArpPacket::new(eth.payload())?;
+    (arp.get_sender_proto_addr() == ip).then(|| arp.get_sender_hw_addr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAPTOP: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x01);
+    const NODE: MacAddr = MacAddr(0x02, 0, 0, 0, 0, 0x10);
+    const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 56, 200);
+
+    fn iface() -> Interface {
+        Interface {
+            name: "eth1".into(),
+            mac: NODE,
+            nets: vec!["192.168.56.10/24".parse().unwrap()],
+        }
+    }
+
+    fn owned() -> Vec<Announcement> {
+        vec![Announcement {
+            ip: VIP,
+            interface: "eth1".into(),
+            same_subnet_only: true,
+        }]
+    }
+
+    fn who_has(target: Ipv4Addr, sender: Ipv4Addr) -> Vec<u8> {
+        request(target, LAPTOP, sender)
+    }
+
+    #[test]
+    fn frames_to_decisions() {
+        let laptop_ip = Ipv4Addr::new(192, 168, 56, 1);
+        let cases: Vec<(&str, Vec<u8>, Interface, Result<(), Drop>)> = vec![
+            (
+                "request for the VIP",
+                who_has(VIP, laptop_ip),
+                iface(),
+                Ok(()),
+            ),
+            (
+                "request for an unassigned pool IP",
+                who_has(Ipv4Addr::new(192, 168, 56, 201), laptop_ip),
+                iface(),
+                Err(Drop::NotOwned),
+            ),
+            (
+                "request on another interface",
+                who_has(VIP, laptop_ip),
+                Interface {
+                    name: "eth0".into(),
+                    ..iface()
+                },
+                Err(Drop::WrongInterface),
+            ),
+            (
+                "interface without the VIP's subnet",
+                who_has(VIP, laptop_ip),
+                Interface {
+                    nets: vec!["10.0.2.15/24".parse().unwrap()],
+                    ..iface()
+                },
+                Err(Drop::WrongInterface),
+            ),
+            (
+                "sender from another subnet",
+                who_has(VIP, Ipv4Addr::new(10, 9, 9, 9)),
+                iface(),
+                Err(Drop::SenderOutsideSubnet),
+            ),
+            (
+                "a reply, not a request",
+                reply(
+                    &Request {
+                        sender_mac: LAPTOP,
+                        sender_ip: laptop_ip,
+                        target_ip: VIP,
+                    },
+                    MacAddr(2, 0, 0, 0, 0, 9),
+                ),
+                iface(),
+                Err(Drop::NotForThisInterface),
+            ),
+            (
+                "our own gratuitous ARP",
+                gratuitous(VIP, NODE)[1].clone(),
+                iface(),
+                Err(Drop::OwnFrame),
+            ),
+            (
+                "someone else's gratuitous reply",
+                gratuitous(VIP, LAPTOP)[0].clone(),
+                iface(),
+                Err(Drop::NotRequest),
+            ),
+            (
+                "truncated",
+                who_has(VIP, laptop_ip)[..20].to_vec(),
+                iface(),
+                Err(Drop::Truncated),
+            ),
+            (
+                "IPv4, not ARP",
+                {
+                    let mut f = who_has(VIP, laptop_ip);
+                    f[12] = 0x08;
+                    f[13] = 0x00;
+                    f
+                },
+                iface(),
+                Err(Drop::NotArp),
+            ),
+            (
+                "unicast to another MAC",
+                {
+                    let mut f = who_has(VIP, laptop_ip);
+                    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x77]);
+                    f
+                },
+                iface(),
+                Err(Drop::NotForThisInterface),
+            ),
+            (
+                "unicast to us",
+                {
+                    let mut f = who_has(VIP, laptop_ip);
+                    f[..6].copy_from_slice(&NODE.octets());
+                    f
+                },
+                iface(),
+                Ok(()),
+            ),
+            (
+                "ARP for another protocol",
+                {
+                    let mut f = who_has(VIP, laptop_ip);
+                    f[16] = 0x86;
+                    f[17] = 0xdd;
+                    f
+                },
+                iface(),
+                Err(Drop::NotEthernetIpv4),
+            ),
+        ];
+        for (what, frame, iface, want) in cases {
+            let got = decide(&frame, &iface, &owned()).map(|_| ());
+            assert_eq!(got, want, "{what}");
+        }
+        let open = vec![Announcement {
+            same_subnet_only: false,
+            ..owned()[0].clone()
+        }];
+        assert!(
+            decide(&who_has(VIP, Ipv4Addr::new(10, 9, 9, 9)), &iface(), &open).is_ok(),
+            "subnet check can be turned off"
+        );
+    }
+
+    #[test]
+    fn reply_answers_the_asker_with_the_interface_mac() {
+        let req = decide(
+            &who_has(VIP, Ipv4Addr::new(192, 168, 56, 1)),
+            &iface(),
+            &owned(),
+        )
+        .unwrap();
+        let r = reply(&req, NODE);
+        let eth = EthernetPacket::new(&r).unwrap();
+        assert_eq!((eth.get_destination(), eth.get_source()), (LAPTOP, NODE));
+        let arp = ArpPacket::new(eth.payload()).unwrap();
+        assert_eq!(arp.get_operation(), ArpOperations::Reply);
+        assert_eq!(
+            (arp.get_sender_hw_addr(), arp.get_sender_proto_addr()),
+            (NODE, VIP)
+        );
+        assert_eq!(
+            (arp.get_target_hw_addr(), arp.get_target_proto_addr()),
+            (LAPTOP, Ipv4Addr::new(192, 168, 56, 1))
+        );
+        assert_eq!(claims(&r, VIP), Some(NODE));
+    }
+
+    #[test]
+    fn gratuitous_arp_reply_form_first() {
+        let [first, second] = gratuitous(VIP, NODE);
+        let a = ArpPacket::new(&first[14..]).unwrap();
+        assert_eq!(a.get_operation(), ArpOperations::Reply);
+        assert_eq!(
+            (a.get_sender_proto_addr(), a.get_target_proto_addr()),
+            (VIP, VIP)
+        );
+        assert_eq!(a.get_target_hw_addr(), NODE);
+        assert_eq!(
+            EthernetPacket::new(&first).unwrap().get_destination(),
+            MacAddr::broadcast()
+        );
+        assert_eq!(
+            ArpPacket::new(&second[14..]).unwrap().get_operation(),
+            ArpOperations::Request
+        );
+    }
+
+    #[test]
+    fn any_bytes_get_a_decision_and_never_a_panic() {
+        // A cheap stand-in for the fuzz target: every prefix and every single-byte mutation.
+        let base = who_has(VIP, Ipv4Addr::new(192, 168, 56, 1));
+        for n in 0..=base.len() {
+            let _ = decide(&base[..n], &iface(), &owned());
+        }
+        for i in 0..base.len() {
+            for b in [0u8, 1, 0x7f, 0xff] {
+                let mut f = base.clone();
+                f[i] = b;
+                let _ = decide(&f, &iface(), &owned());
+            }
+        }
+    }
+}
