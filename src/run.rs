@@ -25,7 +25,10 @@ pub fn components() -> Vec<(&'static str, Option<Component>)> {
             metalgate_controller::NAME,
             Some(metalgate_controller::component()),
         ),
-        (metalgate_speaker::NAME, None),
+        (
+            metalgate_speaker::NAME,
+            Some(metalgate_speaker::component()),
+        ),
         (metalgate_proxy::NAME, None),
     ]
 }

@@ -286,3 +286,184 @@ fn nix_is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+fn macs_in(text: &str) -> Vec<String> {
+    let mut macs: Vec<String> = text
+        .to_lowercase()
+        .split(|c: char| c == '[' || c == ']' || c.is_whitespace())
+        .filter(|w| w.len() == 17 && w.matches(':').count() == 5)
+        .map(str::to_string)
+        .collect();
+    macs.sort();
+    macs.dedup();
+    macs
+}
+
+fn eth1_mac(ns: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-o", "link", "show", "eth1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split("link/ether ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_lowercase()
+}
+
+#[test]
+fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
+    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already up ({:?})",
+        lab_namespaces()
+    );
+    let _teardown = Teardown;
+    let up = metalgate(&["lab", "up", "--nodes", "3"]);
+    assert!(up.status.success(), "{}", text(&up));
+
+    // Who announces, as users see it: the Service's annotation.
+    let mut owner = String::new();
+    for _ in 0..100 {
+        let o = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "kubectl",
+            "get",
+            "svc",
+            "metalgate-proxy",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.metadata.annotations.metalgate\\.io/announcing-node}",
+        ]);
+        owner = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if !owner.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        ["ops-demo", "node2", "node3"].contains(&owner.as_str()),
+        "announcing-node: {owner:?}"
+    );
+    let owner_mac = eth1_mac(&format!("mg-{owner}"));
+
+    let arping = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "arping",
+        "-c",
+        "5",
+        "-w",
+        "6",
+        "-I",
+        "vboxnet0",
+        "192.168.56.200",
+    ]);
+    let out = text(&arping);
+    assert_eq!(
+        macs_in(&out),
+        vec![owner_mac.clone()],
+        "exactly one MAC answers, the owner's eth1:\n{out}"
+    );
+
+    // The laptop's neighbour table agrees once it resolves the VIP itself.
+    let _ = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "192.168.56.200",
+    ]);
+    let neigh = metalgate(&["lab", "exec", "--", "ip", "neigh", "show", "192.168.56.200"]);
+    assert!(
+        String::from_utf8_lossy(&neigh.stdout)
+            .to_lowercase()
+            .contains(&owner_mac),
+        "{}",
+        text(&neigh)
+    );
+
+    // Nobody answers for a pool IP that is not assigned…
+    let unassigned = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "arping",
+        "-c",
+        "2",
+        "-w",
+        "3",
+        "-I",
+        "vboxnet0",
+        "192.168.56.201",
+    ]);
+    assert!(
+        macs_in(&String::from_utf8_lossy(&unassigned.stdout)).is_empty(),
+        "{}",
+        text(&unassigned)
+    );
+    // …nor for the VIP asked from another subnet.
+    let add = Command::new("ip")
+        .args([
+            "-n",
+            "mg-laptop",
+            "addr",
+            "add",
+            "10.9.9.1/24",
+            "dev",
+            "vboxnet0",
+        ])
+        .status()
+        .unwrap();
+    assert!(add.success());
+    let foreign = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "arping",
+        "-c",
+        "2",
+        "-w",
+        "3",
+        "-s",
+        "10.9.9.1",
+        "-I",
+        "vboxnet0",
+        "192.168.56.200",
+    ]);
+    let foreign_out = String::from_utf8_lossy(&foreign.stdout).to_string();
+    assert!(
+        foreign_out.contains("Sent 2 probes") && foreign_out.contains("Received 0"),
+        "{}",
+        text(&foreign)
+    );
+
+    let events = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "kubectl",
+        "get",
+        "events",
+        "-n",
+        "metalgate-system",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&events.stdout).contains("nodeAssigned"),
+        "{}",
+        text(&events)
+    );
+}

@@ -361,13 +361,20 @@ async fn write_status(
         "status": {"loadBalancer": if ingress.is_empty() { json!({}) } else { json!({"ingress": ingress}) }},
     });
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&name, &pp, &Patch::Apply(&status)).await?;
     let mut meta = json!({"name": name, "namespace": svc.namespace()});
     if let Some(p) = pool {
         meta["annotations"] = json!({ALLOCATED_FROM_POOL: p});
     }
-    if pool.map(str::to_string) != svc.annotations().get(ALLOCATED_FROM_POOL).cloned() {
-        let annotate = json!({"apiVersion": "v1", "kind": "Service", "metadata": meta});
+    let annotate = json!({"apiVersion": "v1", "kind": "Service", "metadata": meta});
+    let annotation_changes =
+        pool.map(str::to_string) != svc.annotations().get(ALLOCATED_FROM_POOL).cloned();
+    // Observers may rely on the order: an IP in status has its pool annotation already, and
+    // a cleared status no longer shows the IP before the annotation goes.
+    if annotation_changes && pool.is_some() {
+        api.patch(&name, &pp, &Patch::Apply(&annotate)).await?;
+    }
+    api.patch_status(&name, &pp, &Patch::Apply(&status)).await?;
+    if annotation_changes && pool.is_none() {
         api.patch(&name, &pp, &Patch::Apply(&annotate)).await?;
     }
     Ok(())

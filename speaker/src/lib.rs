@@ -5,11 +5,25 @@
 //! IP → owning node → ARP replies and gratuitous ARP on the NIC of the IP's subnet.
 //!
 //! - [`arp`]: frames in, a reply or a typed drop reason out — pure;
-//! - [`election`]: which node owns an IP (sha256 order over eligible nodes) — pure.
+//! - [`election`]: which node owns an IP (sha256 order over eligible nodes) — pure;
+//! - [`plan`]: a cluster snapshot to what this node announces, on which interface — pure;
+//! - [`announcer`]: the I/O — watches, ARP on every interface (pnet), gratuitous ARP.
 #![forbid(unsafe_code)]
 
+pub mod announcer;
 pub mod arp;
 pub mod election;
+pub mod plan;
+
+use metalgate_k8s::{Component, ComponentContext};
 
 /// The component name used by `metalgate run --components`.
 pub const NAME: &str = "speaker";
+
+/// The speaker as a `metalgate run` component.
+pub fn component() -> Component {
+    Component {
+        name: NAME,
+        run: |ctx: ComponentContext| Box::pin(announcer::run(ctx, announcer::Config::default())),
+    }
+}

@@ -1,0 +1,422 @@
+//! The speaker's I/O: watch the cluster, plan, answer ARP on each interface, and send
+//! gratuitous ARP when this node takes an IP over.
+//!
+//! Liveness here comes from the API: a node is alive while it is Ready and its Lease in
+//! `kube-node-lease` was renewed within [`LEASE_FRESH`]. (Sub-second failover needs gossip
+//! among speakers; that is still to come — see issue 5.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use ipnet::Ipv4Net;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Resource, ResourceExt};
+use metalgate_k8s::ComponentContext;
+use metalgate_k8s::crd::{IPAddressPool, L2Advertisement};
+use pnet::datalink::{self, Channel, NetworkInterface};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::arp::{self, Announcement, Drop};
+use crate::election::NodeState;
+use crate::plan::{L2Adv, LocalInterface, PoolInfo, plan};
+
+/// A node counts as alive while its Lease is younger than this.
+pub const LEASE_FRESH: Duration = Duration::from_secs(25);
+/// The annotation naming the node that announces a Service's IP.
+pub const ANNOUNCING_NODE: &str = "metalgate.io/announcing-node";
+/// The field manager of the speaker's writes.
+pub const FIELD_MANAGER: &str = "metalgate-speaker";
+
+/// How the speaker runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where IPAddressPools and L2Advertisements live.
+    pub namespace: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "metalgate-system".into(),
+        }
+    }
+}
+
+/// Counts of what the ARP loops did.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Replies sent.
+    pub replied: AtomicU64,
+    drops: [AtomicU64; Drop::ALL.len()],
+}
+
+impl Counters {
+    fn dropped(&self, d: Drop) {
+        let i = Drop::ALL.iter().position(|x| *x == d).unwrap_or(0);
+        self.drops[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (reason, count) for every drop reason.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        Drop::ALL
+            .iter()
+            .zip(&self.drops)
+            .map(|(d, c)| (d.label(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+fn local_interfaces() -> Vec<NetworkInterface> {
+    datalink::interfaces()
+        .into_iter()
+        .filter(|i| {
+            i.is_up() && !i.is_loopback() && i.mac.is_some() && i.ips.iter().any(|n| n.is_ipv4())
+        })
+        .collect()
+}
+
+fn v4_nets(i: &NetworkInterface) -> Vec<Ipv4Net> {
+    i.ips
+        .iter()
+        .filter_map(|n| match n {
+            pnet::ipnetwork::IpNetwork::V4(v) => Ipv4Net::new(v.ip(), v.prefix()).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Answer ARP on one interface until `stop`.
+fn serve(
+    iface: NetworkInterface,
+    shared: Arc<ArcSwap<Vec<Announcement>>>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) {
+    let cfg = datalink::Config {
+        read_timeout: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let (mut tx, mut rx) = match datalink::channel(&iface, cfg) {
+        Ok(Channel::Ethernet(tx, rx)) => (tx, rx),
+        Ok(_) => {
+            tracing::error!(interface = %iface.name, "not an Ethernet interface; not answering ARP there");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(interface = %iface.name, error = %e, "cannot open a raw socket (needs CAP_NET_RAW); not answering ARP there");
+            return;
+        }
+    };
+    let info = arp::Interface {
+        name: iface.name.clone(),
+        mac: iface.mac.unwrap_or_default(),
+        nets: v4_nets(&iface),
+    };
+    tracing::info!(interface = %info.name, mac = %info.mac, "answering ARP");
+    while !stop.load(Ordering::Relaxed) {
+        match rx.next() {
+            Ok(frame) => match arp::decide(frame, &info, &shared.load()) {
+                Ok(req) => {
+                    if let Some(Err(e)) = tx.send_to(&arp::reply(&req, info.mac), None) {
+                        tracing::warn!(interface = %info.name, error = %e, "sending an ARP reply failed");
+                    } else {
+                        counters.replied.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(d) => counters.dropped(d),
+            },
+            Err(e)
+                if e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                tracing::warn!(interface = %info.name, error = %e, "reading frames failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Gratuitous ARP for a newly owned IP: now, then again over the next seconds.
+fn announce_burst(iface: NetworkInterface, ip: std::net::Ipv4Addr) {
+    std::thread::spawn(move || {
+        let Some(mac) = iface.mac else { return };
+        let Ok(Channel::Ethernet(mut tx, _rx)) = datalink::channel(&iface, Default::default())
+        else {
+            tracing::warn!(interface = %iface.name, "cannot send gratuitous ARP");
+            return;
+        };
+        for wait in [0u64, 300, 700, 1000, 2000] {
+            std::thread::sleep(Duration::from_millis(wait));
+            for f in arp::gratuitous(ip, mac) {
+                let _ = tx.send_to(&f, None);
+            }
+        }
+    });
+}
+
+fn node_states(nodes: &[Arc<Node>], leases: &[Arc<Lease>], me: &str) -> Vec<NodeState> {
+    nodes
+        .iter()
+        .map(|n| {
+            let name = n.name_any();
+            let cond = |t: &str| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|c| c.iter().find(|c| c.type_ == t))
+                    .map(|c| c.status == "True")
+            };
+            let fresh = lease_fresh(leases, &name);
+            NodeState {
+                alive: cond("Ready") == Some(true) && (fresh || name == me),
+                network_unavailable: cond("NetworkUnavailable") == Some(true),
+                labels: n.labels().clone(),
+                name,
+            }
+        })
+        .collect()
+}
+
+fn lease_fresh(leases: &[Arc<Lease>], name: &str) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    leases
+        .iter()
+        .find(|l| l.name_any() == name)
+        .and_then(|l| {
+            l.spec
+                .as_ref()?
+                .renew_time
+                .as_ref()
+                .map(|t| now - t.0.as_second() < LEASE_FRESH.as_secs() as i64)
+        })
+        .unwrap_or(false)
+}
+
+fn pool_info(p: &IPAddressPool) -> PoolInfo {
+    let ranges = p
+        .spec
+        .addresses
+        .iter()
+        .filter_map(|a| {
+            if let Some((x, y)) = a.split_once('-') {
+                Some((x.trim().parse().ok()?, y.trim().parse().ok()?))
+            } else {
+                let net: Ipv4Net = a.parse().ok()?;
+                Some((net.network(), net.broadcast()))
+            }
+        })
+        .collect();
+    PoolInfo {
+        name: p.name_any(),
+        labels: p.labels().clone(),
+        ranges,
+    }
+}
+
+fn ready_endpoint_nodes(slices: &[Arc<EndpointSlice>]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in slices {
+        let Some(svc) = s.labels().get("kubernetes.io/service-name") else {
+            continue;
+        };
+        let key = format!("{}/{svc}", s.namespace().unwrap_or_default());
+        for ep in &s.endpoints {
+            if ep.conditions.as_ref().and_then(|c| c.ready) != Some(false) {
+                if let Some(n) = &ep.node_name {
+                    out.entry(key.clone()).or_default().push(n.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Run the speaker until `ctx.shutdown`.
+pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
+    let client = ctx.client.clone();
+    let me = ctx.node.name.clone();
+    let notify = Arc::new(Notify::new());
+    let (services, w1) = reflector::store::<Service>();
+    let (nodes, w2) = reflector::store::<Node>();
+    let (leases, w3) = reflector::store::<Lease>();
+    let (pools, w4) = reflector::store::<IPAddressPool>();
+    let (advs, w5) = reflector::store::<L2Advertisement>();
+    let (slices, w6) = reflector::store::<EndpointSlice>();
+    let mut tasks = tokio::task::JoinSet::new();
+    macro_rules! watch {
+        ($writer:expr, $api:expr) => {{
+            let n = notify.clone();
+            let s = reflector($writer, watcher($api, watcher::Config::default())).default_backoff();
+            tasks.spawn(async move { s.for_each(|_| async { n.notify_one() }).await });
+        }};
+    }
+    watch!(w1, Api::<Service>::all(client.clone()));
+    watch!(w2, Api::<Node>::all(client.clone()));
+    watch!(
+        w3,
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
+    );
+    watch!(
+        w4,
+        Api::<IPAddressPool>::namespaced(client.clone(), &cfg.namespace)
+    );
+    watch!(
+        w5,
+        Api::<L2Advertisement>::namespaced(client.clone(), &cfg.namespace)
+    );
+    watch!(w6, Api::<EndpointSlice>::all(client.clone()));
+    let _ = services.wait_until_ready().await;
+    let _ = nodes.wait_until_ready().await;
+
+    let shared = Arc::new(ArcSwap::from_pointee(Vec::<Announcement>::new()));
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let ifaces = local_interfaces();
+    let mut threads = Vec::new();
+    for i in ifaces.clone() {
+        let (s, c, st) = (shared.clone(), counters.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || serve(i, s, c, st)));
+    }
+    let locals: Vec<LocalInterface> = ifaces
+        .iter()
+        .map(|i| LocalInterface {
+            name: i.name.clone(),
+            nets: v4_nets(i),
+        })
+        .collect();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(me.clone()),
+        },
+    );
+
+    let mut previous: BTreeSet<(std::net::Ipv4Addr, String)> = BTreeSet::new();
+    loop {
+        let svc_state = services.state();
+        let svc_refs: Vec<&Service> = svc_state.iter().map(|s| s.as_ref()).collect();
+        let node_state = node_states(&nodes.state(), &leases.state(), &me);
+        let pool_state: Vec<PoolInfo> = pools.state().iter().map(|p| pool_info(p)).collect();
+        let adv_state: Vec<L2Adv> = advs
+            .state()
+            .iter()
+            .map(|a| L2Adv {
+                pools: a.spec.ip_address_pools.clone(),
+                pool_selectors: a.spec.ip_address_pool_selectors.clone(),
+                node_selectors: a.spec.node_selectors.clone(),
+                interfaces: a.spec.interfaces.clone(),
+            })
+            .collect();
+        // Our own Lease is renewed every few seconds; if our view of it is stale, our view of
+        // everyone is: keep announcing what we announced rather than act on old news (two
+        // speakers must never both answer).
+        let view_fresh =
+            node_state.iter().any(|n| n.name == me && n.alive) && lease_fresh(&leases.state(), &me);
+        if !view_fresh && !previous.is_empty() {
+            tracing::warn!("the API view is stale; keeping the current announcements");
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            continue;
+        }
+        let (decisions, announcements) = plan(
+            &me,
+            &svc_refs,
+            &node_state,
+            &pool_state,
+            &adv_state,
+            &ready_endpoint_nodes(&slices.state()),
+            &locals,
+        );
+        let now: BTreeSet<(std::net::Ipv4Addr, String)> = announcements
+            .iter()
+            .map(|a| (a.ip, a.interface.clone()))
+            .collect();
+        shared.store(Arc::new(announcements));
+        for (ip, iface) in now.difference(&previous) {
+            tracing::info!(%ip, interface = %iface, "announcing");
+            if let Some(i) = ifaces.iter().find(|i| &i.name == iface) {
+                announce_burst(i.clone(), *ip);
+            }
+        }
+        for (ip, iface) in previous.difference(&now) {
+            tracing::info!(%ip, interface = %iface, "no longer announcing");
+        }
+        // Tell users who announces what: an annotation and an Event, from the owner.
+        for d in decisions
+            .iter()
+            .filter(|d| d.owner.as_deref() == Some(me.as_str()) && d.interface.is_some())
+        {
+            let newly = !previous.iter().any(|(ip, _)| *ip == d.ip);
+            let Some(svc) = svc_state.iter().find(|s| {
+                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()) == d.service
+            }) else {
+                continue;
+            };
+            if svc.annotations().get(ANNOUNCING_NODE) != Some(&me) {
+                let api: Api<Service> =
+                    Api::namespaced(client.clone(), &svc.namespace().unwrap_or_default());
+                let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc.name_any(), "namespace": svc.namespace(), "annotations": {ANNOUNCING_NODE: me}}});
+                if let Err(e) = api
+                    .patch(
+                        &svc.name_any(),
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await
+                {
+                    tracing::warn!(service = %d.service, error = %e, "annotating the announcing node failed");
+                }
+            }
+            if newly {
+                let ev = Event {
+                    type_: EventType::Normal,
+                    reason: "nodeAssigned".into(),
+                    note: Some(format!(
+                        "announcing {} from node {me}, interface {}",
+                        d.ip,
+                        d.interface.clone().unwrap_or_default()
+                    )),
+                    action: "Announce".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&ev, &svc.object_ref(&())).await {
+                    tracing::warn!(error = %e, "publishing nodeAssigned failed");
+                }
+            }
+        }
+        previous = now;
+        tracing::debug!(replied = counters.replied.load(Ordering::Relaxed), drops = ?counters.drops(), "ARP counters");
+
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = notify.notified() => {}
+            // Leases age without events: look again now and then.
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    shared.store(Arc::new(Vec::new()));
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    tasks.abort_all();
+    Ok(())
+}
