@@ -70,6 +70,22 @@ pub enum LabCommand {
     /// The smoke check, run inside the laptop namespace (used by up and status).
     #[command(hide = true)]
     Smoke,
+    /// An arping with a clock: ARP requests every `--interval-ms`, replies timed, the longest
+    /// gap printed as JSON (run it through `lab exec`).
+    ArpProbe {
+        /// The IP to ask for.
+        #[arg(long, default_value = "192.168.56.200")]
+        ip: std::net::Ipv4Addr,
+        /// The interface to ask on.
+        #[arg(long, default_value = "vboxnet0")]
+        interface: String,
+        /// Milliseconds between requests.
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+        /// How many requests (bounded).
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        count: u32,
+    },
 }
 
 /// `metalgate demo-backend`.

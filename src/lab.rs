@@ -349,6 +349,19 @@ pub async fn dispatch(cmd: LabCommand) -> anyhow::Result<ExitCode> {
         LabCommand::Status => status(),
         LabCommand::Exec { command } => exec(&command),
         LabCommand::Smoke => crate::lab_smoke::smoke().await,
+        LabCommand::ArpProbe {
+            ip,
+            interface,
+            interval_ms,
+            count,
+        } => {
+            let report = tokio::task::spawn_blocking(move || {
+                crate::arp_probe::probe(&interface, ip, Duration::from_millis(interval_ms), count)
+            })
+            .await??;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

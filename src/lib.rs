@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod arp_probe;
 pub mod cli;
 pub mod demo;
 pub mod lab;

@@ -467,3 +467,146 @@ fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
         text(&events)
     );
 }
+
+fn probe(count: u32) -> std::thread::JoinHandle<serde_json::Value> {
+    std::thread::spawn(move || {
+        let out = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            env!("CARGO_BIN_EXE_metalgate"),
+            "lab",
+            "arp-probe",
+            "--count",
+            &count.to_string(),
+            "--interval-ms",
+            "20",
+        ]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("probe output: {e}: {}", text(&out)))
+    })
+}
+
+fn lab_pid(name: &str) -> i32 {
+    std::fs::read_to_string(lab_dir().join("pids"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let (n, p) = l.split_once(' ')?;
+            (n == name).then(|| p.trim().parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no pid for {name}"))
+}
+
+fn owner_of_vip() -> String {
+    for _ in 0..100 {
+        let o = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "kubectl",
+            "get",
+            "svc",
+            "metalgate-proxy",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.metadata.annotations.metalgate\\.io/announcing-node}",
+        ]);
+        let owner = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if !owner.is_empty() {
+            return owner;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nobody announces the VIP");
+}
+
+#[test]
+fn failover_on_sigkill_and_lossless_handoff_on_sigterm() {
+    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already up ({:?})",
+        lab_namespaces()
+    );
+    let _teardown = Teardown;
+    let up = metalgate(&["lab", "up", "--nodes", "3"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let owner = owner_of_vip();
+    let owner_mac = eth1_mac(&format!("mg-{owner}"));
+    // The laptop has a neighbour entry for the VIP, pointing at the owner.
+    let _ = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "192.168.56.200",
+    ]);
+
+    // SIGKILL the owner's metalgate (whichever node — the one with the API store included)
+    // while the laptop asks for the VIP every 20 ms.
+    let running = probe(250);
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = lab_pid(&format!("metalgate@{owner}"));
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let report = running.join().unwrap();
+    let macs: Vec<String> = serde_json::from_value(report["macs"].clone()).unwrap();
+    assert_eq!(
+        macs.len(),
+        2,
+        "one owner, then exactly one successor: {report}"
+    );
+    assert_eq!(macs[0], owner_mac, "{report}");
+    let successor = ["ops-demo", "node2", "node3"]
+        .into_iter()
+        .find(|n| *n != owner && eth1_mac(&format!("mg-{n}")) == macs[1])
+        .unwrap_or_else(|| panic!("the new MAC is no node's eth1: {report}"));
+    let gap = report["max_gap_ms"].as_u64().unwrap();
+    eprintln!("failover gap after SIGKILL of {owner}: {gap} ms (to {successor})");
+    assert!(gap < 1000, "failover took {gap} ms: {report}");
+    // The laptop's neighbour entry followed the gratuitous ARP.
+    let neigh = metalgate(&["lab", "exec", "--", "ip", "neigh", "show", "192.168.56.200"]);
+    assert!(
+        String::from_utf8_lossy(&neigh.stdout)
+            .to_lowercase()
+            .contains(&macs[1]),
+        "{}",
+        text(&neigh)
+    );
+
+    // Planned hand-off: SIGTERM the new owner; no probe goes unanswered.
+    let running = probe(150);
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid = lab_pid(&format!("metalgate@{successor}"));
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let report = running.join().unwrap();
+    let gap = report["max_gap_ms"].as_u64().unwrap();
+    eprintln!("hand-off gap after SIGTERM of {successor}: {gap} ms");
+    assert!(
+        report["replies"].as_u64().unwrap() >= report["sent"].as_u64().unwrap(),
+        "a probe went unanswered: {report}"
+    );
+    assert!(gap < 60, "{report}");
+    let last: Vec<String> = serde_json::from_value(report["macs"].clone()).unwrap();
+    let third = ["ops-demo", "node2", "node3"]
+        .into_iter()
+        .find(|n| *n != owner && *n != successor)
+        .unwrap();
+    assert_eq!(
+        last.last().unwrap(),
+        &eth1_mac(&format!("mg-{third}")),
+        "{report}"
+    );
+}

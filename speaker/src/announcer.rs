@@ -1,9 +1,9 @@
 //! The speaker's I/O: watch the cluster, plan, answer ARP on each interface, and send
 //! gratuitous ARP when this node takes an IP over.
 //!
-//! Liveness here comes from the API: a node is alive while it is Ready and its Lease in
-//! `kube-node-lease` was renewed within [`LEASE_FRESH`]. (Sub-second failover needs gossip
-//! among speakers; that is still to come — see issue 5.)
+//! Liveness comes from gossip among the speakers ([`crate::membership`]) when the node's
+//! address is known; otherwise from the API: Ready, and a Lease in `kube-node-lease` renewed
+//! within [`LEASE_FRESH`] (slow failover).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,16 +24,21 @@ use metalgate_k8s::ComponentContext;
 use metalgate_k8s::crd::{IPAddressPool, L2Advertisement};
 use pnet::datalink::{self, Channel, NetworkInterface};
 use serde_json::json;
-use tokio::sync::Notify;
+use std::net::SocketAddr;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::arp::{self, Announcement, Drop};
 use crate::election::NodeState;
+use crate::membership::{self, SpeakerId};
 use crate::plan::{L2Adv, LocalInterface, PoolInfo, plan};
 
 /// A node counts as alive while its Lease is younger than this.
 pub const LEASE_FRESH: Duration = Duration::from_secs(25);
 /// The annotation naming the node that announces a Service's IP.
 pub const ANNOUNCING_NODE: &str = "metalgate.io/announcing-node";
+/// How long a leaving speaker keeps answering after it left the gossip.
+pub const HANDOFF: Duration = Duration::from_millis(400);
 /// The field manager of the speaker's writes.
 pub const FIELD_MANAGER: &str = "metalgate-speaker";
 
@@ -164,7 +169,12 @@ fn announce_burst(iface: NetworkInterface, ip: std::net::Ipv4Addr) {
     });
 }
 
-fn node_states(nodes: &[Arc<Node>], leases: &[Arc<Lease>], me: &str) -> Vec<NodeState> {
+fn node_states(
+    nodes: &[Arc<Node>],
+    leases: &[Arc<Lease>],
+    me: &str,
+    gossip: Option<&BTreeSet<String>>,
+) -> Vec<NodeState> {
     nodes
         .iter()
         .map(|n| {
@@ -176,15 +186,44 @@ fn node_states(nodes: &[Arc<Node>], leases: &[Arc<Lease>], me: &str) -> Vec<Node
                     .and_then(|c| c.iter().find(|c| c.type_ == t))
                     .map(|c| c.status == "True")
             };
-            let fresh = lease_fresh(leases, &name);
+            // With gossip, a speaker is alive while the others hear it; without, while its
+            // node's Lease is fresh.
+            let fresh = match gossip {
+                Some(alive) => alive.contains(&name),
+                None => lease_fresh(leases, &name),
+            };
             NodeState {
-                alive: cond("Ready") == Some(true) && (fresh || name == me),
+                alive: (cond("Ready") == Some(true) || gossip.is_some()) && (fresh || name == me),
                 network_unavailable: cond("NetworkUnavailable") == Some(true),
                 labels: n.labels().clone(),
                 name,
             }
         })
         .collect()
+}
+
+/// The gossip addresses of every node (InternalIP, gossip port).
+fn update_peers(nodes: &[Arc<Node>], peers_tx: &watch::Sender<Vec<SocketAddr>>) {
+    let peers: Vec<SocketAddr> = nodes
+        .iter()
+        .filter_map(|n| {
+            n.status
+                .as_ref()?
+                .addresses
+                .as_ref()?
+                .iter()
+                .find(|a| a.type_ == "InternalIP")?
+                .address
+                .parse::<std::net::IpAddr>()
+                .ok()
+        })
+        .map(|ip| SocketAddr::new(ip, membership::PORT))
+        .collect();
+    peers_tx.send_if_modified(|cur| {
+        let changed = *cur != peers;
+        *cur = peers;
+        changed
+    });
 }
 
 fn lease_fresh(leases: &[Arc<Lease>], name: &str) -> bool {
@@ -281,6 +320,55 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let _ = services.wait_until_ready().await;
     let _ = nodes.wait_until_ready().await;
 
+    // Gossip among speakers, when this node's address is known.
+    let (alive_tx, mut alive_rx) = watch::channel(BTreeSet::<String>::new());
+    let (peers_tx, peers_rx) = watch::channel(Vec::<SocketAddr>::new());
+    let gossip_stop = CancellationToken::new();
+    let gossip = match ctx.node.ip {
+        Some(ip) => {
+            let id = SpeakerId {
+                node: me.clone(),
+                addr: SocketAddr::new(ip, membership::PORT),
+                bump: 0,
+            };
+            let stop = gossip_stop.clone();
+            Some(tokio::spawn(async move {
+                if let Err(e) = membership::run(id, peers_rx, alive_tx, stop).await {
+                    tracing::error!(error = %e, "speaker gossip failed");
+                }
+            }))
+        }
+        None => {
+            tracing::warn!(
+                "no --node-ip: no gossip among speakers; liveness falls back to node Leases (slow failover)"
+            );
+            None
+        }
+    };
+
+    // Before announcing anything, give the gossip a moment to find the speakers that are up
+    // (those with fresh Leases), so a starting speaker does not claim IPs others hold.
+    if gossip.is_some() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let up: BTreeSet<String> = leases
+                .state()
+                .iter()
+                .map(|l| l.name_any())
+                .filter(|n| lease_fresh(&leases.state(), n))
+                .collect();
+            let heard = alive_rx.borrow().clone();
+            let peers_known = !peers_tx.borrow().is_empty() || nodes.state().len() <= 1;
+            if (peers_known && up.iter().all(|n| heard.contains(n)))
+                || tokio::time::Instant::now() > deadline
+            {
+                break;
+            }
+            update_peers(&nodes.state(), &peers_tx);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     let shared = Arc::new(ArcSwap::from_pointee(Vec::<Announcement>::new()));
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -309,7 +397,15 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     loop {
         let svc_state = services.state();
         let svc_refs: Vec<&Service> = svc_state.iter().map(|s| s.as_ref()).collect();
-        let node_state = node_states(&nodes.state(), &leases.state(), &me);
+        let node_objs = nodes.state();
+        update_peers(&node_objs, &peers_tx);
+        let alive_now = alive_rx.borrow_and_update().clone();
+        let node_state = node_states(
+            &node_objs,
+            &leases.state(),
+            &me,
+            gossip.as_ref().map(|_| &alive_now),
+        );
         let pool_state: Vec<PoolInfo> = pools.state().iter().map(|p| pool_info(p)).collect();
         let adv_state: Vec<L2Adv> = advs
             .state()
@@ -324,8 +420,9 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         // Our own Lease is renewed every few seconds; if our view of it is stale, our view of
         // everyone is: keep announcing what we announced rather than act on old news (two
         // speakers must never both answer).
-        let view_fresh =
-            node_state.iter().any(|n| n.name == me && n.alive) && lease_fresh(&leases.state(), &me);
+        let view_fresh = gossip.is_some()
+            || (node_state.iter().any(|n| n.name == me && n.alive)
+                && lease_fresh(&leases.state(), &me));
         if !view_fresh && !previous.is_empty() {
             tracing::warn!("the API view is stale; keeping the current announcements");
             tokio::select! {
@@ -407,10 +504,20 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             _ = notify.notified() => {}
+            _ = alive_rx.changed() => {}
             // Leases age without events: look again now and then.
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Planned hand-off, make before break: leave the gossip so a successor takes over and
+    // sends its gratuitous ARP, and keep answering meanwhile.
+    gossip_stop.cancel();
+    if let Some(g) = gossip {
+        let _ = g.await;
+        if !previous.is_empty() {
+            tokio::time::sleep(HANDOFF).await;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     shared.store(Arc::new(Vec::new()));

@@ -261,10 +261,13 @@ mod tests {
         request(target, LAPTOP, sender)
     }
 
+    /// (what, frame, interface it arrives on, expected decision)
+    type Case = (&'static str, Vec<u8>, Interface, Result<(), Drop>);
+
     #[test]
     fn frames_to_decisions() {
         let laptop_ip = Ipv4Addr::new(192, 168, 56, 1);
-        let cases: Vec<(&str, Vec<u8>, Interface, Result<(), Drop>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "request for the VIP",
                 who_has(VIP, laptop_ip),

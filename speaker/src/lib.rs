@@ -13,6 +13,7 @@
 pub mod announcer;
 pub mod arp;
 pub mod election;
+pub mod membership;
 pub mod plan;
 
 use metalgate_k8s::{Component, ComponentContext};
