@@ -610,3 +610,148 @@ fn failover_on_sigkill_and_lossless_handoff_on_sigterm() {
         "{report}"
     );
 }
+
+/// A host the test adds to the lab's network, removed when the test ends.
+struct Intruder;
+impl Intruder {
+    fn add(ip: &str) -> Intruder {
+        let run = |args: &[&str]| {
+            assert!(
+                Command::new("ip").args(args).status().unwrap().success(),
+                "ip {args:?}"
+            )
+        };
+        let _ = Command::new("ip")
+            .args(["netns", "del", "mg-intruder"])
+            .status();
+        run(&["netns", "add", "mg-intruder"]);
+        run(&[
+            "-n",
+            "mg-intruder",
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "p-intruder",
+            "netns",
+            "mg-hostonly",
+        ]);
+        run(&[
+            "-n",
+            "mg-hostonly",
+            "link",
+            "set",
+            "p-intruder",
+            "master",
+            "br0",
+        ]);
+        run(&["-n", "mg-hostonly", "link", "set", "p-intruder", "up"]);
+        run(&[
+            "-n",
+            "mg-intruder",
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ]);
+        run(&["-n", "mg-intruder", "link", "set", "eth0", "up"]);
+        Intruder
+    }
+}
+impl Drop for Intruder {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", "mg-intruder"])
+            .status();
+    }
+}
+
+#[test]
+fn an_ip_already_held_by_another_host_is_not_announced() {
+    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already up ({:?})",
+        lab_namespaces()
+    );
+    let _teardown = Teardown;
+    let up = metalgate(&["lab", "up", "--nodes", "2"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let _intruder = Intruder::add("192.168.56.205");
+    let intruder_mac = {
+        let out = Command::new("ip")
+            .args(["-n", "mg-intruder", "-o", "link", "show", "eth0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split("link/ether ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_lowercase()
+    };
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: clash, namespace: default}\nspec:\n  type: LoadBalancer\n  loadBalancerIP: 192.168.56.205\n  ports: [{port: 80}]\n";
+    let path = lab_dir().join("clash.yaml");
+    std::fs::write(&path, svc).unwrap();
+    let applied = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "kubectl",
+        "apply",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let mut events = String::new();
+    for _ in 0..100 {
+        let o = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "kubectl",
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=clash",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        ]);
+        events = String::from_utf8_lossy(&o.stdout).to_string();
+        if events.contains("IPConflict") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        events.contains("IPConflict") && events.contains(&intruder_mac),
+        "{events}"
+    );
+    // Only the host that has the IP answers for it.
+    let arping = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "arping",
+        "-c",
+        "3",
+        "-w",
+        "4",
+        "-I",
+        "vboxnet0",
+        "192.168.56.205",
+    ]);
+    assert_eq!(
+        macs_in(&text(&arping)),
+        vec![intruder_mac],
+        "{}",
+        text(&arping)
+    );
+}

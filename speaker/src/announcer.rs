@@ -151,6 +151,44 @@ fn serve(
     }
 }
 
+/// How long an RFC 5227 probe listens for an answer.
+pub const PROBE_WAIT: Duration = Duration::from_millis(120);
+/// How long before an IP found in use is probed again.
+pub const CONFLICT_RETRY: Duration = Duration::from_secs(10);
+
+/// RFC 5227 probe: ask who has `ip` (sender address 0.0.0.0) and listen briefly. The MAC of
+/// anyone else claiming it, if someone does.
+fn probe_conflict(
+    iface: &NetworkInterface,
+    ip: std::net::Ipv4Addr,
+    speakers: &BTreeSet<String>,
+) -> Option<pnet::util::MacAddr> {
+    let mac = iface.mac?;
+    let cfg = datalink::Config {
+        read_timeout: Some(Duration::from_millis(10)),
+        ..Default::default()
+    };
+    let Ok(Channel::Ethernet(mut tx, mut rx)) = datalink::channel(iface, cfg) else {
+        return None;
+    };
+    let _ = tx.send_to(
+        &arp::request(ip, mac, std::net::Ipv4Addr::UNSPECIFIED),
+        None,
+    );
+    let deadline = std::time::Instant::now() + PROBE_WAIT;
+    while std::time::Instant::now() < deadline {
+        if let Ok(frame) = rx.next() {
+            if let Some(other) = arp::claims(frame, ip) {
+                // Another speaker (handing over, or not yet aware of the new owner) is no conflict.
+                if other != mac && !speakers.contains(&other.to_string()) {
+                    return Some(other);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Gratuitous ARP for a newly owned IP: now, then again over the next seconds.
 fn announce_burst(iface: NetworkInterface, ip: std::net::Ipv4Addr) {
     std::thread::spawn(move || {
@@ -199,6 +237,23 @@ fn node_states(
                 name,
             }
         })
+        .collect()
+}
+
+/// The annotation on a Node listing its speaker's MACs.
+pub const SPEAKER_MACS: &str = "metalgate.io/speaker-macs";
+
+/// The MACs of every speaker in the cluster, from their Nodes.
+fn speaker_macs(nodes: &[Arc<Node>]) -> BTreeSet<String> {
+    nodes
+        .iter()
+        .filter_map(|n| n.annotations().get(SPEAKER_MACS).cloned())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|m| m.trim().to_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|m| !m.is_empty())
         .collect()
 }
 
@@ -378,6 +433,23 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         let (s, c, st) = (shared.clone(), counters.clone(), stop.clone());
         threads.push(std::thread::spawn(move || serve(i, s, c, st)));
     }
+    // Let the other speakers know our MACs, so our answers are never taken for a conflict.
+    let macs: Vec<String> = ifaces
+        .iter()
+        .filter_map(|i| i.mac.map(|m| m.to_string()))
+        .collect();
+    let node_api: Api<Node> = Api::all(client.clone());
+    let body = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": me, "annotations": {SPEAKER_MACS: macs.join(",")}}});
+    if let Err(e) = node_api
+        .patch(
+            &me,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "publishing this speaker's MACs failed");
+    }
     let locals: Vec<LocalInterface> = ifaces
         .iter()
         .map(|i| LocalInterface {
@@ -394,6 +466,12 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     );
 
     let mut previous: BTreeSet<(std::net::Ipv4Addr, String)> = BTreeSet::new();
+    let mut owners_before: std::collections::HashMap<std::net::Ipv4Addr, Option<String>> =
+        Default::default();
+    let mut conflicts: std::collections::HashMap<
+        std::net::Ipv4Addr,
+        (std::time::Instant, pnet::util::MacAddr),
+    > = Default::default();
     loop {
         let svc_state = services.state();
         let svc_refs: Vec<&Service> = svc_state.iter().map(|s| s.as_ref()).collect();
@@ -441,6 +519,66 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             &ready_endpoint_nodes(&slices.state()),
             &locals,
         );
+        // RFC 5227: before announcing an IP afresh (not taking it over from another speaker),
+        // ask whether someone already has it; if so, do not announce, say so, retry later.
+        let mut announcements = announcements;
+        let mut kept = Vec::with_capacity(announcements.len());
+        for a in announcements.drain(..) {
+            let fresh = !previous.iter().any(|(ip, _)| *ip == a.ip);
+            let takeover = owners_before
+                .get(&a.ip)
+                .is_some_and(|o| o.is_some() && o.as_deref() != Some(me.as_str()));
+            if fresh && !takeover {
+                if let Some((retry_at, _)) = conflicts.get(&a.ip) {
+                    if std::time::Instant::now() < *retry_at {
+                        continue;
+                    }
+                }
+                let iface = ifaces.iter().find(|i| i.name == a.interface).cloned();
+                let ip = a.ip;
+                let speakers = speaker_macs(&node_objs);
+                let taken = match iface {
+                    Some(i) => {
+                        tokio::task::spawn_blocking(move || probe_conflict(&i, ip, &speakers))
+                            .await
+                            .unwrap_or(None)
+                    }
+                    None => None,
+                };
+                if let Some(mac) = taken {
+                    let first = !conflicts.contains_key(&a.ip);
+                    conflicts.insert(a.ip, (std::time::Instant::now() + CONFLICT_RETRY, mac));
+                    if first {
+                        tracing::warn!(ip = %a.ip, %mac, "IP already in use on the network; not announcing it");
+                        if let Some(d) = decisions.iter().find(|d| d.ip == a.ip) {
+                            if let Some(svc) = svc_state.iter().find(|s| {
+                                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
+                                    == d.service
+                            }) {
+                                let ev = Event {
+                                    type_: EventType::Warning,
+                                    reason: "IPConflict".into(),
+                                    note: Some(format!(
+                                        "{} is already in use on {} by {mac}; node {me} does not announce it and will check again",
+                                        a.ip, a.interface
+                                    )),
+                                    action: "Probe".into(),
+                                    secondary: None,
+                                };
+                                if let Err(e) = recorder.publish(&ev, &svc.object_ref(&())).await {
+                                    tracing::warn!(error = %e, "publishing IPConflict failed");
+                                }
+                            }
+                        }
+                    }
+                    continue;
+                }
+                conflicts.remove(&a.ip);
+            }
+            kept.push(a);
+        }
+        let announcements = kept;
+        owners_before = decisions.iter().map(|d| (d.ip, d.owner.clone())).collect();
         let now: BTreeSet<(std::net::Ipv4Addr, String)> = announcements
             .iter()
             .map(|a| (a.ip, a.interface.clone()))
