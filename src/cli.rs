@@ -29,6 +29,25 @@ pub enum Command {
     Crdgen,
     /// The controller alone, against a cluster or a running store.
     Controller(ControllerArgs),
+    /// The speaker alone (a DaemonSet with hostNetwork and CAP_NET_RAW in a cluster).
+    Speaker(SpeakerArgs),
+}
+
+/// `metalgate speaker`.
+#[derive(Debug, Clone, Args)]
+pub struct SpeakerArgs {
+    /// Kubeconfig (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the IPAddressPools and L2Advertisements.
+    #[arg(long, default_value = "metalgate-system")]
+    pub namespace: String,
+    /// This node's name.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// This node's address: the speakers gossip on it (UDP 7946).
+    #[arg(long, env = "NODE_IP")]
+    pub node_ip: Option<IpAddr>,
 }
 
 /// `metalgate controller`.
@@ -156,6 +175,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => crate::run::run(*args).await.map(|_| ExitCode::SUCCESS),
         Command::Lab(cmd) => crate::lab::dispatch(cmd).await,
         Command::Controller(a) => crate::run::controller(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Speaker(a) => crate::run::speaker(a).await.map(|_| ExitCode::SUCCESS),
         Command::Crdgen => {
             print!("{}", metalgate_k8s::crd::yaml()?);
             Ok(ExitCode::SUCCESS)

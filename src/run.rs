@@ -305,3 +305,16 @@ pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> 
     };
     metalgate_controller::reconciler::run(ctx, cfg).await
 }
+
+/// `metalgate speaker`: the speaker alone, against a cluster or a store.
+pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
+    let client = match &args.kubeconfig {
+        Some(k) => client::from_kubeconfig(k).await?,
+        None => client::infer().await?,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let ctx = ComponentContext { client, node: NodeIdentity { name: args.node_name.unwrap_or_else(hostname), ip: args.node_ip }, shutdown };
+    let cfg = metalgate_speaker::announcer::Config { namespace: args.namespace };
+    metalgate_speaker::announcer::run(ctx, cfg).await
+}
