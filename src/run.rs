@@ -314,7 +314,16 @@ pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
-    let ctx = ComponentContext { client, node: NodeIdentity { name: args.node_name.unwrap_or_else(hostname), ip: args.node_ip }, shutdown };
-    let cfg = metalgate_speaker::announcer::Config { namespace: args.namespace };
+    let ctx = ComponentContext {
+        client,
+        node: NodeIdentity {
+            name: args.node_name.unwrap_or_else(hostname),
+            ip: args.node_ip,
+        },
+        shutdown,
+    };
+    let cfg = metalgate_speaker::announcer::Config {
+        namespace: args.namespace,
+    };
     metalgate_speaker::announcer::run(ctx, cfg).await
 }

@@ -755,3 +755,81 @@ fn an_ip_already_held_by_another_host_is_not_announced() {
         text(&arping)
     );
 }
+
+#[test]
+fn link_loss_on_the_owners_nic_moves_the_ip_and_it_settles_on_one_mac() {
+    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already up ({:?})",
+        lab_namespaces()
+    );
+    let _teardown = Teardown;
+    let up = metalgate(&["lab", "up", "--nodes", "3"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let owner = owner_of_vip();
+    let owner_ns = format!("mg-{owner}");
+    let running = probe(200);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        Command::new("ip")
+            .args(["-n", &owner_ns, "link", "set", "eth1", "down"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let report = running.join().unwrap();
+    let macs: Vec<String> = serde_json::from_value(report["macs"].clone()).unwrap();
+    assert_eq!(macs.len(), 2, "{report}");
+    assert_ne!(
+        macs[1],
+        eth1_mac(&owner_ns),
+        "another node took over: {report}"
+    );
+    assert!(report["max_gap_ms"].as_u64().unwrap() < 1000, "{report}");
+
+    // The link comes back: after the speakers hear each other again, one MAC answers.
+    assert!(
+        Command::new("ip")
+            .args(["-n", &owner_ns, "link", "set", "eth1", "up"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let arping = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "arping",
+        "-c",
+        "3",
+        "-w",
+        "4",
+        "-I",
+        "vboxnet0",
+        "192.168.56.200",
+    ]);
+    let answering = macs_in(&text(&arping));
+    assert_eq!(answering.len(), 1, "{}", text(&arping));
+    let _ = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "192.168.56.200",
+    ]);
+    let neigh = metalgate(&["lab", "exec", "--", "ip", "neigh", "show", "192.168.56.200"]);
+    assert!(
+        String::from_utf8_lossy(&neigh.stdout)
+            .to_lowercase()
+            .contains(&answering[0]),
+        "the laptop follows: {}",
+        text(&neigh)
+    );
+}

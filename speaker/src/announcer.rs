@@ -466,6 +466,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     );
 
     let mut previous: BTreeSet<(std::net::Ipv4Addr, String)> = BTreeSet::new();
+    let mut alive_before: BTreeSet<String> = BTreeSet::new();
     let mut owners_before: std::collections::HashMap<std::net::Ipv4Addr, Option<String>> =
         Default::default();
     let mut conflicts: std::collections::HashMap<
@@ -590,6 +591,17 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 announce_burst(i.clone(), *ip);
             }
         }
+        // A speaker that (re)joined may have announced our IPs while it could not hear us
+        // (a partition, a link that went down and up): win the neighbours back.
+        let joined = alive_now.difference(&alive_before).next().is_some();
+        if joined && !alive_before.is_empty() {
+            for (ip, iface) in now.intersection(&previous) {
+                if let Some(i) = ifaces.iter().find(|i| &i.name == iface) {
+                    announce_burst(i.clone(), *ip);
+                }
+            }
+        }
+        alive_before = alive_now.clone();
         for (ip, iface) in previous.difference(&now) {
             tracing::info!(%ip, interface = %iface, "no longer announcing");
         }
