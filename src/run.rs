@@ -324,6 +324,7 @@ pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
     };
     let cfg = metalgate_speaker::announcer::Config {
         namespace: args.namespace,
+        local_delivery: false,
     };
     metalgate_speaker::announcer::run(ctx, cfg).await
 }

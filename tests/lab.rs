@@ -375,8 +375,9 @@ fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
         "exactly one MAC answers, the owner's eth1:\n{out}"
     );
 
-    // The laptop's neighbour table agrees once it resolves the VIP itself.
-    let _ = metalgate(&[
+    // The VIP is deliverable on its owner (a local route, not an address on the NIC), and the
+    // laptop's neighbour table agrees with arping once it resolves the VIP itself.
+    let ping = metalgate(&[
         "lab",
         "exec",
         "--",
@@ -384,9 +385,10 @@ fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
         "-c",
         "1",
         "-W",
-        "1",
+        "2",
         "192.168.56.200",
     ]);
+    assert!(ping.status.success(), "ping the VIP: {}", text(&ping));
     let neigh = metalgate(&["lab", "exec", "--", "ip", "neigh", "show", "192.168.56.200"]);
     assert!(
         String::from_utf8_lossy(&neigh.stdout)

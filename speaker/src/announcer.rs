@@ -47,13 +47,34 @@ pub const FIELD_MANAGER: &str = "metalgate-speaker";
 pub struct Config {
     /// Where IPAddressPools and L2Advertisements live.
     pub namespace: String,
+    /// Standalone mode (no kube-proxy): make owned IPs deliverable to local listeners with a
+    /// `local` route, so the proxy on the owner receives the VIP's traffic.
+    pub local_delivery: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             namespace: "metalgate-system".into(),
+            local_delivery: false,
         }
+    }
+}
+
+/// Add or remove the `local` route that delivers `ip` to this node's listeners. The VIP is
+/// not put on the NIC, so the kernel still leaves ARP for it to the speaker (with
+/// `arp_ignore=1`, which the lab sets).
+fn local_route(ip: std::net::Ipv4Addr, add: bool) {
+    let verb = if add { "replace" } else { "del" };
+    match std::process::Command::new("ip")
+        .args(["route", verb, "local", &format!("{ip}/32"), "dev", "lo"])
+        .output()
+    {
+        Ok(o) if o.status.success() => tracing::info!(%ip, verb, "local route"),
+        Ok(o) => {
+            tracing::warn!(%ip, verb, error = %String::from_utf8_lossy(&o.stderr).trim(), "local route failed")
+        }
+        Err(e) => tracing::warn!(%ip, error = %e, "cannot run ip (iproute2) for the local route"),
     }
 }
 
@@ -605,6 +626,18 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         for (ip, iface) in previous.difference(&now) {
             tracing::info!(%ip, interface = %iface, "no longer announcing");
         }
+        if cfg.local_delivery {
+            let ips = |set: &BTreeSet<(std::net::Ipv4Addr, String)>| {
+                set.iter().map(|(ip, _)| *ip).collect::<BTreeSet<_>>()
+            };
+            let (was, is) = (ips(&previous), ips(&now));
+            for ip in is.difference(&was) {
+                local_route(*ip, true);
+            }
+            for ip in was.difference(&is) {
+                local_route(*ip, false);
+            }
+        }
         // Tell users who announces what: an annotation and an Event, from the owner.
         for d in decisions
             .iter()
@@ -670,6 +703,11 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    if cfg.local_delivery {
+        for ip in previous.iter().map(|(ip, _)| *ip).collect::<BTreeSet<_>>() {
+            local_route(ip, false);
+        }
+    }
     shared.store(Arc::new(Vec::new()));
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;

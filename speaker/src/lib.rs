@@ -21,10 +21,19 @@ use metalgate_k8s::{Component, ComponentContext};
 /// The component name used by `metalgate run --components`.
 pub const NAME: &str = "speaker";
 
-/// The speaker as a `metalgate run` component.
+/// The speaker as a `metalgate run` component: standalone mode, so owned IPs are also
+/// delivered locally.
 pub fn component() -> Component {
     Component {
         name: NAME,
-        run: |ctx: ComponentContext| Box::pin(announcer::run(ctx, announcer::Config::default())),
+        run: |ctx: ComponentContext| {
+            Box::pin(announcer::run(
+                ctx,
+                announcer::Config {
+                    local_delivery: true,
+                    ..Default::default()
+                },
+            ))
+        },
     }
 }
