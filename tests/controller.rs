@@ -281,3 +281,111 @@ fn invalid_pools_are_refused_with_the_field_named_and_assignments_stay() {
         "the assignment stays"
     );
 }
+
+fn get_ip(mg: &Metalgate, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ip = external_ip(mg, name);
+        if ip != "<pending>" || Instant::now() > deadline {
+            return ip;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Each of MetalLB's user-facing behaviours, as kubectl shows them.
+#[test]
+fn kubectl_requested_ip_sharing_metallb_annotations_class_and_shrink() {
+    let dir = tempfile::tempdir().unwrap();
+    let mg = Metalgate::start_with(&dir.path().join("data"), free_port(), "controller", &[]);
+    let pool = POOL.replace(
+        "192.168.56.200-192.168.56.201",
+        "192.168.56.200-192.168.56.220",
+    );
+    mg.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &pool);
+    let yaml = "\
+apiVersion: v1
+kind: Service
+metadata: {name: requested}
+spec: {type: LoadBalancer, loadBalancerIP: 192.168.56.215, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: migrated
+  annotations: {metallb.universe.tf/loadBalancerIPs: 192.168.56.216}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: dns-tcp
+  annotations: {metallb.io/allow-shared-ip: dns, metallb.io/loadBalancerIPs: 192.168.56.217}
+spec: {type: LoadBalancer, ports: [{port: 53, protocol: TCP}]}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: dns-udp
+  annotations: {metallb.io/allow-shared-ip: dns, metallb.io/loadBalancerIPs: 192.168.56.217}
+spec: {type: LoadBalancer, ports: [{port: 53, protocol: UDP}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: other-class}
+spec: {type: LoadBalancer, loadBalancerClass: example.com/other, ports: [{port: 80}]}
+";
+    let out = mg.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get_ip(&mg, "requested"), "192.168.56.215");
+    assert_eq!(get_ip(&mg, "migrated"), "192.168.56.216");
+    assert_eq!(get_ip(&mg, "dns-tcp"), "192.168.56.217");
+    assert_eq!(
+        get_ip(&mg, "dns-udp"),
+        "192.168.56.217",
+        "sharing by key on distinct ports"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        external_ip(&mg, "other-class"),
+        "<pending>",
+        "another class is left alone"
+    );
+    let pool_of = mg.kubectl_ok(&[
+        "get",
+        "svc",
+        "migrated",
+        "-o",
+        "jsonpath={.metadata.annotations.metalgate\\.io/ip-allocated-from-pool}",
+    ]);
+    assert_eq!(pool_of, "lab-pool");
+
+    // The pool shrinks to 200-215: 216 and 217 fall outside and are cleared; 215 stays.
+    let shrunk = POOL.replace(
+        "192.168.56.200-192.168.56.201",
+        "192.168.56.200-192.168.56.215",
+    );
+    mg.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &shrunk);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while external_ip(&mg, "migrated") != "<pending>" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(external_ip(&mg, "migrated"), "<pending>");
+    assert_eq!(external_ip(&mg, "dns-tcp"), "<pending>");
+    assert_eq!(
+        external_ip(&mg, "requested"),
+        "192.168.56.215",
+        "what still fits keeps its IP"
+    );
+    let events = mg.kubectl_ok(&["get", "events"]);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("service/migrated") && l.contains("ClearAssignment")),
+        "{events}"
+    );
+}

@@ -252,7 +252,13 @@ fn node_states(
                 None => lease_fresh(leases, &name),
             };
             NodeState {
-                alive: (cond("Ready") == Some(true) || gossip.is_some()) && (fresh || name == me),
+                // The API's Ready condition is the second signal: a node marked NotReady is
+                // out even while its speaker gossips; with gossip, a Ready that the API can no
+                // longer update (the store is gone) does not keep a dead node in.
+                alive: match gossip {
+                    Some(_) => cond("Ready") != Some(false) && (fresh || name == me),
+                    None => cond("Ready") == Some(true) && (fresh || name == me),
+                },
                 network_unavailable: cond("NetworkUnavailable") == Some(true),
                 labels: n.labels().clone(),
                 name,
