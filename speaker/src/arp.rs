@@ -452,3 +452,43 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn iface() -> Interface {
+        Interface {
+            name: "eth1".into(),
+            mac: MacAddr(2, 0, 0, 0, 0, 0x10),
+            nets: vec!["192.168.56.10/24".parse().unwrap()],
+        }
+    }
+
+    proptest! {
+        /// Whatever arrives on the wire gets a decision, never a panic; and whatever is
+        /// answered is a request for an owned IP, answered with a well-formed reply.
+        #[test]
+        fn any_frame_gets_a_decision(frame in proptest::collection::vec(any::<u8>(), 0..128), target in any::<[u8; 4]>()) {
+            let owned = vec![Announcement { ip: Ipv4Addr::from(target), interface: "eth1".into(), same_subnet_only: false }];
+            if let Ok(req) = decide(&frame, &iface(), &owned) {
+                prop_assert_eq!(req.target_ip, Ipv4Addr::from(target));
+                let r = reply(&req, iface().mac);
+                prop_assert_eq!(claims(&r, req.target_ip), Some(iface().mac));
+            }
+        }
+
+        /// A well-formed request for an owned IP from the subnet is always answered.
+        #[test]
+        fn requests_for_owned_ips_are_answered(host in 1u8..255, sender in 1u8..255, mac in any::<[u8; 6]>()) {
+            let ip = Ipv4Addr::new(192, 168, 56, host);
+            let mac = MacAddr(mac[0] & 0xfe, mac[1], mac[2], mac[3], mac[4], mac[5]);
+            prop_assume!(mac != iface().mac);
+            let owned = vec![Announcement { ip, interface: "eth1".into(), same_subnet_only: true }];
+            let frame = request(ip, mac, Ipv4Addr::new(192, 168, 56, sender));
+            let req = decide(&frame, &iface(), &owned);
+            prop_assert!(req.is_ok(), "{:?}", req);
+        }
+    }
+}
