@@ -283,22 +283,32 @@ async fn apply_manifests(client: &kube::Client, paths: &[PathBuf]) -> usize {
     errors.len()
 }
 
-/// `metalgate controller`: the controller alone, against a cluster or a store.
-pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> {
-    let client = match &args.kubeconfig {
+/// A component's context outside `metalgate run`: a client from a kubeconfig (or the
+/// environment), this node, and SIGTERM/SIGINT as the shutdown signal.
+async fn alone(
+    kubeconfig: Option<&Path>,
+    node_name: Option<String>,
+    node_ip: Option<IpAddr>,
+) -> anyhow::Result<ComponentContext> {
+    let client = match kubeconfig {
         Some(k) => client::from_kubeconfig(k).await?,
         None => client::infer().await?,
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
-    let ctx = ComponentContext {
+    Ok(ComponentContext {
         client,
         node: NodeIdentity {
-            name: args.node_name.unwrap_or_else(hostname),
-            ip: None,
+            name: node_name.unwrap_or_else(hostname),
+            ip: node_ip,
         },
         shutdown,
-    };
+    })
+}
+
+/// `metalgate controller`: the controller alone, against a cluster or a store.
+pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> {
+    let ctx = alone(args.kubeconfig.as_deref(), args.node_name, None).await?;
     let cfg = metalgate_controller::Config {
         namespace: args.namespace,
         class: args.lb_class,
@@ -308,20 +318,7 @@ pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> 
 
 /// `metalgate speaker`: the speaker alone, against a cluster or a store.
 pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
-    let client = match &args.kubeconfig {
-        Some(k) => client::from_kubeconfig(k).await?,
-        None => client::infer().await?,
-    };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
-    let ctx = ComponentContext {
-        client,
-        node: NodeIdentity {
-            name: args.node_name.unwrap_or_else(hostname),
-            ip: args.node_ip,
-        },
-        shutdown,
-    };
+    let ctx = alone(args.kubeconfig.as_deref(), args.node_name, args.node_ip).await?;
     let cfg = metalgate_speaker::announcer::Config {
         namespace: args.namespace,
         local_delivery: false,

@@ -328,27 +328,7 @@ fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
     assert!(up.status.success(), "{}", text(&up));
 
     // Who announces, as users see it: the Service's annotation.
-    let mut owner = String::new();
-    for _ in 0..100 {
-        let o = metalgate(&[
-            "lab",
-            "exec",
-            "--",
-            "kubectl",
-            "get",
-            "svc",
-            "metalgate-proxy",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.metadata.annotations.metalgate\\.io/announcing-node}",
-        ]);
-        owner = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if !owner.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let owner = owner_of_vip();
     assert!(
         ["ops-demo", "node2", "node3"].contains(&owner.as_str()),
         "announcing-node: {owner:?}"
