@@ -157,6 +157,9 @@ pub struct RunArgs {
     /// Join the cluster or store this kubeconfig names instead of embedding one.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
+    /// Serve `/metrics` and `/healthz` here (off unless given).
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Set up logging from `RUST_LOG` (default `info`), to stderr.

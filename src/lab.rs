@@ -43,6 +43,8 @@ pub const HOSTS: [&str; 3] = [
 ];
 /// Where the embedded store listens.
 pub const API_PORT: u16 = 6443;
+/// Where each node's metalgate serves `/metrics`.
+pub const METRICS_PORT: u16 = 9464;
 
 /// One lab node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,6 +468,8 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
             server.name.into(),
             "--node-ip".into(),
             server.ip.into(),
+            "--metrics-listen".into(),
+            format!("{}:{METRICS_PORT}", server.ip),
             "--manifests".into(),
             manifests.display().to_string(),
         ],
@@ -511,6 +515,8 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
                 n.name.into(),
                 "--node-ip".into(),
                 n.ip.into(),
+                "--metrics-listen".into(),
+                format!("{}:{METRICS_PORT}", n.ip),
             ],
             &[],
         )?;

@@ -193,6 +193,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let failed = apply_manifests(&kube_client, &args.manifests).await;
 
+    if let Some(addr) = args.metrics_listen {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::admin::serve(addr, stop).await {
+                tracing::error!(%addr, error = %format!("{e:#}"), "admin endpoint failed");
+            }
+        });
+    }
+
     // 4. Components.
     let mut tasks = tokio::task::JoinSet::new();
     for (name, component) in selected {

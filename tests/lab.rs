@@ -433,6 +433,39 @@ fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
         text(&foreign)
     );
 
+    // The owner counted what it answered and what it ignored, by reason.
+    let owner_ip = match owner.as_str() {
+        "ops-demo" => "192.168.56.10",
+        "node2" => "192.168.56.11",
+        _ => "192.168.56.12",
+    };
+    let metrics = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        &format!("http://{owner_ip}:9464/metrics"),
+    ]);
+    let m = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let value = |line_start: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in:\n{m}"))
+    };
+    assert!(value("metalgate_speaker_arp_replies_total") >= 5, "{m}");
+    assert!(
+        value("metalgate_speaker_arp_dropped_total{reason=\"sender_outside_subnet\"}") >= 1,
+        "{m}"
+    );
+    assert!(
+        value("metalgate_speaker_arp_dropped_total{reason=\"not_owned\"}") >= 1,
+        "{m}"
+    );
+
     let events = metalgate(&[
         "lab",
         "exec",

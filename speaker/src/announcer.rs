@@ -453,6 +453,25 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
 
     let shared = Arc::new(ArcSwap::from_pointee(Vec::<Announcement>::new()));
     let counters = Arc::new(Counters::default());
+    {
+        let c = counters.clone();
+        metalgate_k8s::metrics::register(
+            "speaker",
+            Arc::new(move || {
+                let mut out = metalgate_k8s::metrics::counter_family(
+                    "metalgate_speaker_arp_dropped_total",
+                    "ARP frames the speaker did not answer, by reason.",
+                    "reason",
+                    &c.drops(),
+                );
+                out.push_str(&format!(
+                    "# HELP metalgate_speaker_arp_replies_total ARP replies sent.\n# TYPE metalgate_speaker_arp_replies_total counter\nmetalgate_speaker_arp_replies_total {}\n",
+                    c.replied.load(Ordering::Relaxed)
+                ));
+                out
+            }),
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let ifaces = local_interfaces();
     let mut threads = Vec::new();

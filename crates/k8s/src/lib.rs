@@ -9,6 +9,7 @@
 //!   it, reporting every bad document at once (file, document, kind/name, field);
 //! - [`node`]: registering this machine as a Node and keeping its heartbeat;
 //! - [`client`]: building a client from a kubeconfig or an API server URL;
+//! - [`metrics`]: the registry behind `/metrics`;
 //! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`).
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod client;
 pub mod component;
 pub mod crd;
 pub mod manifests;
+pub mod metrics;
 pub mod node;
 
 pub use component::{Component, ComponentContext, NodeIdentity};
