@@ -848,3 +848,115 @@ fn link_loss_on_the_owners_nic_moves_the_ip_and_it_settles_on_one_mac() {
         text(&neigh)
     );
 }
+
+/// A second network on the owner node, removed when the test ends.
+struct OtherNet;
+impl Drop for OtherNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", "mg-other"])
+            .status();
+    }
+}
+
+#[test]
+fn the_vip_is_not_answered_on_another_interface() {
+    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already up ({:?})",
+        lab_namespaces()
+    );
+    let _teardown = Teardown;
+    let up = metalgate(&["lab", "up", "--nodes", "1"]);
+    assert!(up.status.success(), "{}", text(&up));
+    assert_eq!(owner_of_vip(), "ops-demo");
+    // ops-demo gets a second NIC, eth2 (10.77.0.1/24), towards a host in mg-other.
+    let _other = OtherNet;
+    let run = |args: &[&str]| {
+        assert!(
+            Command::new("ip").args(args).status().unwrap().success(),
+            "ip {args:?}"
+        )
+    };
+    let _ = Command::new("ip")
+        .args(["netns", "del", "mg-other"])
+        .status();
+    run(&["netns", "add", "mg-other"]);
+    run(&[
+        "-n",
+        "mg-ops-demo",
+        "link",
+        "add",
+        "eth2",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        "mg-other",
+    ]);
+    run(&[
+        "-n",
+        "mg-ops-demo",
+        "addr",
+        "add",
+        "10.77.0.1/24",
+        "dev",
+        "eth2",
+    ]);
+    run(&["-n", "mg-ops-demo", "link", "set", "eth2", "up"]);
+    run(&[
+        "-n",
+        "mg-other",
+        "addr",
+        "add",
+        "10.77.0.2/24",
+        "dev",
+        "eth0",
+    ]);
+    run(&["-n", "mg-other", "link", "set", "eth0", "up"]);
+    // The speaker picks new interfaces up within a pass or two.
+    std::thread::sleep(Duration::from_secs(4));
+    let arping = |ip: &str| {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", "mg-other", "arping", "-c", "3", "-w", "4", "-I", "eth0", ip,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(
+        macs_in(&arping("10.77.0.1")).len(),
+        1,
+        "the link works: the kernel answers for eth2's own address"
+    );
+    let vip = arping("192.168.56.200");
+    assert!(
+        macs_in(&vip).is_empty(),
+        "nobody answers for the VIP on eth2:\n{vip}"
+    );
+    let metrics = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "http://192.168.56.10:9464/metrics",
+    ]);
+    let m = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let wrong = m
+        .lines()
+        .find(|l| l.starts_with("metalgate_speaker_arp_dropped_total{reason=\"wrong_interface\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        wrong >= 3,
+        "the speaker saw the requests on eth2 and dropped them as wrong_interface:\n{m}"
+    );
+}

@@ -127,6 +127,22 @@ fn serve(
     shared: Arc<ArcSwap<Vec<Announcement>>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    served: Arc<std::sync::Mutex<BTreeSet<String>>>,
+) {
+    let name = iface.name.clone();
+    serve_until_error(iface, shared, counters, stop);
+    // Gone, down, or never opened: a later pass starts it again if the interface is back.
+    served
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&name);
+}
+
+fn serve_until_error(
+    iface: NetworkInterface,
+    shared: Arc<ArcSwap<Vec<Announcement>>>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
 ) {
     let cfg = datalink::Config {
         read_timeout: Some(Duration::from_millis(200)),
@@ -165,8 +181,8 @@ fn serve(
                 if e.kind() == std::io::ErrorKind::TimedOut
                     || e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => {
-                tracing::warn!(interface = %info.name, error = %e, "reading frames failed");
-                std::thread::sleep(Duration::from_millis(100));
+                tracing::warn!(interface = %info.name, error = %e, "reading frames failed; will reopen the interface");
+                return;
             }
         }
     }
@@ -473,12 +489,30 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         );
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let ifaces = local_interfaces();
+    let mut ifaces = local_interfaces();
+    let served: Arc<std::sync::Mutex<BTreeSet<String>>> = Default::default();
     let mut threads = Vec::new();
-    for i in ifaces.clone() {
-        let (s, c, st) = (shared.clone(), counters.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || serve(i, s, c, st)));
-    }
+    // Answer on every interface there is, including ones that appear (or come back) later.
+    let serve_new = |ifaces: &[NetworkInterface],
+                     threads: &mut Vec<std::thread::JoinHandle<()>>| {
+        for i in ifaces {
+            if served
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(i.name.clone())
+            {
+                let (i, s, c, st, sv) = (
+                    i.clone(),
+                    shared.clone(),
+                    counters.clone(),
+                    stop.clone(),
+                    served.clone(),
+                );
+                threads.push(std::thread::spawn(move || serve(i, s, c, st, sv)));
+            }
+        }
+    };
+    serve_new(&ifaces, &mut threads);
     // Let the other speakers know our MACs, so our answers are never taken for a conflict.
     let macs: Vec<String> = ifaces
         .iter()
@@ -496,13 +530,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     {
         tracing::warn!(error = %e, "publishing this speaker's MACs failed");
     }
-    let locals: Vec<LocalInterface> = ifaces
-        .iter()
-        .map(|i| LocalInterface {
-            name: i.name.clone(),
-            nets: v4_nets(i),
-        })
-        .collect();
+    let mut locals: Vec<LocalInterface>;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -520,6 +548,15 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         (std::time::Instant, pnet::util::MacAddr),
     > = Default::default();
     loop {
+        ifaces = local_interfaces();
+        serve_new(&ifaces, &mut threads);
+        locals = ifaces
+            .iter()
+            .map(|i| LocalInterface {
+                name: i.name.clone(),
+                nets: v4_nets(i),
+            })
+            .collect();
         let svc_state = services.state();
         let svc_refs: Vec<&Service> = svc_state.iter().map(|s| s.as_ref()).collect();
         let node_objs = nodes.state();
