@@ -276,6 +276,30 @@ fn down_cleans_up_after_an_interrupted_up() {
     assert_nothing_left(&pids, &bridges_before);
 }
 
+/// Take the lab for this test (its names are fixed, so lab tests take turns), bring it up with
+/// `nodes` nodes, and take it down when the test ends, passed or failed.
+fn lab_up(nodes: u8) -> (std::sync::MutexGuard<'static, ()>, Teardown) {
+    let lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
+    assert!(
+        lab_namespaces().is_empty(),
+        "a lab is already up ({:?}); the lab tests need its fixed names — take it down first",
+        lab_namespaces()
+    );
+    let teardown = Teardown;
+    let up = metalgate(&["lab", "up", "--nodes", &nodes.to_string()]);
+    assert!(up.status.success(), "lab up failed:\n{}", text(&up));
+    (lab, teardown)
+}
+
+/// A namespace a test adds next to the lab, deleted when the test ends.
+struct ExtraNamespace(&'static str);
+impl Drop for ExtraNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", self.0]).status();
+    }
+}
+
 /// The lab's names are fixed, so its tests take turns.
 static LAB_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -316,16 +340,7 @@ fn eth1_mac(ns: &str) -> String {
 
 #[test]
 fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
-    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
-    assert!(
-        lab_namespaces().is_empty(),
-        "a lab is already up ({:?})",
-        lab_namespaces()
-    );
-    let _teardown = Teardown;
-    let up = metalgate(&["lab", "up", "--nodes", "3"]);
-    assert!(up.status.success(), "{}", text(&up));
+    let (_lab, _teardown) = lab_up(3);
 
     // Who announces, as users see it: the Service's annotation.
     let owner = owner_of_vip();
@@ -539,16 +554,7 @@ fn owner_of_vip() -> String {
 
 #[test]
 fn failover_on_sigkill_and_lossless_handoff_on_sigterm() {
-    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
-    assert!(
-        lab_namespaces().is_empty(),
-        "a lab is already up ({:?})",
-        lab_namespaces()
-    );
-    let _teardown = Teardown;
-    let up = metalgate(&["lab", "up", "--nodes", "3"]);
-    assert!(up.status.success(), "{}", text(&up));
+    let (_lab, _teardown) = lab_up(3);
     let owner = owner_of_vip();
     let owner_mac = eth1_mac(&format!("mg-{owner}"));
     // The laptop has a neighbour entry for the VIP, pointing at the owner.
@@ -629,7 +635,7 @@ fn failover_on_sigkill_and_lossless_handoff_on_sigterm() {
 /// A host the test adds to the lab's network, removed when the test ends.
 struct Intruder;
 impl Intruder {
-    fn add(ip: &str) -> Intruder {
+    fn add(ip: &str) -> ExtraNamespace {
         let run = |args: &[&str]| {
             assert!(
                 Command::new("ip").args(args).status().unwrap().success(),
@@ -674,29 +680,13 @@ impl Intruder {
             "eth0",
         ]);
         run(&["-n", "mg-intruder", "link", "set", "eth0", "up"]);
-        Intruder
-    }
-}
-impl Drop for Intruder {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", "mg-intruder"])
-            .status();
+        ExtraNamespace("mg-intruder")
     }
 }
 
 #[test]
 fn an_ip_already_held_by_another_host_is_not_announced() {
-    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
-    assert!(
-        lab_namespaces().is_empty(),
-        "a lab is already up ({:?})",
-        lab_namespaces()
-    );
-    let _teardown = Teardown;
-    let up = metalgate(&["lab", "up", "--nodes", "2"]);
-    assert!(up.status.success(), "{}", text(&up));
+    let (_lab, _teardown) = lab_up(2);
     let _intruder = Intruder::add("192.168.56.205");
     let intruder_mac = {
         let out = Command::new("ip")
@@ -773,16 +763,7 @@ fn an_ip_already_held_by_another_host_is_not_announced() {
 
 #[test]
 fn link_loss_on_the_owners_nic_moves_the_ip_and_it_settles_on_one_mac() {
-    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
-    assert!(
-        lab_namespaces().is_empty(),
-        "a lab is already up ({:?})",
-        lab_namespaces()
-    );
-    let _teardown = Teardown;
-    let up = metalgate(&["lab", "up", "--nodes", "3"]);
-    assert!(up.status.success(), "{}", text(&up));
+    let (_lab, _teardown) = lab_up(3);
     let owner = owner_of_vip();
     let owner_ns = format!("mg-{owner}");
     let running = probe(200);
@@ -849,31 +830,12 @@ fn link_loss_on_the_owners_nic_moves_the_ip_and_it_settles_on_one_mac() {
     );
 }
 
-/// A second network on the owner node, removed when the test ends.
-struct OtherNet;
-impl Drop for OtherNet {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", "mg-other"])
-            .status();
-    }
-}
-
 #[test]
 fn the_vip_is_not_answered_on_another_interface() {
-    let _lab = LAB_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(nix_is_root(), "the lab test needs root (CI runs as root)");
-    assert!(
-        lab_namespaces().is_empty(),
-        "a lab is already up ({:?})",
-        lab_namespaces()
-    );
-    let _teardown = Teardown;
-    let up = metalgate(&["lab", "up", "--nodes", "1"]);
-    assert!(up.status.success(), "{}", text(&up));
+    let (_lab, _teardown) = lab_up(1);
     assert_eq!(owner_of_vip(), "ops-demo");
     // ops-demo gets a second NIC, eth2 (10.77.0.1/24), towards a host in mg-other.
-    let _other = OtherNet;
+    let _other = ExtraNamespace("mg-other");
     let run = |args: &[&str]| {
         assert!(
             Command::new("ip").args(args).status().unwrap().success(),
