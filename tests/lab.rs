@@ -292,8 +292,25 @@ fn lab_up(nodes: u8) -> (std::sync::MutexGuard<'static, ()>, Teardown) {
     (lab, teardown)
 }
 
+/// Run `ip ARGS`, which must succeed.
+fn ip(args: &[&str]) {
+    assert!(
+        Command::new("ip").args(args).status().unwrap().success(),
+        "ip {args:?}"
+    );
+}
+
 /// A namespace a test adds next to the lab, deleted when the test ends.
 struct ExtraNamespace(&'static str);
+
+impl ExtraNamespace {
+    /// Create it afresh (removing one a crashed run left).
+    fn create(name: &'static str) -> ExtraNamespace {
+        let _ = Command::new("ip").args(["netns", "del", name]).status();
+        ip(&["netns", "add", name]);
+        ExtraNamespace(name)
+    }
+}
 impl Drop for ExtraNamespace {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", self.0]).status();
@@ -635,18 +652,9 @@ fn failover_on_sigkill_and_lossless_handoff_on_sigterm() {
 /// A host the test adds to the lab's network, removed when the test ends.
 struct Intruder;
 impl Intruder {
-    fn add(ip: &str) -> ExtraNamespace {
-        let run = |args: &[&str]| {
-            assert!(
-                Command::new("ip").args(args).status().unwrap().success(),
-                "ip {args:?}"
-            )
-        };
-        let _ = Command::new("ip")
-            .args(["netns", "del", "mg-intruder"])
-            .status();
-        run(&["netns", "add", "mg-intruder"]);
-        run(&[
+    fn add(address: &str) -> ExtraNamespace {
+        let guard = ExtraNamespace::create("mg-intruder");
+        ip(&[
             "-n",
             "mg-intruder",
             "link",
@@ -660,7 +668,7 @@ impl Intruder {
             "netns",
             "mg-hostonly",
         ]);
-        run(&[
+        ip(&[
             "-n",
             "mg-hostonly",
             "link",
@@ -669,18 +677,18 @@ impl Intruder {
             "master",
             "br0",
         ]);
-        run(&["-n", "mg-hostonly", "link", "set", "p-intruder", "up"]);
-        run(&[
+        ip(&["-n", "mg-hostonly", "link", "set", "p-intruder", "up"]);
+        ip(&[
             "-n",
             "mg-intruder",
             "addr",
             "add",
-            &format!("{ip}/24"),
+            &format!("{address}/24"),
             "dev",
             "eth0",
         ]);
-        run(&["-n", "mg-intruder", "link", "set", "eth0", "up"]);
-        ExtraNamespace("mg-intruder")
+        ip(&["-n", "mg-intruder", "link", "set", "eth0", "up"]);
+        guard
     }
 }
 
@@ -835,18 +843,8 @@ fn the_vip_is_not_answered_on_another_interface() {
     let (_lab, _teardown) = lab_up(1);
     assert_eq!(owner_of_vip(), "ops-demo");
     // ops-demo gets a second NIC, eth2 (10.77.0.1/24), towards a host in mg-other.
-    let _other = ExtraNamespace("mg-other");
-    let run = |args: &[&str]| {
-        assert!(
-            Command::new("ip").args(args).status().unwrap().success(),
-            "ip {args:?}"
-        )
-    };
-    let _ = Command::new("ip")
-        .args(["netns", "del", "mg-other"])
-        .status();
-    run(&["netns", "add", "mg-other"]);
-    run(&[
+    let _other = ExtraNamespace::create("mg-other");
+    ip(&[
         "-n",
         "mg-ops-demo",
         "link",
@@ -860,7 +858,7 @@ fn the_vip_is_not_answered_on_another_interface() {
         "netns",
         "mg-other",
     ]);
-    run(&[
+    ip(&[
         "-n",
         "mg-ops-demo",
         "addr",
@@ -869,8 +867,8 @@ fn the_vip_is_not_answered_on_another_interface() {
         "dev",
         "eth2",
     ]);
-    run(&["-n", "mg-ops-demo", "link", "set", "eth2", "up"]);
-    run(&[
+    ip(&["-n", "mg-ops-demo", "link", "set", "eth2", "up"]);
+    ip(&[
         "-n",
         "mg-other",
         "addr",
@@ -879,7 +877,7 @@ fn the_vip_is_not_answered_on_another_interface() {
         "dev",
         "eth0",
     ]);
-    run(&["-n", "mg-other", "link", "set", "eth0", "up"]);
+    ip(&["-n", "mg-other", "link", "set", "eth0", "up"]);
     // The speaker picks new interfaces up within a pass or two.
     std::thread::sleep(Duration::from_secs(4));
     let arping = |ip: &str| {
