@@ -1,0 +1,301 @@
+//! Per-Ingress behaviour from annotations, ingress-nginx's names accepted: pure parsing.
+//!
+//! Every annotation is read under both `nginx.ingress.kubernetes.io/` and `metalgate.io/`
+//! (ours wins when both are set). A value that does not parse is reported and left at its
+//! default; an annotation under either prefix that we do not implement is reported too, so a
+//! user migrating from ingress-nginx learns what is not carried over instead of guessing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// The two prefixes an annotation is accepted under.
+pub const PREFIXES: [&str; 2] = ["metalgate.io/", "nginx.ingress.kubernetes.io/"];
+
+/// Annotations this proxy implements (without prefix).
+pub const SUPPORTED: [&str; 9] = [
+    "rewrite-target",
+    "ssl-redirect",
+    "force-ssl-redirect",
+    "proxy-body-size",
+    "proxy-connect-timeout",
+    "proxy-read-timeout",
+    "proxy-send-timeout",
+    "backend-protocol",
+    "whitelist-source-range",
+];
+
+/// metalgate.io/ annotations with other owners (the controller's, the speaker's): not ours to
+/// report as unsupported.
+const NOT_OURS: [&str; 4] = [
+    "loadBalancerIPs",
+    "address-pool",
+    "allow-shared-ip",
+    "ip-allocated-from-pool",
+];
+
+/// How the proxy talks to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendProtocol {
+    /// HTTP/1.1 (the default).
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS (the backend's certificate is not verified, as in ingress-nginx).
+    Https,
+    /// HTTP/2 without TLS, prior knowledge (`H2C`, and `GRPC`).
+    H2c,
+    /// HTTP/2 over TLS (`GRPCS`).
+    H2Tls,
+}
+
+/// What an Ingress's annotations ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// `rewrite-target`: the path sent upstream (`$1`… refer to the rule path's groups).
+    pub rewrite_target: Option<String>,
+    /// `ssl-redirect` (default true): redirect HTTP to HTTPS for hosts with TLS.
+    pub ssl_redirect: bool,
+    /// `force-ssl-redirect`: redirect even for hosts without a certificate of ours.
+    pub force_ssl_redirect: bool,
+    /// `proxy-body-size` in bytes (default 1 MiB as in ingress-nginx); `None` is unlimited (`0`).
+    pub body_limit: Option<u64>,
+    /// `proxy-connect-timeout` (default 5 s).
+    pub connect_timeout: Duration,
+    /// `proxy-read-timeout` (default 60 s).
+    pub read_timeout: Duration,
+    /// `proxy-send-timeout` (default 60 s).
+    pub send_timeout: Duration,
+    /// `backend-protocol`.
+    pub protocol: BackendProtocol,
+    /// `whitelist-source-range`: when set, only these client networks get through (others 403).
+    pub allow: Option<Vec<IpNet>>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            rewrite_target: None,
+            ssl_redirect: true,
+            force_ssl_redirect: false,
+            body_limit: Some(1024 * 1024),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            protocol: BackendProtocol::Http,
+            allow: None,
+        }
+    }
+}
+
+/// An annotation we could not honour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnnotationProblem {
+    /// Under one of our prefixes but not implemented.
+    Unsupported {
+        /// The full annotation key.
+        key: String,
+    },
+    /// Implemented, but the value does not parse; the default applies.
+    Invalid {
+        /// The full annotation key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for AnnotationProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnnotationProblem::Unsupported { key } => write!(
+                f,
+                "annotation {key} is not supported by metalgate and has no effect"
+            ),
+            AnnotationProblem::Invalid { key, reason } => {
+                write!(f, "annotation {key}: {reason}; the default applies")
+            }
+        }
+    }
+}
+
+/// Parse an ingress-nginx size (`1m`, `512k`, `10`, `2g`; `0` = unlimited).
+pub fn parse_size(v: &str) -> Result<Option<u64>, String> {
+    let v = v.trim();
+    let (num, mult) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_lowercase() {
+                'k' => 1024,
+                'm' => 1024 * 1024,
+                'g' => 1024 * 1024 * 1024,
+                _ => return Err(format!("{v:?} is not a size (like 1m, 512k, 0)")),
+            };
+            (&v[..i], m)
+        }
+        _ => (v, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{v:?} is not a size (like 1m, 512k, 0)"))?;
+    Ok(if n == 0 {
+        None
+    } else {
+        Some(n.saturating_mul(mult))
+    })
+}
+
+fn parse_secs(v: &str) -> Result<Duration, String> {
+    let t = v.trim();
+    let t = t.strip_suffix('s').unwrap_or(t);
+    match t.parse::<u64>() {
+        Ok(n) if n > 0 && n <= 3600 => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "{v:?} is not a number of seconds between 1 and 3600"
+        )),
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{v:?} is not true or false")),
+    }
+}
+
+/// Read an Ingress's annotations: the policy, and every annotation that could not be honoured.
+pub fn from_annotations(
+    annotations: &BTreeMap<String, String>,
+) -> (Policy, Vec<AnnotationProblem>) {
+    let mut p = Policy::default();
+    let mut problems = Vec::new();
+    // nginx's first, then ours, so ours overrides.
+    for prefix in PREFIXES.iter().rev() {
+        for (key, value) in annotations {
+            let Some(name) = key.strip_prefix(prefix) else {
+                continue;
+            };
+            let res: Result<(), String> = match name {
+                "rewrite-target" => {
+                    if value.starts_with('/') {
+                        p.rewrite_target = Some(value.clone());
+                        Ok(())
+                    } else {
+                        Err(format!("{value:?} must start with /"))
+                    }
+                }
+                "ssl-redirect" => parse_bool(value).map(|b| p.ssl_redirect = b),
+                "force-ssl-redirect" => parse_bool(value).map(|b| p.force_ssl_redirect = b),
+                "proxy-body-size" => parse_size(value).map(|s| p.body_limit = s),
+                "proxy-connect-timeout" => parse_secs(value).map(|d| p.connect_timeout = d),
+                "proxy-read-timeout" => parse_secs(value).map(|d| p.read_timeout = d),
+                "proxy-send-timeout" => parse_secs(value).map(|d| p.send_timeout = d),
+                "backend-protocol" => match value.trim().to_ascii_uppercase().as_str() {
+                    "HTTP" => Ok(p.protocol = BackendProtocol::Http),
+                    "HTTPS" => Ok(p.protocol = BackendProtocol::Https),
+                    "GRPC" | "H2C" => Ok(p.protocol = BackendProtocol::H2c),
+                    "GRPCS" => Ok(p.protocol = BackendProtocol::H2Tls),
+                    _ => Err(format!(
+                        "{value:?} is not one of HTTP, HTTPS, GRPC, GRPCS, H2C"
+                    )),
+                },
+                "whitelist-source-range" => {
+                    let mut nets = Vec::new();
+                    let mut bad = None;
+                    for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        match part.parse::<IpNet>() {
+                            Ok(n) => nets.push(n),
+                            Err(_) => match part.parse::<std::net::IpAddr>() {
+                                Ok(ip) => nets.push(IpNet::from(ip)),
+                                Err(_) => bad = Some(part.to_string()),
+                            },
+                        }
+                    }
+                    match bad {
+                        Some(b) => Err(format!("{b:?} is not a CIDR")),
+                        None if nets.is_empty() => Err("no CIDR given".into()),
+                        None => Ok(p.allow = Some(nets)),
+                    }
+                }
+                other if *prefix == "metalgate.io/" && NOT_OURS.contains(&other) => Ok(()),
+                _ => {
+                    problems.push(AnnotationProblem::Unsupported { key: key.clone() });
+                    Ok(())
+                }
+            };
+            if let Err(reason) = res {
+                problems.push(AnnotationProblem::Invalid {
+                    key: key.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    (p, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_ingress_nginx_defaults() {
+        let (p, probs) = from_annotations(&BTreeMap::new());
+        assert!(probs.is_empty());
+        assert_eq!(p.body_limit, Some(1 << 20));
+        assert_eq!(p.connect_timeout, Duration::from_secs(5));
+        assert_eq!(p.read_timeout, Duration::from_secs(60));
+        assert!(p.ssl_redirect && !p.force_ssl_redirect);
+    }
+
+    #[test]
+    fn both_prefixes_are_read_and_ours_wins() {
+        let (p, probs) = from_annotations(&ann(&[
+            ("nginx.ingress.kubernetes.io/proxy-body-size", "8k"),
+            ("nginx.ingress.kubernetes.io/backend-protocol", "GRPC"),
+            ("metalgate.io/backend-protocol", "HTTPS"),
+            ("metalgate.io/proxy-read-timeout", "5"),
+            (
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/8, 192.168.1.7",
+            ),
+        ]));
+        assert!(probs.is_empty(), "{probs:?}");
+        assert_eq!(p.body_limit, Some(8192));
+        assert_eq!(p.protocol, BackendProtocol::Https);
+        assert_eq!(p.read_timeout, Duration::from_secs(5));
+        assert_eq!(p.allow.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn bad_and_unsupported_annotations_are_named() {
+        let (p, probs) = from_annotations(&ann(&[
+            ("nginx.ingress.kubernetes.io/proxy-body-size", "lots"),
+            ("nginx.ingress.kubernetes.io/canary", "true"),
+            ("metalgate.io/loadBalancerIPs", "192.168.56.200"),
+            ("example.com/other", "x"),
+        ]));
+        assert_eq!(p.body_limit, Some(1 << 20), "bad value leaves the default");
+        assert_eq!(probs.len(), 2, "{probs:?}");
+        assert!(probs.iter().any(|p| matches!(p, AnnotationProblem::Invalid { key, .. } if key.ends_with("proxy-body-size"))));
+        assert!(probs.iter().any(
+            |p| matches!(p, AnnotationProblem::Unsupported { key } if key.ends_with("canary"))
+        ));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(None));
+        assert_eq!(parse_size("10"), Ok(Some(10)));
+        assert_eq!(parse_size("2M"), Ok(Some(2 << 20)));
+        assert!(parse_size("1x").is_err());
+        assert!(parse_size("").is_err());
+    }
+}

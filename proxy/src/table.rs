@@ -1,0 +1,857 @@
+//! The route table: built in one step from Ingresses, IngressClasses, Services, EndpointSlices
+//! and TLS Secrets, then only read. Pure: no client, socket or clock in here.
+//!
+//! - Ingresses of our class only: `ingressClassName` naming one of our IngressClasses (or
+//!   `metalgate`), no class when our IngressClass is the default, and `nginx` when
+//!   migration mode is on.
+//! - Hosts exact or `*.` wildcard (one DNS label, per the Ingress spec), case-insensitive, the
+//!   port ignored. Rules without a host serve every host that has no rule of its own.
+//! - Paths `Exact`, `Prefix` (element-wise), `ImplementationSpecific` as `Prefix`; longest
+//!   match wins, `Exact` before `Prefix` at equal length; on a conflict the oldest Ingress wins
+//!   and the newer rule is reported.
+//! - Endpoints: ready ones; terminating-but-serving ones only when nothing is ready.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use regex::Regex;
+use rustls::sign::CertifiedKey;
+
+use crate::policy::{self, Policy};
+
+/// The controller name our IngressClasses carry in `spec.controller`.
+pub const CONTROLLER: &str = "metalgate.io/ingress-controller";
+
+/// Which Ingresses are ours.
+#[derive(Debug, Clone)]
+pub struct ClassSettings {
+    /// The class name accepted even without an IngressClass object (`metalgate`).
+    pub class: String,
+    /// Also serve Ingresses of class `nginx` (drop-in migration from ingress-nginx).
+    pub accept_nginx: bool,
+}
+
+impl Default for ClassSettings {
+    fn default() -> Self {
+        ClassSettings {
+            class: "metalgate".into(),
+            accept_nginx: false,
+        }
+    }
+}
+
+/// Everything the table is built from.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// All Ingresses (the builder picks ours).
+    pub ingresses: Vec<Arc<Ingress>>,
+    /// All IngressClasses.
+    pub classes: Vec<Arc<IngressClass>>,
+    /// All Services.
+    pub services: Vec<Arc<Service>>,
+    /// All EndpointSlices.
+    pub slices: Vec<Arc<EndpointSlice>>,
+    /// All Secrets the proxy may use for TLS.
+    pub secrets: Vec<Arc<Secret>>,
+}
+
+/// `namespace/name` of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjKey {
+    /// Namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Something in the input that could not be honoured, naming the object and the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The Ingress it concerns.
+    pub ingress: ObjKey,
+    /// The field (`spec.rules[0].http.paths[1].backend.service.port`), or the annotation.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// Short reason for an Event (`UnsupportedAnnotation`, `ServiceNotFound`, …).
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Ingress {} {}: {}",
+            self.ingress, self.field, self.message
+        )
+    }
+}
+
+/// Passive health of one endpoint, shared by every table that lists it.
+#[derive(Debug, Default)]
+pub struct EndpointHealth {
+    /// Consecutive failures.
+    pub failures: AtomicU32,
+    /// Ejected until this many milliseconds after the proxy's clock origin (0: not ejected).
+    pub ejected_until_ms: AtomicU64,
+}
+
+/// One backend address.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// Its passive health.
+    pub health: Arc<EndpointHealth>,
+}
+
+/// Where a route sends requests.
+#[derive(Debug)]
+pub struct Backend {
+    /// The Ingress it comes from.
+    pub ingress: ObjKey,
+    /// The Service.
+    pub service: ObjKey,
+    /// Its endpoints (empty: the Service has none ready → 503).
+    pub endpoints: Vec<Endpoint>,
+    /// What the Ingress's annotations ask for.
+    pub policy: Arc<Policy>,
+    /// Round-robin cursor.
+    pub cursor: AtomicUsize,
+}
+
+/// How a rule's path matches.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// The path, exactly.
+    Exact(String),
+    /// Element-wise prefix; stored without a trailing `/` (`""` for `/`).
+    Prefix(String),
+    /// ingress-nginx's regex locations (a `rewrite-target` with `$n` groups): anchored at the
+    /// start, case-insensitive.
+    Regex(Regex, String),
+}
+
+impl PathMatch {
+    fn rank_len(&self) -> usize {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::Regex(_, p) => p.len(),
+        }
+    }
+    fn kind_rank(&self) -> u8 {
+        match self {
+            PathMatch::Exact(_) => 0,
+            PathMatch::Regex(..) => 1,
+            PathMatch::Prefix(_) => 2,
+        }
+    }
+    fn identity(&self) -> (u8, &str) {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::Regex(_, p) => {
+                (self.kind_rank(), p.as_str())
+            }
+        }
+    }
+
+    /// Whether `path` (no query) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => {
+                if p.is_empty() {
+                    return true;
+                }
+                match path.strip_prefix(p.as_str()) {
+                    Some(rest) => rest.is_empty() || rest.starts_with('/'),
+                    None => false,
+                }
+            }
+            PathMatch::Regex(re, _) => re.is_match(path),
+        }
+    }
+}
+
+/// One path rule of a host.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// How it matches.
+    pub path: PathMatch,
+    /// Where it goes.
+    pub backend: Arc<Backend>,
+    created: String,
+}
+
+/// The rules of one host, longest match first.
+#[derive(Debug, Default, Clone)]
+pub struct HostRoutes {
+    /// Sorted: longest path first, `Exact` before others at equal length, then oldest.
+    pub routes: Vec<Route>,
+}
+
+impl HostRoutes {
+    fn find(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.path.matches(path))
+    }
+}
+
+/// Certificates by host name, for SNI.
+#[derive(Debug, Default, Clone)]
+pub struct CertTable {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl CertTable {
+    /// The certificate for a server name: exact, then `*.` wildcard.
+    pub fn get(&self, host: &str) -> Option<&Arc<CertifiedKey>> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.exact.get(&host).or_else(|| {
+            host.split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent))
+        })
+    }
+    /// How many host names have a certificate.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+    /// Whether no host has a certificate.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a request matched.
+#[derive(Debug)]
+pub struct Matched<'a> {
+    /// The backend.
+    pub backend: &'a Arc<Backend>,
+    /// The path to send upstream when the route rewrites it.
+    pub upstream_path: Option<String>,
+    /// Whether the host has a certificate of ours (HTTP → HTTPS redirect candidate).
+    pub tls_host: bool,
+}
+
+/// The whole table. Built once, then shared read-only.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Counts rebuilds; shown in `/metrics`.
+    pub generation: u64,
+    exact: HashMap<String, HostRoutes>,
+    wildcard: HashMap<String, HostRoutes>,
+    any_host: HostRoutes,
+    default_backend: Option<Arc<Backend>>,
+    /// Certificates for SNI.
+    pub certs: CertTable,
+    /// Our Ingresses (their status gets the proxy's address).
+    pub ingresses: Vec<ObjKey>,
+    /// What could not be honoured.
+    pub problems: Vec<Problem>,
+    parsed_secrets: HashMap<ObjKey, (String, Result<Arc<CertifiedKey>, String>)>,
+}
+
+/// Lowercase, without port and trailing dot.
+pub fn normalize_host(host: &str) -> String {
+    let h = host.trim();
+    let h = if let Some(rest) = h.strip_prefix('[') {
+        // [v6]:port
+        rest.split(']').next().unwrap_or(rest)
+    } else if h.matches(':').count() == 1 {
+        h.split(':').next().unwrap_or(h)
+    } else {
+        h
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl RouteTable {
+    /// Route a request: host (any case, maybe with a port) and path (no query).
+    pub fn find(&self, host: &str, path: &str) -> Option<Matched<'_>> {
+        let host = normalize_host(host);
+        let tls_host = self.certs.get(&host).is_some();
+        let routes = self.exact.get(&host).or_else(|| {
+            host.split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent))
+        });
+        let route = match routes {
+            Some(r) => r.find(path),
+            None => self.any_host.find(path),
+        };
+        match route {
+            Some(r) => Some(Matched {
+                backend: &r.backend,
+                upstream_path: rewrite(&r.path, &r.backend.policy, path),
+                tls_host,
+            }),
+            None => self.default_backend.as_ref().map(|b| Matched {
+                backend: b,
+                upstream_path: None,
+                tls_host,
+            }),
+        }
+    }
+
+    /// Every backend of the table (for metrics and tests).
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(std::iter::once(&self.any_host))
+            .flat_map(|h| h.routes.iter().map(|r| &r.backend))
+            .chain(self.default_backend.iter())
+    }
+
+    /// Host names with rules (exact, `*.` wildcards), sorted.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .exact
+            .keys()
+            .cloned()
+            .chain(self.wildcard.keys().map(|k| format!("*.{k}")))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Build a table. `prev` lends endpoint health and already-parsed certificates.
+    pub fn build(
+        snap: &Snapshot,
+        settings: &ClassSettings,
+        prev: Option<&RouteTable>,
+    ) -> RouteTable {
+        let mut t = RouteTable {
+            generation: prev.map_or(1, |p| p.generation + 1),
+            ..Default::default()
+        };
+        let health: HashMap<SocketAddr, Arc<EndpointHealth>> = prev
+            .map(|p| {
+                p.backends()
+                    .flat_map(|b| b.endpoints.iter())
+                    .map(|e| (e.addr, e.health.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let classes = our_classes(&snap.classes, settings);
+        let mut ours: Vec<&Arc<Ingress>> = snap
+            .ingresses
+            .iter()
+            .filter(|i| is_ours(i, &classes))
+            .collect();
+        // Oldest first: on a conflict the first one in wins.
+        ours.sort_by(|a, b| {
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| key(&a.metadata).cmp(&key(&b.metadata)))
+        });
+
+        let services: HashMap<ObjKey, &Service> = snap
+            .services
+            .iter()
+            .map(|s| (key(&s.metadata), s.as_ref()))
+            .collect();
+        let mut slices: HashMap<ObjKey, Vec<&EndpointSlice>> = HashMap::new();
+        for s in &snap.slices {
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+            {
+                slices
+                    .entry(ObjKey {
+                        namespace: s.metadata.namespace.clone().unwrap_or_default(),
+                        name: svc.clone(),
+                    })
+                    .or_default()
+                    .push(s);
+            }
+        }
+        let secrets: HashMap<ObjKey, &Secret> = snap
+            .secrets
+            .iter()
+            .map(|s| (key(&s.metadata), s.as_ref()))
+            .collect();
+
+        let mut seen_paths: HashMap<(String, (u8, String)), ObjKey> = HashMap::new();
+        for ing in ours {
+            let ik = key(&ing.metadata);
+            t.ingresses.push(ik.clone());
+            let (pol, probs) =
+                policy::from_annotations(&ing.metadata.annotations.clone().unwrap_or_default());
+            for p in probs {
+                let (field, reason) = match &p {
+                    policy::AnnotationProblem::Unsupported { key } => {
+                        (key.clone(), "UnsupportedAnnotation")
+                    }
+                    policy::AnnotationProblem::Invalid { key, .. } => {
+                        (key.clone(), "InvalidAnnotation")
+                    }
+                };
+                t.problems.push(Problem {
+                    ingress: ik.clone(),
+                    field: format!("metadata.annotations[{field}]"),
+                    message: p.to_string(),
+                    reason,
+                });
+            }
+            let pol = Arc::new(pol);
+            let Some(spec) = &ing.spec else { continue };
+            let mut ctx = BackendCtx {
+                ingress: &ik,
+                policy: &pol,
+                services: &services,
+                slices: &slices,
+                health: &health,
+                problems: &mut t.problems,
+            };
+
+            if let Some(db) = &spec.default_backend {
+                if let Some(b) = ctx.backend(db, "spec.defaultBackend") {
+                    if t.default_backend.is_none() {
+                        t.default_backend = Some(b);
+                    } else if let Some(first) = &t.default_backend {
+                        let first = first.ingress.clone();
+                        ctx.problems.push(Problem {
+                            ingress: ik.clone(),
+                            field: "spec.defaultBackend".into(),
+                            message: format!(
+                                "the default backend is already set by the older Ingress {first}; this one is ignored"
+                            ),
+                            reason: "Conflict",
+                        });
+                    }
+                }
+            }
+
+            let created = created(ing);
+            for (ri, rule) in spec.rules.iter().flatten().enumerate() {
+                let host = rule
+                    .host
+                    .as_deref()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .unwrap_or_default();
+                if let Err(e) = valid_host(&host) {
+                    ctx.problems.push(Problem {
+                        ingress: ik.clone(),
+                        field: format!("spec.rules[{ri}].host"),
+                        message: e,
+                        reason: "InvalidHost",
+                    });
+                    continue;
+                }
+                let Some(http) = &rule.http else { continue };
+                for (pi, p) in http.paths.iter().enumerate() {
+                    let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+                    let raw = p.path.clone().unwrap_or_else(|| "/".into());
+                    let m = match path_match(&raw, &p.path_type, &pol) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            ctx.problems.push(Problem {
+                                ingress: ik.clone(),
+                                field: format!("{field}.path"),
+                                message: e,
+                                reason: "InvalidPath",
+                            });
+                            continue;
+                        }
+                    };
+                    let id = (host.clone(), (m.identity().0, m.identity().1.to_string()));
+                    if let Some(owner) = seen_paths.get(&id) {
+                        if owner != &ik {
+                            ctx.problems.push(Problem {
+                                ingress: ik.clone(),
+                                field: format!("{field}.path"),
+                                message: format!(
+                                    "host {:?} path {raw:?} is already served by the older Ingress {owner}; this rule is ignored",
+                                    if host.is_empty() { "*" } else { &host }
+                                ),
+                                reason: "Conflict",
+                            });
+                        }
+                        continue;
+                    }
+                    let Some(b) = ctx.backend(&p.backend, &format!("{field}.backend")) else {
+                        continue;
+                    };
+                    seen_paths.insert(id, ik.clone());
+                    let route = Route {
+                        path: m,
+                        backend: b,
+                        created: created.clone(),
+                    };
+                    let target = if host.is_empty() {
+                        &mut t.any_host
+                    } else if let Some(parent) = host.strip_prefix("*.") {
+                        t.wildcard.entry(parent.to_string()).or_default()
+                    } else {
+                        t.exact.entry(host.clone()).or_default()
+                    };
+                    target.routes.push(route);
+                }
+            }
+
+            // TLS: certificates by host, from Secrets in the Ingress's namespace.
+            for (ti, tls) in spec.tls.iter().flatten().enumerate() {
+                let Some(secret_name) = &tls.secret_name else {
+                    continue;
+                };
+                let sk = ObjKey {
+                    namespace: ik.namespace.clone(),
+                    name: secret_name.clone(),
+                };
+                let parsed = match secrets.get(&sk) {
+                    None => Err(format!("Secret {sk} not found")),
+                    Some(s) => {
+                        let rv = s.metadata.resource_version.clone().unwrap_or_default();
+                        let cached = prev
+                            .and_then(|p| p.parsed_secrets.get(&sk))
+                            .filter(|(crv, _)| *crv == rv && !rv.is_empty())
+                            .map(|(_, r)| r.clone());
+                        let r = cached.unwrap_or_else(|| parse_tls_secret(s).map(Arc::new));
+                        t.parsed_secrets.insert(sk.clone(), (rv, r.clone()));
+                        r
+                    }
+                };
+                let cert = match parsed {
+                    Ok(c) => c,
+                    Err(e) => {
+                        t.problems.push(Problem {
+                            ingress: ik.clone(),
+                            field: format!("spec.tls[{ti}].secretName"),
+                            message: e,
+                            reason: "InvalidCertificate",
+                        });
+                        continue;
+                    }
+                };
+                let hosts: Vec<String> = match &tls.hosts {
+                    Some(h) if !h.is_empty() => h.clone(),
+                    _ => spec
+                        .rules
+                        .iter()
+                        .flatten()
+                        .filter_map(|r| r.host.clone())
+                        .collect(),
+                };
+                for h in hosts {
+                    let h = h.trim().to_ascii_lowercase();
+                    if let Some(parent) = h.strip_prefix("*.") {
+                        t.certs
+                            .wildcard
+                            .entry(parent.to_string())
+                            .or_insert_with(|| cert.clone());
+                    } else if !h.is_empty() {
+                        t.certs.exact.entry(h).or_insert_with(|| cert.clone());
+                    }
+                }
+            }
+        }
+
+        let sort = |h: &mut HostRoutes| {
+            h.routes.sort_by(|a, b| {
+                b.path
+                    .rank_len()
+                    .cmp(&a.path.rank_len())
+                    .then(a.path.kind_rank().cmp(&b.path.kind_rank()))
+                    .then_with(|| a.created.cmp(&b.created))
+            })
+        };
+        t.exact.values_mut().for_each(sort);
+        t.wildcard.values_mut().for_each(sort);
+        sort(&mut t.any_host);
+        t
+    }
+}
+
+fn rewrite(m: &PathMatch, policy: &Policy, path: &str) -> Option<String> {
+    let target = policy.rewrite_target.as_ref()?;
+    match m {
+        PathMatch::Regex(re, _) => {
+            let caps = re.captures(path)?;
+            let mut out = String::new();
+            caps.expand(target, &mut out);
+            Some(out)
+        }
+        // ingress-nginx replaces the whole URI when the target has no groups.
+        _ => Some(target.clone()),
+    }
+}
+
+fn path_match(raw: &str, kind: &str, pol: &Policy) -> Result<PathMatch, String> {
+    if !raw.starts_with('/') {
+        return Err(format!("{raw:?} must start with /"));
+    }
+    if pol
+        .rewrite_target
+        .as_deref()
+        .is_some_and(|t| t.contains('$'))
+    {
+        // ingress-nginx: a rewrite with capture groups turns the rule paths into regexes.
+        return Regex::new(&format!("(?i)^{raw}"))
+            .map(|re| PathMatch::Regex(re, raw.to_string()))
+            .map_err(|e| format!("{raw:?} is not a valid regular expression: {e}"));
+    }
+    match kind {
+        "Exact" => Ok(PathMatch::Exact(raw.to_string())),
+        "Prefix" | "ImplementationSpecific" | "" => {
+            Ok(PathMatch::Prefix(raw.trim_end_matches('/').to_string()))
+        }
+        other => Err(format!(
+            "pathType {other:?} is not one of Exact, Prefix, ImplementationSpecific"
+        )),
+    }
+}
+
+fn valid_host(h: &str) -> Result<(), String> {
+    if h.is_empty() {
+        return Ok(());
+    }
+    let bare = h.strip_prefix("*.").unwrap_or(h);
+    if bare.contains('*') {
+        return Err(format!(
+            "{h:?}: a wildcard may only be the whole first label (*.example.com)"
+        ));
+    }
+    if bare.parse::<IpAddr>().is_ok() {
+        return Err(format!("{h:?}: a host must be a DNS name, not an IP"));
+    }
+    let ok = bare.split('.').all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{h:?} is not a valid DNS name"))
+    }
+}
+
+struct BackendCtx<'a> {
+    ingress: &'a ObjKey,
+    policy: &'a Arc<Policy>,
+    services: &'a HashMap<ObjKey, &'a Service>,
+    slices: &'a HashMap<ObjKey, Vec<&'a EndpointSlice>>,
+    health: &'a HashMap<SocketAddr, Arc<EndpointHealth>>,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl BackendCtx<'_> {
+    fn problem(&mut self, field: String, message: String, reason: &'static str) {
+        self.problems.push(Problem {
+            ingress: self.ingress.clone(),
+            field,
+            message,
+            reason,
+        });
+    }
+
+    /// The backend of an Ingress backend reference; `None` (and a problem) when it cannot be
+    /// used at all. A Service without ready endpoints still gives a backend (503 until it has).
+    fn backend(&mut self, b: &IngressBackend, field: &str) -> Option<Arc<Backend>> {
+        let Some(svc_ref) = &b.service else {
+            self.problem(
+                field.to_string(),
+                "only service backends are supported (resource backends are not)".into(),
+                "UnsupportedBackend",
+            );
+            return None;
+        };
+        let sk = ObjKey {
+            namespace: self.ingress.namespace.clone(),
+            name: svc_ref.name.clone(),
+        };
+        let mut endpoints = Vec::new();
+        match self.services.get(&sk) {
+            None => self.problem(
+                format!("{field}.service.name"),
+                format!("Service {sk} not found; requests get 503 until it exists"),
+                "ServiceNotFound",
+            ),
+            Some(svc) => {
+                let ports = svc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ports.clone())
+                    .unwrap_or_default();
+                let want = svc_ref.port.as_ref();
+                let sp = ports.iter().find(|p| match want {
+                    Some(w) => match (&w.number, &w.name) {
+                        (Some(n), _) => p.port == *n,
+                        (None, Some(name)) => p.name.as_deref() == Some(name.as_str()),
+                        (None, None) => ports.len() == 1,
+                    },
+                    None => ports.len() == 1,
+                });
+                match sp {
+                    None => self.problem(
+                        format!("{field}.service.port"),
+                        format!("Service {sk} has no such port"),
+                        "ServicePortNotFound",
+                    ),
+                    Some(sp) => {
+                        let name = sp.name.clone().unwrap_or_default();
+                        endpoints = self.endpoints(&sk, &name);
+                    }
+                }
+            }
+        }
+        Some(Arc::new(Backend {
+            ingress: self.ingress.clone(),
+            service: sk,
+            endpoints,
+            policy: self.policy.clone(),
+            cursor: AtomicUsize::new(0),
+        }))
+    }
+
+    fn endpoints(&self, svc: &ObjKey, port_name: &str) -> Vec<Endpoint> {
+        let mut ready = Vec::new();
+        let mut serving = Vec::new();
+        for slice in self.slices.get(svc).into_iter().flatten() {
+            if slice.address_type == "FQDN" {
+                continue;
+            }
+            let Some(port) = slice.ports.iter().flatten().find_map(|p| {
+                (p.name.clone().unwrap_or_default() == port_name)
+                    .then_some(p.port)
+                    .flatten()
+            }) else {
+                continue;
+            };
+            let Ok(port) = u16::try_from(port) else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                let c = ep.conditions.clone().unwrap_or_default();
+                let list = if c.ready.unwrap_or(true) {
+                    &mut ready
+                } else if c.serving == Some(true) && c.terminating == Some(true) {
+                    &mut serving
+                } else {
+                    continue;
+                };
+                for a in &ep.addresses {
+                    if let Ok(ip) = a.parse::<IpAddr>() {
+                        list.push(SocketAddr::new(ip, port));
+                    }
+                }
+            }
+        }
+        let mut chosen = if ready.is_empty() { serving } else { ready };
+        let mut seen = HashSet::new();
+        chosen.retain(|a| seen.insert(*a));
+        chosen
+            .into_iter()
+            .map(|addr| Endpoint {
+                addr,
+                health: self.health.get(&addr).cloned().unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+fn our_classes(classes: &[Arc<IngressClass>], s: &ClassSettings) -> (HashSet<String>, bool) {
+    let mut names: HashSet<String> = [s.class.clone()].into_iter().collect();
+    if s.accept_nginx {
+        names.insert("nginx".into());
+    }
+    let mut default = false;
+    for c in classes {
+        if c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER) {
+            if let Some(n) = &c.metadata.name {
+                names.insert(n.clone());
+            }
+            if c.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("ingressclass.kubernetes.io/is-default-class"))
+                .is_some_and(|v| v == "true")
+            {
+                default = true;
+            }
+        }
+    }
+    (names, default)
+}
+
+fn is_ours(i: &Ingress, (names, default): &(HashSet<String>, bool)) -> bool {
+    let class = i
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+        .or_else(|| {
+            i.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("kubernetes.io/ingress.class").cloned())
+        });
+    match class {
+        Some(c) => names.contains(&c),
+        None => *default,
+    }
+}
+
+fn key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjKey {
+    ObjKey {
+        namespace: m.namespace.clone().unwrap_or_default(),
+        name: m.name.clone().unwrap_or_default(),
+    }
+}
+
+fn created(i: &Ingress) -> String {
+    i.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| format!("{:020}", t.0.as_second()))
+        .unwrap_or_default()
+}
+
+/// Parse a `kubernetes.io/tls` Secret into a certificate for rustls.
+pub fn parse_tls_secret(s: &Secret) -> Result<CertifiedKey, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let name = key(&s.metadata);
+    let data: BTreeMap<String, Vec<u8>> = s
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .chain(
+            s.string_data
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes())),
+        )
+        .collect();
+    let crt = data
+        .get("tls.crt")
+        .ok_or_else(|| format!("Secret {name} has no data[tls.crt]"))?;
+    let key_pem = data
+        .get("tls.key")
+        .ok_or_else(|| format!("Secret {name} has no data[tls.key]"))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("Secret {name} data[tls.crt]: not a PEM certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("Secret {name} data[tls.crt]: no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("Secret {name} data[tls.key]: not a PEM private key: {e}"))?;
+    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("Secret {name}: certificate and key do not make a pair: {e}"))
+}
