@@ -1,5 +1,6 @@
 //! The admin endpoint of `metalgate run --metrics-listen ADDR`: `/metrics` (Prometheus text
-//! format, every registered component) and `/healthz`.
+//! format, every registered component), `/healthz` and `/readyz` (every registered readiness
+//! check; 503 while one is not ready).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +19,23 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
             metalgate_k8s::metrics::render(),
         ),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/readyz" => {
+            let all = metalgate_k8s::metrics::ready();
+            let body: String = all
+                .iter()
+                .map(|(n, r)| format!("{n}: {}\n", if *r { "ready" } else { "not ready" }))
+                .collect();
+            let ok = all.iter().all(|(_, r)| *r);
+            (
+                if ok {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                },
+                "text/plain",
+                if body.is_empty() { "ok\n".into() } else { body },
+            )
+        }
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",

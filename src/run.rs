@@ -20,6 +20,11 @@ use crate::cli::RunArgs;
 
 /// Every component name `--components` accepts, with the component where this build has one.
 pub fn components() -> Vec<(&'static str, Option<Component>)> {
+    components_with(metalgate_proxy::Config::default())
+}
+
+/// [`components`], the proxy configured.
+pub fn components_with(proxy: metalgate_proxy::Config) -> Vec<(&'static str, Option<Component>)> {
     vec![
         (
             metalgate_controller::NAME,
@@ -29,13 +34,19 @@ pub fn components() -> Vec<(&'static str, Option<Component>)> {
             metalgate_speaker::NAME,
             Some(metalgate_speaker::component()),
         ),
-        (metalgate_proxy::NAME, None),
+        (
+            metalgate_proxy::NAME,
+            Some(metalgate_proxy::component(proxy)),
+        ),
     ]
 }
 
 /// Parse `--components`: `all`, `none`, or a comma-separated list of known names.
-pub fn select_components(spec: &str) -> anyhow::Result<Vec<(&'static str, Option<Component>)>> {
-    let known = components();
+pub fn select_components(
+    spec: &str,
+    proxy: metalgate_proxy::Config,
+) -> anyhow::Result<Vec<(&'static str, Option<Component>)>> {
+    let known = components_with(proxy);
     match spec.trim() {
         "all" | "" => return Ok(known),
         "none" => return Ok(Vec::new()),
@@ -44,7 +55,7 @@ pub fn select_components(spec: &str) -> anyhow::Result<Vec<(&'static str, Option
     let mut out = Vec::new();
     for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match known.iter().find(|(n, _)| *n == name) {
-            Some(c) => out.push(*c),
+            Some(c) => out.push(c.clone()),
             None => {
                 let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
                 bail!(
@@ -105,7 +116,7 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 /// `metalgate run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     client::install_crypto_provider();
-    let selected = select_components(&args.components)?;
+    let selected = select_components(&args.components, args.proxy.config()?)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
 
@@ -333,4 +344,19 @@ pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
         local_delivery: false,
     };
     metalgate_speaker::announcer::run(ctx, cfg).await
+}
+
+/// `metalgate proxy`: the ingress proxy alone, against a cluster or a store, with its admin
+/// endpoint.
+pub async fn proxy(args: crate::cli::ProxyArgs) -> anyhow::Result<()> {
+    let cfg = args.proxy.config()?;
+    let ctx = alone(args.kubeconfig.as_deref(), args.node_name, None).await?;
+    let stop = ctx.shutdown.clone();
+    let admin = args.admin_listen;
+    tokio::spawn(async move {
+        if let Err(e) = crate::admin::serve(admin, stop).await {
+            tracing::error!(%admin, error = %format!("{e:#}"), "admin endpoint failed");
+        }
+    });
+    metalgate_proxy::run(ctx, cfg).await
 }

@@ -24,8 +24,7 @@ pub const NAME: &str = "controller";
 
 /// The controller as a `metalgate run` component, with the default configuration.
 pub fn component() -> Component {
-    Component {
-        name: NAME,
-        run: |ctx: ComponentContext| Box::pin(reconciler::run(ctx, Config::default())),
-    }
+    Component::new(NAME, |ctx: ComponentContext| {
+        Box::pin(reconciler::run(ctx, Config::default()))
+    })
 }

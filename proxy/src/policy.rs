@@ -191,14 +191,15 @@ pub fn from_annotations(
                 "proxy-read-timeout" => parse_secs(value).map(|d| p.read_timeout = d),
                 "proxy-send-timeout" => parse_secs(value).map(|d| p.send_timeout = d),
                 "backend-protocol" => match value.trim().to_ascii_uppercase().as_str() {
-                    "HTTP" => Ok(p.protocol = BackendProtocol::Http),
-                    "HTTPS" => Ok(p.protocol = BackendProtocol::Https),
-                    "GRPC" | "H2C" => Ok(p.protocol = BackendProtocol::H2c),
-                    "GRPCS" => Ok(p.protocol = BackendProtocol::H2Tls),
+                    "HTTP" => Ok(BackendProtocol::Http),
+                    "HTTPS" => Ok(BackendProtocol::Https),
+                    "GRPC" | "H2C" => Ok(BackendProtocol::H2c),
+                    "GRPCS" => Ok(BackendProtocol::H2Tls),
                     _ => Err(format!(
                         "{value:?} is not one of HTTP, HTTPS, GRPC, GRPCS, H2C"
                     )),
-                },
+                }
+                .map(|b| p.protocol = b),
                 "whitelist-source-range" => {
                     let mut nets = Vec::new();
                     let mut bad = None;
@@ -214,7 +215,10 @@ pub fn from_annotations(
                     match bad {
                         Some(b) => Err(format!("{b:?} is not a CIDR")),
                         None if nets.is_empty() => Err("no CIDR given".into()),
-                        None => Ok(p.allow = Some(nets)),
+                        None => {
+                            p.allow = Some(nets);
+                            Ok(())
+                        }
                     }
                 }
                 other if *prefix == "metalgate.io/" && NOT_OURS.contains(&other) => Ok(()),

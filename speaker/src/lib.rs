@@ -24,16 +24,13 @@ pub const NAME: &str = "speaker";
 /// The speaker as a `metalgate run` component: standalone mode, so owned IPs are also
 /// delivered locally.
 pub fn component() -> Component {
-    Component {
-        name: NAME,
-        run: |ctx: ComponentContext| {
-            Box::pin(announcer::run(
-                ctx,
-                announcer::Config {
-                    local_delivery: true,
-                    ..Default::default()
-                },
-            ))
-        },
-    }
+    Component::new(NAME, |ctx: ComponentContext| {
+        Box::pin(announcer::run(
+            ctx,
+            announcer::Config {
+                local_delivery: true,
+                ..Default::default()
+            },
+        ))
+    })
 }

@@ -29,13 +29,29 @@ pub struct ComponentContext {
 /// A boxed component future.
 pub type ComponentFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
+/// Starts a component: its configuration is captured by the closure.
+pub type Starter = std::sync::Arc<dyn Fn(ComponentContext) -> ComponentFuture + Send + Sync>;
+
 /// A named component: a task started with a [`ComponentContext`].
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Component {
     /// Name used by `--components` (`controller`, `speaker`, `proxy`).
     pub name: &'static str,
     /// Starts it.
-    pub run: fn(ComponentContext) -> ComponentFuture,
+    pub run: Starter,
+}
+
+impl Component {
+    /// A component from its name and what starts it.
+    pub fn new(
+        name: &'static str,
+        run: impl Fn(ComponentContext) -> ComponentFuture + Send + Sync + 'static,
+    ) -> Self {
+        Component {
+            name,
+            run: std::sync::Arc::new(run),
+        }
+    }
 }
 
 impl std::fmt::Debug for Component {

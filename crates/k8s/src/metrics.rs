@@ -32,3 +32,27 @@ pub fn counter_family(name: &str, help: &str, label: &str, values: &[(&str, u64)
     }
     out
 }
+
+/// Whether a component is ready to serve.
+pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
+
+fn readiness() -> &'static Mutex<Vec<(String, Readiness)>> {
+    static READY: OnceLock<Mutex<Vec<(String, Readiness)>>> = OnceLock::new();
+    READY.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Register (or replace) a component's readiness check, served by `/readyz`.
+pub fn register_readiness(name: &str, check: Readiness) {
+    let mut all = readiness().lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|(n, _)| n != name);
+    all.push((name.to_string(), check));
+}
+
+/// Every registered component with whether it is ready now.
+pub fn ready() -> Vec<(String, bool)> {
+    let all = readiness()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    all.iter().map(|(n, c)| (n.clone(), c())).collect()
+}

@@ -1,0 +1,249 @@
+//! The I/O edge: watch Ingresses, IngressClasses, Services, EndpointSlices and TLS Secrets,
+//! rebuild the table on every change and swap it in; write each Ingress's
+//! `status.loadBalancer.ingress`; report problems as Events.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, reflector as reflect, watcher};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::Shared;
+use crate::table::{ClassSettings, ObjKey, RouteTable, Snapshot};
+
+/// The field manager of the proxy's writes.
+pub const FIELD_MANAGER: &str = "metalgate-proxy";
+
+fn watch<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    notify: Arc<Notify>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let s = reflect(writer, watcher(api, cfg)).default_backoff();
+    tasks.spawn(async move { s.for_each(|_| async { notify.notify_one() }).await });
+    reader
+}
+
+/// What discovery needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which Ingresses are ours.
+    pub classes: ClassSettings,
+    /// The proxy's own Service (`namespace/name`): its LoadBalancer address goes into each
+    /// Ingress's status.
+    pub publish_service: Option<ObjKey>,
+}
+
+/// Run until `shutdown`: keep `shared.table` current.
+pub async fn run(
+    client: kube::Client,
+    shared: Arc<Shared>,
+    settings: Settings,
+    instance: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let notify = Arc::new(Notify::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    let all = watcher::Config::default();
+    let ingresses = watch(
+        Api::<Ingress>::all(client.clone()),
+        all.clone(),
+        notify.clone(),
+        &mut tasks,
+    );
+    let classes = watch(
+        Api::<IngressClass>::all(client.clone()),
+        all.clone(),
+        notify.clone(),
+        &mut tasks,
+    );
+    let services = watch(
+        Api::<Service>::all(client.clone()),
+        all.clone(),
+        notify.clone(),
+        &mut tasks,
+    );
+    let slices = watch(
+        Api::<EndpointSlice>::all(client.clone()),
+        all.clone(),
+        notify.clone(),
+        &mut tasks,
+    );
+    let secrets = watch(
+        Api::<Secret>::all(client.clone()),
+        all.clone().fields("type=kubernetes.io/tls"),
+        notify.clone(),
+        &mut tasks,
+    );
+    let ready = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = async {
+            ingresses.wait_until_ready().await.is_ok()
+                && classes.wait_until_ready().await.is_ok()
+                && services.wait_until_ready().await.is_ok()
+                && slices.wait_until_ready().await.is_ok()
+                && secrets.wait_until_ready().await.is_ok()
+        } => r,
+    };
+    if !ready {
+        anyhow::bail!("a watch ended before its first list");
+    }
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(instance),
+        },
+    );
+    let mut reported: HashSet<(ObjKey, String, String)> = HashSet::new();
+
+    loop {
+        let snap = Snapshot {
+            ingresses: ingresses.state(),
+            classes: classes.state(),
+            services: services.state(),
+            slices: slices.state(),
+            // The field selector is a hint some servers ignore: filter here too.
+            secrets: secrets
+                .state()
+                .into_iter()
+                .filter(|s| s.type_.as_deref() == Some("kubernetes.io/tls"))
+                .collect(),
+        };
+        let prev = shared.table.load_full();
+        let table = RouteTable::build(&snap, &settings.classes, Some(&prev));
+        let m = &shared.metrics;
+        m.generation.store(table.generation, Ordering::Relaxed);
+        m.routes
+            .store(table.backends().count() as u64, Ordering::Relaxed);
+        m.certificates
+            .store(table.certs.len() as u64, Ordering::Relaxed);
+        let ours = table.ingresses.clone();
+        let problems = table.problems.clone();
+        shared.table.store(Arc::new(table));
+        if !shared.ready.swap(true, Ordering::Relaxed) {
+            tracing::info!(ingresses = ours.len(), "proxy route table ready");
+        }
+
+        // Problems: logged and published once each, while they last.
+        let now: HashSet<(ObjKey, String, String)> = problems
+            .iter()
+            .map(|p| (p.ingress.clone(), p.field.clone(), p.message.clone()))
+            .collect();
+        for p in &problems {
+            let k = (p.ingress.clone(), p.field.clone(), p.message.clone());
+            if reported.contains(&k) {
+                continue;
+            }
+            tracing::warn!(ingress = %p.ingress, field = %p.field, "{}", p.message);
+            if let Some(ing) = snap.ingresses.iter().find(|i| {
+                i.metadata.namespace.as_deref() == Some(p.ingress.namespace.as_str())
+                    && i.metadata.name.as_deref() == Some(p.ingress.name.as_str())
+            }) {
+                let ev = Event {
+                    type_: EventType::Warning,
+                    reason: p.reason.into(),
+                    note: Some(format!("{}: {}", p.field, p.message)),
+                    action: "Route".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&ev, &ing.object_ref(&())).await {
+                    tracing::warn!(error = %e, "publishing an event failed");
+                }
+            }
+        }
+        reported = now;
+
+        // Status: every Ingress of ours shows the proxy Service's address.
+        if let Some(ps) = &settings.publish_service {
+            let addrs: Vec<String> = snap
+                .services
+                .iter()
+                .find(|s| {
+                    s.metadata.namespace.as_deref() == Some(ps.namespace.as_str())
+                        && s.metadata.name.as_deref() == Some(ps.name.as_str())
+                })
+                .and_then(|s| s.status.as_ref()?.load_balancer.as_ref()?.ingress.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|i| i.ip.or(i.hostname))
+                .collect();
+            for ik in &ours {
+                let Some(ing) = snap.ingresses.iter().find(|i| {
+                    i.metadata.namespace.as_deref() == Some(ik.namespace.as_str())
+                        && i.metadata.name.as_deref() == Some(ik.name.as_str())
+                }) else {
+                    continue;
+                };
+                let current: Vec<String> = ing
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.load_balancer.as_ref()?.ingress.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|i| i.ip.or(i.hostname))
+                    .collect();
+                if current == addrs {
+                    continue;
+                }
+                let entries: Vec<serde_json::Value> = addrs
+                    .iter()
+                    .map(|a| {
+                        if a.parse::<std::net::IpAddr>().is_ok() {
+                            serde_json::json!({ "ip": a })
+                        } else {
+                            serde_json::json!({ "hostname": a })
+                        }
+                    })
+                    .collect();
+                let patch = serde_json::json!({
+                    "status": { "loadBalancer": { "ingress": entries } }
+                });
+                let api = Api::<Ingress>::namespaced(client.clone(), &ik.namespace);
+                match api
+                    .patch_status(&ik.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(ingress = %ik, address = ?addrs, "Ingress status written");
+                    }
+                    Err(e) => {
+                        tracing::warn!(ingress = %ik, error = %e, "writing Ingress status failed")
+                    }
+                }
+            }
+        }
+
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = notify.notified() => {}
+        }
+        // Let a burst of events land together; well under the 50 ms change → live target.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tasks.abort_all();
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! Listeners: HTTP and HTTPS on Pingora inside the process's own tokio runtime, certificates
+//! per SNI from the current table, a deadline for request headers, graceful drain.
+
+use std::fmt::Debug;
+use std::net::SocketAddr;
+use std::os::fd::IntoRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context as TaskCx, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use pingora::apps::{HttpServerOptions, ServerApp};
+use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::{
+    ALPN, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    Stream, TimingDigest, UniqueID, UniqueIDType, raw_connect::ProxyDigest, tls::SslDigest,
+    tls::TlsRef,
+};
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Fds, ListenFds, ShutdownWatch};
+use pingora::services::Service as _;
+use pingora::services::listening::Service;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::service::{IngressProxy, Shared};
+
+/// Picks the certificate for a TLS handshake from the current table; a self-signed default
+/// when no Ingress has one for the name (as ingress-nginx's "fake certificate").
+pub struct SniResolver {
+    shared: Arc<Shared>,
+    fallback: Arc<CertifiedKey>,
+}
+
+impl SniResolver {
+    /// A resolver over `shared`'s table, with a freshly made default certificate.
+    pub fn new(shared: Arc<Shared>) -> anyhow::Result<Self> {
+        let made = rcgen::generate_simple_self_signed(vec!["metalgate.invalid".to_string()])
+            .context("making the default certificate")?;
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        let fallback = CertifiedKey::from_der(
+            vec![made.cert.der().clone()],
+            key,
+            &rustls::crypto::ring::default_provider(),
+        )
+        .context("loading the default certificate")?;
+        Ok(SniResolver {
+            shared,
+            fallback: Arc::new(fallback),
+        })
+    }
+}
+
+impl std::fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SniResolver")
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let table = self.shared.table.load();
+        hello
+            .server_name()
+            .and_then(|n| table.certs.get(n).cloned())
+            .or_else(|| Some(self.fallback.clone()))
+    }
+}
+
+/// Where to listen and how long to wait.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Plain HTTP addresses (port 0: any free port).
+    pub http: Vec<SocketAddr>,
+    /// HTTPS addresses.
+    pub https: Vec<SocketAddr>,
+    /// A request's headers must arrive within this time from its first byte (slowloris).
+    pub header_timeout: Duration,
+}
+
+/// A running set of listeners.
+pub struct Server {
+    /// Bound HTTP addresses.
+    pub http: Vec<SocketAddr>,
+    /// Bound HTTPS addresses.
+    pub https: Vec<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+}
+
+fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    // The VIP may not be on this node's interfaces yet (another node owns it now).
+    s.set_freebind_v4(true).ok();
+    s.bind(&addr.into())
+        .with_context(|| format!("binding the proxy listener {addr}"))?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+impl Server {
+    /// Bind every listener (a clear error when one cannot be bound) and start serving.
+    pub fn start(shared: Arc<Shared>, listen: &Listen) -> anyhow::Result<Server> {
+        let conf = Arc::new(ServerConf {
+            upstream_keepalive_pool_size: 512,
+            ..Default::default()
+        });
+        let fds: ListenFds = Arc::new(parking_lot::Mutex::new(Fds::new()));
+        let mut proxy = pingora::proxy::http_proxy(
+            &conf,
+            IngressProxy {
+                shared: shared.clone(),
+            },
+        );
+        let mut opts = HttpServerOptions::default();
+        // No h2c on plain HTTP (ingress-nginx has none either): Pingora would wait for 24 bytes
+        // of a possible preface before reading a request, so a short request would hang.
+        // HTTP/2 reaches clients through ALPN on the TLS listeners.
+        opts.h2c = false;
+        // ingress-nginx closes a client connection after 1000 requests.
+        opts.keepalive_request_limit = Some(1000);
+        proxy.server_options = Some(opts);
+        let app = HeaderDeadlineApp {
+            inner: Arc::new(proxy),
+            timeout: listen.header_timeout,
+        };
+        let mut svc = Service::new("metalgate-proxy".into(), app);
+        let mut http = Vec::new();
+        let mut https = Vec::new();
+        for (addrs, tls) in [(&listen.http, false), (&listen.https, true)] {
+            for a in addrs {
+                let l = bind(*a)?;
+                let actual = l.local_addr()?;
+                let key = actual.to_string();
+                fds.lock().add(key.clone(), l.into_raw_fd());
+                if tls {
+                    let mut settings = TlsSettings::intermediate("", "")
+                        .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
+                    settings.set_cert_resolver(Arc::new(SniResolver::new(shared.clone())?));
+                    settings.enable_h2();
+                    svc.add_tls_with_settings(&key, None, settings);
+                    if https.is_empty() {
+                        shared.https_port.store(actual.port(), Ordering::Relaxed);
+                    }
+                    https.push(actual);
+                } else {
+                    svc.add_tcp(&key);
+                    http.push(actual);
+                }
+            }
+        }
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let watch: ShutdownWatch = rx;
+            svc.start_service(Some(fds), watch, 1).await;
+        });
+        tracing::info!(?http, ?https, "proxy listening");
+        Ok(Server {
+            http,
+            https,
+            stop,
+            task,
+            shared,
+        })
+    }
+
+    /// Stop accepting, let requests in flight finish (up to `grace`), then return.
+    pub async fn drain(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        let _ = tokio::time::timeout_at(deadline, self.task).await;
+        while self.shared.metrics.in_flight.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!("proxy drained");
+    }
+}
+
+/// Wraps the proxy so every connection's request headers must arrive in time.
+struct HeaderDeadlineApp<A> {
+    inner: Arc<A>,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadlineApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // h2 frames are binary: its own flow control and idle limits apply instead.
+        let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            stream
+        } else {
+            Box::new(HeaderDeadline::new(stream, self.timeout))
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
+
+/// A stream whose reads fail once a request's header block (up to the blank line) has taken
+/// longer than the deadline since its first byte. Re-armed after each response.
+#[derive(Debug)]
+struct HeaderDeadline {
+    inner: Stream,
+    timeout: Duration,
+    /// `Some` while reading a header block, started at its first byte.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Looking for the end of a header block.
+    in_header: bool,
+    /// The last bytes seen, to find `\r\n\r\n` across reads.
+    tail: u32,
+}
+
+impl HeaderDeadline {
+    fn new(inner: Stream, timeout: Duration) -> Self {
+        HeaderDeadline {
+            inner,
+            timeout,
+            sleep: None,
+            in_header: true,
+            tail: 0,
+        }
+    }
+}
+
+impl AsyncRead for HeaderDeadline {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskCx<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(s) = this.sleep.as_mut() {
+            if s.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request headers not received in time",
+                )));
+            }
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            if this.in_header {
+                let new = &buf.filled()[before..];
+                if !new.is_empty() && this.sleep.is_none() {
+                    this.sleep = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                }
+                for b in new {
+                    this.tail = (this.tail << 8) | u32::from(*b);
+                    if this.tail == 0x0d0a_0d0a {
+                        this.in_header = false;
+                        this.sleep = None;
+                        break;
+                    }
+                }
+            }
+        }
+        r
+    }
+}
+
+use std::future::Future as _;
+
+impl AsyncWrite for HeaderDeadline {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskCx<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        // A final (non-1xx) response starts: the next bytes read begin a new request.
+        if !self.in_header
+            && data.starts_with(b"HTTP/1.")
+            && data.get(9..10).is_none_or(|c| c != b"1")
+        {
+            self.in_header = true;
+            self.tail = 0;
+            self.sleep = None;
+        }
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for HeaderDeadline {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+impl UniqueID for HeaderDeadline {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+impl Ssl for HeaderDeadline {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+impl GetTimingDigest for HeaderDeadline {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+impl GetProxyDigest for HeaderDeadline {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, d: ProxyDigest) {
+        self.inner.set_proxy_digest(d)
+    }
+}
+impl GetSocketDigest for HeaderDeadline {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, d: SocketDigest) {
+        self.inner.set_socket_digest(d)
+    }
+}
+#[async_trait]
+impl Peek for HeaderDeadline {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}

@@ -1,0 +1,679 @@
+//! The Pingora side: a `ProxyHttp` that reads the current route table (one `ArcSwap` load per
+//! request, no lock), hardens what reaches a backend, picks endpoints, retries and ejects.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use pingora::ErrorType;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::ALPN;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::metrics::Metrics;
+use crate::policy::BackendProtocol;
+use crate::table::{Backend, RouteTable};
+
+/// Limits applied to every request before it can reach a backend.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most header fields a request may carry (431 beyond).
+    pub max_headers: usize,
+    /// Most bytes of header names and values together (431 beyond).
+    pub max_header_bytes: usize,
+    /// Longest request target (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Endpoint failures in a row before it is ejected.
+    pub eject_after: u32,
+    /// How long an ejected endpoint is left out.
+    pub eject_for: Duration,
+    /// Attempts per request on connection failures (idempotent requests only).
+    pub max_attempts: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // ingress-nginx: 4 × 8 KiB large header buffers.
+        Limits {
+            max_headers: 100,
+            max_header_bytes: 32 * 1024,
+            max_uri_bytes: 8 * 1024,
+            eject_after: 3,
+            eject_for: Duration::from_secs(10),
+            max_attempts: 3,
+        }
+    }
+}
+
+/// State shared by the request path, discovery and the admin endpoint.
+pub struct Shared {
+    /// The current route table; swapped whole on every change.
+    pub table: ArcSwap<RouteTable>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Request limits.
+    pub limits: Limits,
+    /// Write one JSON line per request to stdout.
+    pub access_log: bool,
+    /// The HTTPS port redirects point to (443 is left out of the URL); set by the listener.
+    pub https_port: std::sync::atomic::AtomicU16,
+    /// Set once the first complete table is in place.
+    pub ready: std::sync::atomic::AtomicBool,
+    origin: Instant,
+}
+
+impl Shared {
+    /// Fresh state with an empty table.
+    pub fn new(limits: Limits, access_log: bool) -> Self {
+        Shared {
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            metrics: Metrics::default(),
+            limits,
+            access_log,
+            https_port: 443.into(),
+            ready: false.into(),
+            origin: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64 + 1
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    start: Instant,
+    table: Option<Arc<RouteTable>>,
+    backend: Option<Arc<Backend>>,
+    upstream_path: Option<String>,
+    tried: Vec<SocketAddr>,
+    current: Option<SocketAddr>,
+    tls: bool,
+    client: Option<IpAddr>,
+    request_id: String,
+    host: String,
+    body_bytes: u64,
+    status: u16,
+    counted: bool,
+}
+
+/// The ingress proxy.
+pub struct IngressProxy {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+}
+
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade"
+    )
+}
+
+impl IngressProxy {
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        code: u16,
+        extra: &[(header::HeaderName, String)],
+        body: String,
+    ) -> Result<bool> {
+        let mut resp = ResponseHeader::build(code, Some(4))?;
+        resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+        resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+        for (k, v) in extra {
+            resp.insert_header(k.clone(), v.as_str())?;
+        }
+        if code >= 400 {
+            // Whatever else the client sent on this connection is not read as a next request.
+            session.set_keepalive(None);
+            resp.insert_header(header::CONNECTION, "close")?;
+        }
+        ctx.status = code;
+        session.write_response_header(Box::new(resp), false).await?;
+        session
+            .write_response_body(Some(Bytes::from(body)), true)
+            .await?;
+        Ok(true)
+    }
+
+    /// Framing and size checks that must pass before anything is forwarded.
+    fn reject_reason(&self, session: &Session) -> Option<(u16, String)> {
+        let req = session.req_header();
+        let lim = &self.shared.limits;
+        let h = &req.headers;
+        if h.len() > lim.max_headers {
+            return Some((
+                431,
+                format!("too many header fields (limit {})\n", lim.max_headers),
+            ));
+        }
+        let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        if bytes > lim.max_header_bytes {
+            return Some((
+                431,
+                format!(
+                    "request headers too large (limit {} bytes)\n",
+                    lim.max_header_bytes
+                ),
+            ));
+        }
+        if req.raw_path().len() > lim.max_uri_bytes {
+            return Some((414, "request target too long\n".into()));
+        }
+        let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+        let cl: Vec<&HeaderValue> = h.get_all(header::CONTENT_LENGTH).iter().collect();
+        // Pingora drops Content-Length when Transfer-Encoding is present (RFC 9112 §6.3); the
+        // raw header block still shows whether the client sent both.
+        let both = !te.is_empty()
+            && (!cl.is_empty()
+                || session.as_http1().is_some_and(|h1| {
+                    raw_has_header(&h1.get_headers_raw_bytes(), b"content-length")
+                }));
+        if both {
+            return Some((
+                400,
+                "both Content-Length and Transfer-Encoding: refused (request smuggling)\n".into(),
+            ));
+        }
+        if !te.is_empty() {
+            let ok = te.len() == 1
+                && te[0]
+                    .to_str()
+                    .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+            if !ok || req.version < http::Version::HTTP_11 {
+                return Some((400, "unsupported Transfer-Encoding\n".into()));
+            }
+        }
+        if cl.len() > 1
+            || cl.iter().any(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .is_none()
+            })
+        {
+            return Some((400, "invalid Content-Length\n".into()));
+        }
+        None
+    }
+
+    fn pick(&self, backend: &Backend, tried: &[SocketAddr]) -> Option<SocketAddr> {
+        let eps = &backend.endpoints;
+        if eps.is_empty() {
+            return None;
+        }
+        let now = self.shared.now_ms();
+        let start = backend.cursor.fetch_add(1, Ordering::Relaxed);
+        let n = eps.len();
+        // Healthy and untried first; then untried even if ejected (better than nothing).
+        let candidates = (0..n).map(|i| &eps[(start + i) % n]);
+        let mut fallback = None;
+        for ep in candidates {
+            if tried.contains(&ep.addr) {
+                continue;
+            }
+            if ep.health.ejected_until_ms.load(Ordering::Relaxed) > now {
+                fallback.get_or_insert(ep.addr);
+                continue;
+            }
+            return Some(ep.addr);
+        }
+        fallback
+    }
+
+    fn record_failure(&self, backend: &Backend, addr: SocketAddr, kind: &str) {
+        self.shared
+            .metrics
+            .upstream_error(&backend.service.to_string(), kind);
+        if let Some(ep) = backend.endpoints.iter().find(|e| e.addr == addr) {
+            let f = ep.health.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if f >= self.shared.limits.eject_after {
+                let until = self.shared.now_ms() + self.shared.limits.eject_for.as_millis() as u64;
+                ep.health.ejected_until_ms.store(until, Ordering::Relaxed);
+                tracing::warn!(endpoint = %addr, service = %backend.service, failures = f, "endpoint ejected");
+            }
+        }
+    }
+}
+
+/// Whether a raw HTTP/1 header block has a field called `name` (lowercase).
+fn raw_has_header(raw: &[u8], name: &[u8]) -> bool {
+    raw.split(|b| *b == b'\n').skip(1).any(|line| {
+        let line = line.trim_ascii_start();
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()..].trim_ascii_start().first() == Some(&b':')
+    })
+}
+
+fn request_host(session: &Session) -> Option<String> {
+    let req = session.req_header();
+    req.headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri.authority().map(|a| a.to_string()))
+}
+
+#[async_trait]
+impl ProxyHttp for IngressProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            table: None,
+            backend: None,
+            upstream_path: None,
+            tried: Vec::new(),
+            current: None,
+            tls: false,
+            client: None,
+            request_id: String::new(),
+            host: String::new(),
+            body_bytes: 0,
+            status: 0,
+            counted: false,
+        }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        ctx.counted = true;
+        self.shared
+            .metrics
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        ctx.client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.request_id = session
+            .req_header()
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        if let Some((code, why)) = self.reject_reason(session) {
+            return self.respond(session, ctx, code, &[], why).await;
+        }
+        let Some(host) = request_host(session) else {
+            return self
+                .respond(session, ctx, 400, &[], "missing Host header\n".into())
+                .await;
+        };
+        ctx.host = crate::table::normalize_host(&host);
+        let table = self.shared.table.load_full();
+        let path = session.req_header().uri.path().to_string();
+        let found = table
+            .find(&host, &path)
+            .map(|m| (m.backend.clone(), m.upstream_path, m.tls_host));
+        ctx.table = Some(table);
+        let Some((backend, upstream_path, tls_host)) = found else {
+            return self
+                .respond(
+                    session,
+                    ctx,
+                    404,
+                    &[],
+                    format!("no route for host {:?} path {path:?}\n", ctx.host),
+                )
+                .await;
+        };
+        ctx.upstream_path = upstream_path;
+        ctx.backend = Some(backend.clone());
+        let pol = &backend.policy;
+
+        if let (Some(allow), Some(ip)) = (&pol.allow, ctx.client) {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+                v4 => v4,
+            };
+            if !allow.iter().any(|n| n.contains(&ip)) {
+                return self
+                    .respond(session, ctx, 403, &[], "forbidden\n".into())
+                    .await;
+            }
+        }
+        if !ctx.tls && ((tls_host && pol.ssl_redirect) || pol.force_ssl_redirect) {
+            let pq = session
+                .req_header()
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            let port = match self.shared.https_port.load(Ordering::Relaxed) {
+                443 => String::new(),
+                p => format!(":{p}"),
+            };
+            let location = format!("https://{}{port}{pq}", ctx.host);
+            return self
+                .respond(
+                    session,
+                    ctx,
+                    308,
+                    &[(header::LOCATION, location.clone())],
+                    format!("moved to {location}\n"),
+                )
+                .await;
+        }
+        if let Some(limit) = pol.body_limit {
+            let declared = session
+                .req_header()
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return self
+                    .respond(
+                        session,
+                        ctx,
+                        413,
+                        &[],
+                        format!("request body larger than {limit} bytes\n"),
+                    )
+                    .await;
+            }
+        }
+        if backend.endpoints.is_empty() {
+            return self
+                .respond(
+                    session,
+                    ctx,
+                    503,
+                    &[],
+                    format!("no ready endpoints for Service {}\n", backend.service),
+                )
+                .await;
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+        }
+        if let Some(limit) = ctx.backend.as_ref().and_then(|b| b.policy.body_limit) {
+            if ctx.body_bytes > limit {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    format!("request body larger than {limit} bytes"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let backend = ctx
+            .backend
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
+        let Some(addr) = self.pick(&backend, &ctx.tried) else {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(502),
+                format!("no endpoint of {} left to try", backend.service),
+            );
+        };
+        ctx.tried.push(addr);
+        ctx.current = Some(addr);
+        let pol = &backend.policy;
+        let tls = matches!(
+            pol.protocol,
+            BackendProtocol::Https | BackendProtocol::H2Tls
+        );
+        let sni = if tls { ctx.host.clone() } else { String::new() };
+        let mut peer = HttpPeer::new(addr, tls, sni);
+        let o = &mut peer.options;
+        o.connection_timeout = Some(pol.connect_timeout);
+        o.read_timeout = Some(pol.read_timeout);
+        o.write_timeout = Some(pol.send_timeout);
+        // ingress-nginx keeps upstream connections for 60 s.
+        o.idle_timeout = Some(Duration::from_secs(60));
+        o.verify_cert = false;
+        o.verify_hostname = false;
+        match pol.protocol {
+            BackendProtocol::H2c | BackendProtocol::H2Tls => {
+                o.alpn = ALPN::H2;
+                o.set_http_version(2, 2);
+            }
+            _ => o.set_http_version(1, 1),
+        }
+        let _ = session;
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let _ = peer;
+        if let (Some(b), Some(addr)) = (&ctx.backend, ctx.current) {
+            let kind = match e.etype() {
+                ErrorType::ConnectTimedout => "connect_timeout",
+                ErrorType::ConnectRefused => "connect_refused",
+                _ => "connect",
+            };
+            self.record_failure(b, addr, kind);
+            let idempotent = session.req_header().method.is_idempotent();
+            let more = ctx.tried.len() < b.endpoints.len().min(self.shared.limits.max_attempts);
+            if idempotent && more {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(b), Some(addr)) = (&ctx.backend, ctx.current) {
+            if let Some(ep) = b.endpoints.iter().find(|e| e.addr == addr) {
+                ep.health.failures.store(0, Ordering::Relaxed);
+                ep.health.ejected_until_ms.store(0, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let upgrade = session.is_upgrade_req();
+        // Hop-by-hop headers, and whatever Connection names, stay on this hop.
+        let named: Vec<String> = up
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty() && s != "upgrade")
+            .collect();
+        for n in named {
+            up.remove_header(&n);
+        }
+        let drop: Vec<header::HeaderName> = up
+            .headers
+            .keys()
+            .filter(|k| hop_by_hop(k.as_str()))
+            .filter(|k| !(upgrade && (*k == header::UPGRADE || *k == header::CONNECTION)))
+            .cloned()
+            .collect();
+        for k in drop {
+            up.remove_header(&k);
+        }
+        if let Some(path) = &ctx.upstream_path {
+            let q = up.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let uri: http::Uri = format!("{path}{q}")
+                .parse()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
+            up.set_uri(uri);
+        }
+        if up.headers.get(header::HOST).is_none() && !ctx.host.is_empty() {
+            up.insert_header(header::HOST, ctx.host.as_str())?;
+        }
+        let client = ctx.client.map(|c| c.to_string()).unwrap_or_default();
+        let xff = match up
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
+            _ => client.clone(),
+        };
+        up.insert_header("x-forwarded-for", xff)?;
+        up.insert_header("x-real-ip", client)?;
+        up.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        up.insert_header("x-forwarded-host", ctx.host.as_str())?;
+        let port = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port())
+            .unwrap_or(if ctx.tls { 443 } else { 80 });
+        up.insert_header("x-forwarded-port", port.to_string())?;
+        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        if resp.status != StatusCode::SWITCHING_PROTOCOLS || !session.is_upgrade_req() {
+            for k in ["keep-alive", "proxy-connection", "trailer"] {
+                resp.remove_header(k);
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError => 502,
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                pingora::ErrorSource::Upstream => 502,
+                pingora::ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        if let (Some(b), Some(addr)) = (&ctx.backend, ctx.current) {
+            if matches!(e.esource(), pingora::ErrorSource::Upstream) && code != 413 {
+                let kind = match e.etype() {
+                    ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+                    ErrorType::ConnectTimedout
+                    | ErrorType::ConnectRefused
+                    | ErrorType::ConnectNoRoute
+                    | ErrorType::ConnectError => "",
+                    _ => "reset",
+                };
+                if !kind.is_empty() {
+                    self.record_failure(b, addr, kind);
+                }
+            }
+        }
+        if code > 0 && session.response_written().is_none() {
+            let body = Bytes::from(format!(
+                "{} {}\n",
+                code,
+                StatusCode::from_u16(code)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("")
+            ));
+            session.set_keepalive(None);
+            let _ = session.respond_error_with_body(code, body).await;
+        }
+        ctx.status = code;
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if ctx.counted {
+            self.shared
+                .metrics
+                .in_flight
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(ctx.status);
+        let took = ctx.start.elapsed();
+        let (ing, svc) = match &ctx.backend {
+            Some(b) => (b.ingress.to_string(), b.service.to_string()),
+            None => (String::new(), String::new()),
+        };
+        self.shared.metrics.request(&ing, &svc, status, took);
+        if self.shared.access_log {
+            let req = session.req_header();
+            let line = serde_json::json!({
+                "time": jiff::Timestamp::now().to_string(),
+                "remote_addr": ctx.client.map(|c| c.to_string()),
+                "request_id": ctx.request_id,
+                "method": req.method.as_str(),
+                "host": ctx.host,
+                "path": req.uri.path(),
+                "protocol": format!("{:?}", req.version),
+                "status": status,
+                "bytes_sent": session.body_bytes_sent(),
+                "duration_ms": took.as_secs_f64() * 1000.0,
+                "upstream_addr": ctx.current.map(|a| a.to_string()),
+                "ingress": ing,
+                "service": svc,
+                "error": e.map(|e| e.to_string()),
+            });
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = &ctx.table;
+    }
+}

@@ -1,0 +1,671 @@
+//! The proxy end to end: real HTTP clients through the running proxy (loopback) to real
+//! backends, routes coming from Ingresses, Services, EndpointSlices and Secrets in the
+//! embedded API store.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Env, NS, backend_of, cert};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+
+fn rule(host: &str, paths: &[(&str, &str, &str)]) -> Value {
+    json!({
+        "host": host,
+        "http": {"paths": paths.iter().map(|(t, p, svc)| json!({
+            "path": p, "pathType": t,
+            "backend": {"service": {"name": svc, "port": {"number": 80}}}
+        })).collect::<Vec<_>>()}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_each_rule_wildcards_default_backend_and_404() {
+    let env = Env::start().await;
+    let (a, b, w, d) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("wild").await,
+        Backend::start("default").await,
+    );
+    env.service("svc-a", &[a.addr]).await;
+    env.service("svc-b", &[b.addr]).await;
+    env.service("svc-w", &[w.addr]).await;
+    env.service("svc-d", &[d.addr]).await;
+    env.ingress(
+        "site",
+        json!({}),
+        json!({"rules": [
+            rule("podinfo.192.168.56.200.nip.io", &[("Prefix", "/", "svc-a"), ("Prefix", "/api", "svc-b"), ("Exact", "/exact", "svc-b")]),
+            rule("*.apps.test", &[("Prefix", "/", "svc-w")]),
+        ]}),
+    )
+    .await;
+
+    let host = "podinfo.192.168.56.200.nip.io";
+    let (code, body) = env.eventually(host, "/", |c, _| c == 200).await;
+    assert_eq!(backend_of(&body), "a", "{code} {body}");
+    let cases = [
+        (host, "/api", "b"),
+        (host, "/api/v1/x?q=1", "b"),
+        (host, "/apix", "a"),
+        (host, "/exact", "b"),
+        (host, "/exact/no", "a"),
+        ("PODINFO.192.168.56.200.nip.io:80", "/", "a"),
+        ("x.apps.test", "/", "wild"),
+    ];
+    for (h, p, want) in cases {
+        let (c, body) = env.get(h, p).await;
+        assert_eq!(
+            (c, backend_of(&body).as_str()),
+            (200, want),
+            "{h}{p}: {body}"
+        );
+    }
+    // The request reaches the backend with its path and query intact.
+    let (_, body) = env.get(host, "/api/v1/x?q=1").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["uri"], "/api/v1/x?q=1");
+
+    // Unknown host, or a host one label too deep for the wildcard: a clean 404.
+    for h in ["nobody.test", "a.b.apps.test"] {
+        let (c, body) = env.get(h, "/").await;
+        assert_eq!(c, 404, "{h}: {body}");
+        assert!(body.contains("no route"), "{body}");
+    }
+    assert_eq!(
+        a.hits() + b.hits() + w.hits(),
+        9,
+        "the 404s reached no backend"
+    );
+
+    // A default backend takes what no rule matches.
+    env.ingress(
+        "fallback",
+        json!({}),
+        json!({"defaultBackend": {"service": {"name": "svc-d", "port": {"number": 80}}}}),
+    )
+    .await;
+    let (_, body) = env.eventually("nobody.test", "/", |c, _| c == 200).await;
+    assert_eq!(backend_of(&body), "default");
+    assert_eq!(d.hits(), 1);
+
+    // A removed Ingress stops routing at once.
+    env.delete::<k8s_openapi::api::networking::v1::Ingress>("site")
+        .await;
+    let (_, body) = env
+        .eventually("x.apps.test", "/", |_, b| backend_of(b) == "default")
+        .await;
+    assert_eq!(backend_of(&body), "default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_by_sni_with_two_certificates_one_replaced_live_redirect_and_h2() {
+    let env = Env::start().await;
+    let be = Backend::start("secure").await;
+    env.service("svc", &[be.addr]).await;
+    let (a_pem, a_key, a_der) = cert("a.test");
+    let (b_pem, b_key, b_der) = cert("b.test");
+    env.tls_secret("a-tls", &a_pem, &a_key).await;
+    env.tls_secret("b-tls", &b_pem, &b_key).await;
+    env.ingress(
+        "tls",
+        json!({}),
+        json!({
+            "tls": [{"hosts": ["a.test"], "secretName": "a-tls"}, {"hosts": ["b.test"], "secretName": "b-tls"}],
+            "rules": [rule("a.test", &[("Prefix", "/", "svc")]), rule("b.test", &[("Prefix", "/", "svc")])]
+        }),
+    )
+    .await;
+    env.ingress(
+        "plain",
+        json!({"nginx.ingress.kubernetes.io/ssl-redirect": "false"}),
+        json!({
+            "tls": [{"hosts": ["c.test"], "secretName": "a-tls"}],
+            "rules": [rule("c.test", &[("Prefix", "/", "svc")])]
+        }),
+    )
+    .await;
+    let client = env.client_for(&["a.test", "b.test", "c.test"]);
+    let https = env.https.port();
+    // A fresh client per probe: a reused TLS session would skip the certificate.
+    let presented = |host: &'static str| {
+        let client = env.client_for(&["a.test", "b.test", "c.test"]);
+        async move {
+            let r = client
+                .get(format!("https://{host}:{https}/"))
+                .send()
+                .await
+                .unwrap();
+            let der = r
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|t| t.peer_certificate().map(<[u8]>::to_vec))
+                .unwrap_or_default();
+            (
+                r.status().as_u16(),
+                r.version(),
+                der,
+                r.text().await.unwrap(),
+            )
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, _, der, _) = presented("a.test").await;
+        if der == a_der {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a.test never got its certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, version, der, body) = presented("b.test").await;
+    assert_eq!(der, b_der, "b.test gets its own certificate");
+    assert_eq!(code, 200);
+    assert_eq!(version, reqwest::Version::HTTP_2, "h2 through ALPN");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["headers"]["x-forwarded-proto"], "https");
+
+    // HTTP → HTTPS: 308 to the same path and query, unless the Ingress turns it off.
+    let r = client
+        .get(format!("http://a.test:{}/p?q=1", env.http.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 308);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("https://a.test:{https}/p?q=1")
+    );
+    let hits = be.hits();
+    let (c, _) = env.get("c.test", "/").await;
+    assert_eq!(c, 200, "ssl-redirect: false serves plain HTTP");
+    assert_eq!(be.hits(), hits + 1);
+
+    // Replace a.test's certificate: the next handshakes get the new one, no restart.
+    let (n_pem, n_key, n_der) = cert("a.test");
+    env.tls_secret("a-tls", &n_pem, &n_key).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (code, _, der, _) = presented("a.test").await;
+        assert_eq!(code, 200);
+        if der == n_der {
+            break;
+        }
+        assert_eq!(der, a_der);
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, _, der, _) = presented("b.test").await;
+    assert_eq!(der, b_der, "b.test untouched by a.test's rotation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_and_grpc_h2c_backends() {
+    let env = Env::start().await;
+    let be = Backend::start("ws").await;
+    env.service("svc", &[be.addr]).await;
+    env.ingress(
+        "ws",
+        json!({}),
+        json!({"rules": [rule("ws.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.ingress(
+        "grpc",
+        json!({"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}),
+        json!({"rules": [rule("grpc.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.eventually("ws.test", "/", |c, _| c == 200).await;
+
+    let tcp = tokio::net::TcpStream::connect(env.http).await.unwrap();
+    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        "ws://ws.test/ws",
+    )
+    .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 101);
+    for i in 0..3 {
+        let msg = format!("hello {i}");
+        ws.send(tokio_tungstenite::tungstenite::Message::text(msg.clone()))
+            .await
+            .unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo in time")
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.into_text().unwrap().as_str(), msg);
+    }
+    ws.close(None).await.unwrap();
+
+    // backend-protocol GRPC: the proxy speaks HTTP/2 (prior knowledge) to the backend.
+    let (_, body) = env.eventually("grpc.test", "/", |c, _| c == 200).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["version"], "HTTP/2.0", "{body}");
+    let (_, body) = env.get("ws.test", "/").await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["version"], "HTTP/1.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_forwarded_request_id_and_hop_by_hop() {
+    let env = Env::start().await;
+    let be = Backend::start("h").await;
+    env.service("svc", &[be.addr]).await;
+    env.ingress(
+        "h",
+        json!({}),
+        json!({"rules": [rule("h.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.eventually("h.test", "/", |c, _| c == 200).await;
+    let c = reqwest::Client::new();
+    let send = |rid: Option<&str>| {
+        let mut r = c
+            .get(format!("http://{}/x", env.http))
+            .header("host", "h.test:8080")
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("connection", "keep-alive, x-private")
+            .header("x-private", "secret")
+            .header("keep-alive", "timeout=5");
+        if let Some(id) = rid {
+            r = r.header("x-request-id", id);
+        }
+        r.send()
+    };
+    let v: Value = send(None).await.unwrap().json().await.unwrap();
+    let h = &v["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "h.test");
+    assert_eq!(h["x-forwarded-port"], env.http.port().to_string());
+    assert_eq!(h["host"], "h.test:8080");
+    let rid = h["x-request-id"].as_str().unwrap();
+    assert_eq!(rid.len(), 32, "generated like nginx's $request_id: {rid}");
+    assert!(
+        h.get("x-private").is_none(),
+        "named by Connection: not forwarded"
+    );
+    assert!(h.get("keep-alive").is_none(), "hop-by-hop: not forwarded");
+    let v: Value = send(Some("trace-42")).await.unwrap().json().await.unwrap();
+    assert_eq!(v["headers"]["x-request-id"], "trace-42", "kept when given");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_rewrite_body_size_allowlist_timeouts_and_unsupported() {
+    let env = Env::start().await;
+    let be = Backend::start("ann").await;
+    env.service("svc", &[be.addr]).await;
+    env.ingress(
+        "rewrite",
+        json!({"nginx.ingress.kubernetes.io/rewrite-target": "/$2"}),
+        json!({"rules": [rule("rw.test", &[("ImplementationSpecific", "/something(/|$)(.*)", "svc")])]}),
+    )
+    .await;
+    env.ingress(
+        "limits",
+        json!({
+            "metalgate.io/proxy-body-size": "1k",
+            "nginx.ingress.kubernetes.io/proxy-read-timeout": "1",
+            "nginx.ingress.kubernetes.io/canary": "true",
+        }),
+        json!({"rules": [rule("lim.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.ingress(
+        "closed",
+        json!({"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8"}),
+        json!({"rules": [rule("closed.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.ingress(
+        "open",
+        json!({"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8,127.0.0.0/8"}),
+        json!({"rules": [rule("open.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.eventually("open.test", "/", |c, _| c == 200).await;
+
+    let (c, body) = env.get("rw.test", "/something/new/path?x=1").await;
+    assert_eq!(c, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["uri"], "/new/path?x=1");
+
+    let before = be.hits();
+    let (c, _) = env.get("closed.test", "/").await;
+    assert_eq!(c, 403);
+    assert_eq!(be.hits(), before, "refused before the backend");
+
+    let http = reqwest::Client::new();
+    let post = |len: usize| {
+        http.post(format!("http://{}/upload", env.http))
+            .header("host", "lim.test")
+            .body(vec![b'x'; len])
+            .send()
+    };
+    assert_eq!(post(1000).await.unwrap().status().as_u16(), 200);
+    let before = be.hits();
+    assert_eq!(post(4096).await.unwrap().status().as_u16(), 413);
+    assert_eq!(
+        be.hits(),
+        before,
+        "an oversized body never reaches the backend"
+    );
+    // A chunked body (no Content-Length) is counted as it streams.
+    let chunks = futures::stream::iter(
+        (0..8).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'y'; 512]))),
+    );
+    let r = http
+        .post(format!("http://{}/upload", env.http))
+        .header("host", "lim.test")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+
+    let t = Instant::now();
+    let (c, _) = env.get("lim.test", "/sleep/3000").await;
+    assert_eq!(c, 504, "proxy-read-timeout 1 s");
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // The unsupported annotation is an Event on the Ingress, naming it.
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("UnsupportedAnnotation")
+                && e.involved_object.name.as_deref() == Some("limits")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("nginx.ingress.kubernetes.io/canary"))
+        });
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no UnsupportedAnnotation event: {:?}",
+            list.items
+                .iter()
+                .map(|e| (&e.reason, &e.message))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Send raw bytes, read the answer until the proxy closes or 3 s pass.
+fn raw(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(req).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_malformed_and_oversized_requests_never_reach_the_backend() {
+    let env = Env::start().await;
+    let be = Backend::start("guarded").await;
+    env.service("svc", &[be.addr]).await;
+    env.ingress(
+        "g",
+        json!({}),
+        json!({"rules": [rule("g.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.eventually("g.test", "/", |c, _| c == 200).await;
+    let base = be.hits();
+    let addr = env.http;
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let big = format!("X-Big: {}\r\n", "a".repeat(40 * 1024));
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "CL.TE",
+            "POST / HTTP/1.1\r\nHost: g.test\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: g.test\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "TE obfuscated",
+            "POST / HTTP/1.1\r\nHost: g.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "two Content-Lengths",
+            "POST / HTTP/1.1\r\nHost: g.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".into(),
+            " 400 ",
+        ),
+        (
+            "space in a header name",
+            "GET / HTTP/1.1\r\nHost: g.test\r\nBad Header: x\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "unknown HTTP version",
+            "GET / HTTP/9.9\r\nHost: g.test\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "header line without a colon",
+            "GET / HTTP/1.1\r\nHost: g.test\r\nNoColonHere\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "no Host",
+            "GET / HTTP/1.1\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "too many headers",
+            format!("GET / HTTP/1.1\r\nHost: g.test\r\n{many}\r\n"),
+            " 431 ",
+        ),
+        (
+            "headers too large",
+            format!("GET / HTTP/1.1\r\nHost: g.test\r\n{big}\r\n"),
+            " 431 ",
+        ),
+    ];
+    for (name, req, want) in &cases {
+        let resp = tokio::task::spawn_blocking({
+            let req = req.clone();
+            move || raw(addr, req.as_bytes())
+        })
+        .await
+        .unwrap();
+        let status = resp.lines().next().unwrap_or_default().to_string();
+        assert!(status.contains(want), "{name}: got {status:?}");
+        assert!(
+            !resp.contains("\"backend\""),
+            "{name}: a backend answered:\n{resp}"
+        );
+    }
+    assert_eq!(be.hits(), base, "nothing reached the backend");
+
+    // Slowloris: headers dribbled in one byte every 200 ms; the proxy hangs up after its
+    // 1 s header deadline instead of waiting for them.
+    let t = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+        let start = Instant::now();
+        for b in b"GET / HTTP/1.1\r\nHost: g.test\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if s.write_all(&[*b]).is_err() {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if start.elapsed() > Duration::from_secs(8) {
+                break;
+            }
+        }
+        start.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        t < Duration::from_secs(4),
+        "slowloris connection kept {t:?}"
+    );
+    assert_eq!(be.hits(), base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_endpoints_are_retried_around_and_ejected() {
+    let env = Env::start().await;
+    let live = Backend::start("live").await;
+    // An address nobody listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dead = std::net::SocketAddr::new(dead.ip(), live.addr.port());
+    env.service("svc", &[live.addr, dead]).await;
+    env.ingress(
+        "r",
+        json!({}),
+        json!({"rules": [rule("r.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.eventually("r.test", "/", |c, _| c == 200).await;
+    for _ in 0..20 {
+        let (c, body) = env.get("r.test", "/").await;
+        assert_eq!((c, backend_of(&body).as_str()), (200, "live"));
+    }
+    let metrics = env.shared.metrics.render();
+    let refused: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("metalgate_proxy_upstream_errors_total") && l.contains("svc"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        (1..=4).contains(&refused),
+        "the dead endpoint is tried a few times, then ejected: {refused} failures"
+    );
+
+    // Only a dead endpoint: a POST is not retried and gets 502.
+    env.endpoints("svc", &[dead]).await;
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = c
+            .post(format!("http://{}/", env.http))
+            .header("host", "r.test")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 502 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}", r.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_status_metrics_and_graceful_drain() {
+    let mut env = Env::start().await;
+    let be = Backend::start("slow").await;
+    env.service("svc", &[be.addr]).await;
+    env.ingress(
+        "s",
+        json!({}),
+        json!({"rules": [rule("s.test", &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    // The proxy's own Service has an address: every Ingress of ours shows it.
+    let svcs: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(env.client.clone(), "metalgate-system");
+    env.apply::<k8s_openapi::api::core::v1::Service>(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "metalgate-proxy", "namespace": "metalgate-system"},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}]}
+    }))
+    .await;
+    svcs.patch_status(
+        "metalgate-proxy",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.200"}]}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let ings: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
+        kube::Api::namespaced(env.client.clone(), NS);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let i = ings.get("s").await.unwrap();
+        let ip = i
+            .status
+            .and_then(|s| s.load_balancer?.ingress?.first()?.ip.clone());
+        if ip.as_deref() == Some("192.0.2.200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ingress status never written: {ip:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    env.eventually("s.test", "/", |c, _| c == 200).await;
+    let m = env.shared.metrics.render();
+    assert!(
+        m.contains(
+            "metalgate_proxy_requests_total{ingress=\"apps/s\",service=\"apps/svc\",code=\"200\"}"
+        ),
+        "{m}"
+    );
+    assert!(m.contains("metalgate_proxy_request_duration_seconds_bucket{ingress=\"apps/s\""));
+    assert!(m.contains("metalgate_proxy_route_table_generation "));
+
+    // SIGTERM (the shutdown signal) while a request is in flight: it finishes; then the
+    // listener is gone.
+    let http = env.http;
+    let slow = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(format!("http://{http}/sleep/1000"))
+            .header("host", "s.test")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.shutdown.cancel();
+    let status = slow.await.unwrap().expect("in-flight request completes");
+    assert_eq!(status, 200);
+    let done = tokio::time::timeout(Duration::from_secs(6), env.task.take().unwrap())
+        .await
+        .expect("drained in time");
+    done.unwrap().unwrap();
+    assert!(
+        std::net::TcpStream::connect(http).is_err(),
+        "listener closed"
+    );
+}
