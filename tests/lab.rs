@@ -205,6 +205,72 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
         "{}",
         text(&ing)
     );
+    // The workshop's names, through the VIP and the proxy on whichever node owns it.
+    for (host, want) in [
+        ("podinfo.192.168.56.200.nip.io", "\"version\": \"6.7.1\""),
+        (
+            "argocd.192.168.56.200.nip.io",
+            "stand-in for <b>argocd-server</b>",
+        ),
+        (
+            "grafana.192.168.56.200.nip.io",
+            "stand-in for <b>grafana</b>",
+        ),
+    ] {
+        let url = format!("http://{host}/");
+        let got = metalgate(&["lab", "exec", "--", "curl", "-sS", "--max-time", "5", &url]);
+        let body = String::from_utf8_lossy(&got.stdout).to_string();
+        assert!(body.contains(want), "{url}: {}", text(&got));
+        if host.starts_with("podinfo") {
+            assert!(body.contains("\"hostname\": \"podinfo-"), "{body}");
+        }
+    }
+    let unknown = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+        "-H",
+        "Host: nobody.192.168.56.200.nip.io",
+        "http://192.168.56.200/",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stdout),
+        "404",
+        "{}",
+        text(&unknown)
+    );
+    // Each Ingress shows the proxy Service's address, as ArgoCD's health check wants.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let addrs = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "kubectl",
+            "get",
+            "ingress",
+            "-A",
+            "-o",
+            "jsonpath={.items[*].status.loadBalancer.ingress[0].ip}",
+        ]);
+        let s = String::from_utf8_lossy(&addrs.stdout).to_string();
+        if s == "192.168.56.200 192.168.56.200 192.168.56.200" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Ingress status: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let pool = metalgate(&[
         "lab",
         "exec",
