@@ -15,8 +15,20 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v arping >/dev/null 2>&1 || missing+=(iputils-arping)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Pingora's zlib-ng (flate2) builds with cmake.
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+
+install_oha() {
+  # The proxy's churn test puts a bounded oha load on it (≈ 5 min to build; --locked is
+  # needed on this rustc).
+  if ! command -v oha >/dev/null 2>&1; then
+    echo "installing: oha (cargo install oha --locked)"
+    cargo install oha --locked --quiet
+  fi
+}
 
 if [ ${#missing[@]} -eq 0 ]; then
+  install_oha
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -26,3 +38,4 @@ fi
 echo "installing: ${missing[*]}"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_oha

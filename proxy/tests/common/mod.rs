@@ -91,7 +91,12 @@ async fn answer(
 
 impl Backend {
     pub async fn start(id: &str) -> Backend {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at(id, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// On a given address (another loopback IP with the same port shares a slice port).
+    pub async fn start_at(id: &str, at: SocketAddr) -> Backend {
+        let listener = tokio::net::TcpListener::bind(at).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
