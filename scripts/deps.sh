@@ -10,6 +10,8 @@ missing=()
 # machine without any, Debian's kubernetes-client is the fallback.
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
+# jemalloc (the binary's allocator) builds with make.
+command -v make >/dev/null 2>&1 || missing+=(make)
 # The lab and its tests: namespaces and veths (ip), the attendee's tools (arping, ping, curl).
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v arping >/dev/null 2>&1 || missing+=(iputils-arping)

@@ -3,6 +3,12 @@
 
 use clap::Parser;
 
+// jemalloc: under load the proxy allocates per request on every thread; glibc's malloc spent a
+// sixth of the proxy's CPU in its arenas' locks and bookkeeping, and req/s varied by a third
+// from run to run (perf and bench/proxy.sh).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     metalgate::cli::init_tracing();
     let cli = metalgate::cli::Cli::parse();

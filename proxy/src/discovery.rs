@@ -134,7 +134,9 @@ pub async fn run(
                 .collect(),
         };
         let prev = shared.table.load_full();
-        let table = RouteTable::build(&snap, &settings.classes, Some(&prev));
+        let table = RouteTable::build_with(&snap, &settings.classes, Some(&prev), &|i, s| {
+            shared.metrics.route(i, s)
+        });
         let m = &shared.metrics;
         m.generation.store(table.generation, Ordering::Relaxed);
         m.routes

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Latency buckets in seconds (upper bounds).
@@ -12,24 +12,60 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// One route's counters (an Ingress and Service pair): updated without a lock, one atomic add
+/// per counter per request.
+#[derive(Debug)]
+pub struct RouteStats {
+    /// `ingress` label.
+    pub ingress: String,
+    /// `service` label.
+    pub service: String,
+    codes: Box<[AtomicU64]>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl RouteStats {
+    /// Fresh counters for a route.
+    pub fn new(ingress: &str, service: &str) -> Self {
+        RouteStats {
+            ingress: ingress.to_string(),
+            service: service.to_string(),
+            codes: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Count a finished request.
+    pub fn record(&self, code: u16, took: Duration) {
+        if let Some(c) = self.codes.get(usize::from(code)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let s = took.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| s <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<(String, String), Histogram>,
+    routes: BTreeMap<(String, String), Arc<RouteStats>>,
     upstream_errors: BTreeMap<(String, String), u64>,
 }
 
-/// The counters. Updated once per request (in the logging phase), read by `/metrics`.
-#[derive(Default)]
+/// The counters: per-route atomics (found through the route table, no lock per request) and
+/// a registry of them for `/metrics`, so a route's counters survive its removal.
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Requests that matched no route (404s, refused requests).
+    pub unmatched: Arc<RouteStats>,
     /// The route table's generation.
     pub generation: AtomicU64,
     /// Routes (host/path rules) in the table.
@@ -40,25 +76,27 @@ pub struct Metrics {
     pub in_flight: AtomicU64,
 }
 
-impl Metrics {
-    /// Count a finished request; `ingress`/`service` are empty when nothing matched.
-    pub fn request(&self, ingress: &str, service: &str, code: u16, took: Duration) {
-        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *i.requests
-            .entry((ingress.to_string(), service.to_string(), code))
-            .or_default() += 1;
-        let h = i
-            .latency
-            .entry((ingress.to_string(), service.to_string()))
-            .or_default();
-        let s = took.as_secs_f64();
-        for (n, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                h.counts[n] += 1;
-            }
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            inner: Mutex::default(),
+            unmatched: Arc::new(RouteStats::new("", "")),
+            generation: AtomicU64::new(0),
+            routes: AtomicU64::new(0),
+            certificates: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         }
-        h.count += 1;
-        h.sum += s;
+    }
+}
+
+impl Metrics {
+    /// The counters of a route, made on first use.
+    pub fn route(&self, ingress: &str, service: &str) -> Arc<RouteStats> {
+        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        i.routes
+            .entry((ingress.to_string(), service.to_string()))
+            .or_insert_with(|| Arc::new(RouteStats::new(ingress, service)))
+            .clone()
     }
 
     /// Count an upstream failure of a kind (`connect`, `timeout`, `reset`, …).
@@ -69,51 +107,64 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// How many requests with this status were counted (all ingresses).
+    /// How many requests with this status were counted (all routes).
     pub fn count_code(&self, code: u16) -> u64 {
         let i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        i.requests
-            .iter()
-            .filter(|((_, _, c), _)| *c == code)
-            .map(|(_, n)| n)
+        i.routes
+            .values()
+            .chain(std::iter::once(&self.unmatched))
+            .filter_map(|r| r.codes.get(usize::from(code)))
+            .map(|c| c.load(Ordering::Relaxed))
             .sum()
     }
 
     /// The Prometheus text format.
     pub fn render(&self) -> String {
         let i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let all: Vec<&Arc<RouteStats>> = std::iter::once(&self.unmatched)
+            .chain(i.routes.values())
+            .collect();
         let mut o = String::new();
         o.push_str("# HELP metalgate_proxy_requests_total Requests served, by Ingress, Service and status code.\n# TYPE metalgate_proxy_requests_total counter\n");
-        for ((ing, svc, code), n) in &i.requests {
-            let _ = writeln!(
-                o,
-                "metalgate_proxy_requests_total{{ingress=\"{ing}\",service=\"{svc}\",code=\"{code}\"}} {n}"
-            );
+        for r in &all {
+            for (code, n) in r.codes.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        o,
+                        "metalgate_proxy_requests_total{{ingress=\"{}\",service=\"{}\",code=\"{code}\"}} {n}",
+                        r.ingress, r.service
+                    );
+                }
+            }
         }
         o.push_str("# HELP metalgate_proxy_request_duration_seconds Time from request to the end of the response.\n# TYPE metalgate_proxy_request_duration_seconds histogram\n");
-        for ((ing, svc), h) in &i.latency {
-            let l = format!("ingress=\"{ing}\",service=\"{svc}\"");
+        for r in &all {
+            let count = r.count.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let l = format!("ingress=\"{}\",service=\"{}\"", r.ingress, r.service);
+            let mut cumulative = 0;
             for (n, b) in BUCKETS.iter().enumerate() {
+                cumulative += r.buckets[n].load(Ordering::Relaxed);
                 let _ = writeln!(
                     o,
-                    "metalgate_proxy_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {}",
-                    h.counts[n]
+                    "metalgate_proxy_request_duration_seconds_bucket{{{l},le=\"{b}\"}} {cumulative}"
                 );
             }
             let _ = writeln!(
                 o,
-                "metalgate_proxy_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-                h.count
+                "metalgate_proxy_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {count}"
             );
             let _ = writeln!(
                 o,
                 "metalgate_proxy_request_duration_seconds_sum{{{l}}} {}",
-                h.sum
+                r.sum_us.load(Ordering::Relaxed) as f64 / 1e6
             );
             let _ = writeln!(
                 o,
-                "metalgate_proxy_request_duration_seconds_count{{{l}}} {}",
-                h.count
+                "metalgate_proxy_request_duration_seconds_count{{{l}}} {count}"
             );
         }
         o.push_str("# HELP metalgate_proxy_upstream_errors_total Failed attempts to reach an endpoint, by Service and kind.\n# TYPE metalgate_proxy_upstream_errors_total counter\n");

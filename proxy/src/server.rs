@@ -89,8 +89,26 @@ pub struct Server {
     /// Bound HTTPS addresses.
     pub https: Vec<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
     shared: Arc<Shared>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// The proxy's runtime, Pingora's layout: one single-threaded runtime per core, connections
+/// spread over them, no work stealing. One per process, never shut down: Pingora keeps each
+/// worker thread's pool handles in a process-wide table that a second runtime's threads could
+/// find stale.
+fn proxy_runtime() -> &'static pingora_runtime::Runtime {
+    static RT: std::sync::OnceLock<pingora_runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        pingora_runtime::Runtime::new_no_steal(threads, "mg-proxy")
+    })
 }
 
 fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
@@ -161,25 +179,29 @@ impl Server {
             }
         }
         let (stop, rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
+        // Discovery stays on the process's runtime; requests run on the proxy's own.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let task = proxy_runtime().get_handle().spawn(async move {
             let watch: ShutdownWatch = rx;
-            svc.start_service(Some(fds), watch, 1).await;
+            svc.start_service(Some(fds), watch, threads).await;
         });
         tracing::info!(?http, ?https, "proxy listening");
         Ok(Server {
             http,
             https,
             stop,
-            task,
+            task: Some(task),
             shared,
         })
     }
 
     /// Stop accepting, let requests in flight finish (up to `grace`), then return.
-    pub async fn drain(self, grace: Duration) {
+    pub async fn drain(mut self, grace: Duration) {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + grace;
-        let _ = tokio::time::timeout_at(deadline, self.task).await;
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout_at(deadline, task).await;
+        }
         while self.shared.metrics.in_flight.load(Ordering::Relaxed) > 0
             && tokio::time::Instant::now() < deadline
         {
@@ -217,12 +239,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadlineApp<A> {
 }
 
 /// A stream whose reads fail once a request's header block (up to the blank line) has taken
-/// longer than the deadline since its first byte. Re-armed after each response.
+/// longer than the deadline since its first byte. Re-armed after each response. A header that
+/// arrives in one read (the usual case) costs a clock read and a scan: the timer is only made
+/// when a read has to wait in the middle of a header block.
 #[derive(Debug)]
 struct HeaderDeadline {
     inner: Stream,
     timeout: Duration,
-    /// `Some` while reading a header block, started at its first byte.
+    /// When the current header block's first byte arrived.
+    started: Option<tokio::time::Instant>,
+    /// Wakes a read waiting in the middle of a header block at the deadline.
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Looking for the end of a header block.
     in_header: bool,
@@ -235,10 +261,18 @@ impl HeaderDeadline {
         HeaderDeadline {
             inner,
             timeout,
+            started: None,
             sleep: None,
             in_header: true,
             tail: 0,
         }
+    }
+
+    fn expired() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "request headers not received in time",
+        )
     }
 }
 
@@ -249,31 +283,41 @@ impl AsyncRead for HeaderDeadline {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        if let Some(s) = this.sleep.as_mut() {
-            if s.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "request headers not received in time",
-                )));
+        if let Some(start) = this.started {
+            if start.elapsed() > this.timeout {
+                return Poll::Ready(Err(Self::expired()));
             }
         }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            if this.in_header {
+        match &r {
+            Poll::Ready(Ok(())) if this.in_header => {
                 let new = &buf.filled()[before..];
-                if !new.is_empty() && this.sleep.is_none() {
-                    this.sleep = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                if !new.is_empty() && this.started.is_none() {
+                    this.started = Some(tokio::time::Instant::now());
                 }
                 for b in new {
                     this.tail = (this.tail << 8) | u32::from(*b);
                     if this.tail == 0x0d0a_0d0a {
                         this.in_header = false;
+                        this.started = None;
                         this.sleep = None;
                         break;
                     }
                 }
             }
+            Poll::Pending if this.in_header => {
+                if let Some(start) = this.started {
+                    let deadline = start + this.timeout;
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(Self::expired()));
+                    }
+                }
+            }
+            _ => {}
         }
         r
     }

@@ -308,7 +308,9 @@ impl ProxyHttp for IngressProxy {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 200)
             .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+            // 128 random bits as 32 hex digits, like nginx's $request_id (a thread-local
+            // generator: no system call per request).
+            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
         if let Some((code, why)) = self.reject_reason(session) {
             return self.respond(session, ctx, code, &[], why).await;
         }
@@ -331,7 +333,11 @@ impl ProxyHttp for IngressProxy {
                     ctx,
                     404,
                     &[],
-                    format!("no route for host {:?} path {path:?}\n", ctx.host),
+                    format!(
+                        "no route for host {:?} path {:?}\n",
+                        ctx.host,
+                        session.req_header().uri.path()
+                    ),
                 )
                 .await;
         };
@@ -647,12 +653,15 @@ impl ProxyHttp for IngressProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
         let took = ctx.start.elapsed();
-        let (ing, svc) = match &ctx.backend {
-            Some(b) => (b.ingress.to_string(), b.service.to_string()),
-            None => (String::new(), String::new()),
-        };
-        self.shared.metrics.request(&ing, &svc, status, took);
+        match &ctx.backend {
+            Some(b) => b.stats.record(status, took),
+            None => self.shared.metrics.unmatched.record(status, took),
+        }
         if self.shared.access_log {
+            let (ing, svc) = match &ctx.backend {
+                Some(b) => (b.ingress.to_string(), b.service.to_string()),
+                None => (String::new(), String::new()),
+            };
             let req = session.req_header();
             let line = serde_json::json!({
                 "time": jiff::Timestamp::now().to_string(),

@@ -22,6 +22,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use regex::Regex;
 use rustls::sign::CertifiedKey;
 
+use crate::metrics::RouteStats;
 use crate::policy::{self, Policy};
 
 /// The controller name our IngressClasses carry in `spec.controller`.
@@ -129,6 +130,8 @@ pub struct Backend {
     pub policy: Arc<Policy>,
     /// Round-robin cursor.
     pub cursor: AtomicUsize,
+    /// Its request counters.
+    pub stats: Arc<RouteStats>,
 }
 
 /// How a rule's path matches.
@@ -215,8 +218,12 @@ pub struct CertTable {
 impl CertTable {
     /// The certificate for a server name: exact, then `*.` wildcard.
     pub fn get(&self, host: &str) -> Option<&Arc<CertifiedKey>> {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.exact.get(&host).or_else(|| {
+        self.get_normalized(&host.trim_end_matches('.').to_ascii_lowercase())
+    }
+
+    /// [`CertTable::get`] for a lowercase name without trailing dot.
+    pub fn get_normalized(&self, host: &str) -> Option<&Arc<CertifiedKey>> {
+        self.exact.get(host).or_else(|| {
             host.split_once('.')
                 .and_then(|(_, parent)| self.wildcard.get(parent))
         })
@@ -277,9 +284,13 @@ pub fn normalize_host(host: &str) -> String {
 impl RouteTable {
     /// Route a request: host (any case, maybe with a port) and path (no query).
     pub fn find(&self, host: &str, path: &str) -> Option<Matched<'_>> {
-        let host = normalize_host(host);
-        let tls_host = self.certs.get(&host).is_some();
-        let routes = self.exact.get(&host).or_else(|| {
+        self.find_normalized(&normalize_host(host), path)
+    }
+
+    /// [`RouteTable::find`] for a host already through [`normalize_host`].
+    pub fn find_normalized(&self, host: &str, path: &str) -> Option<Matched<'_>> {
+        let tls_host = self.certs.get_normalized(host).is_some();
+        let routes = self.exact.get(host).or_else(|| {
             host.split_once('.')
                 .and_then(|(_, parent)| self.wildcard.get(parent))
         });
@@ -323,11 +334,37 @@ impl RouteTable {
         v
     }
 
-    /// Build a table. `prev` lends endpoint health and already-parsed certificates.
+    /// Build a table. `prev` lends endpoint health, counters and already-parsed certificates.
     pub fn build(
         snap: &Snapshot,
         settings: &ClassSettings,
         prev: Option<&RouteTable>,
+    ) -> RouteTable {
+        let old: HashMap<(String, String), Arc<RouteStats>> = prev
+            .map(|p| {
+                p.backends()
+                    .map(|b| {
+                        (
+                            (b.stats.ingress.clone(), b.stats.service.clone()),
+                            b.stats.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self::build_with(snap, settings, prev, &|i, s| {
+            old.get(&(i.to_string(), s.to_string()))
+                .cloned()
+                .unwrap_or_else(|| Arc::new(RouteStats::new(i, s)))
+        })
+    }
+
+    /// [`RouteTable::build`], each route's counters from `stats(ingress, service)`.
+    pub fn build_with(
+        snap: &Snapshot,
+        settings: &ClassSettings,
+        prev: Option<&RouteTable>,
+        stats: &dyn Fn(&str, &str) -> Arc<RouteStats>,
     ) -> RouteTable {
         let mut t = RouteTable {
             generation: prev.map_or(1, |p| p.generation + 1),
@@ -412,6 +449,7 @@ impl RouteTable {
                 services: &services,
                 slices: &slices,
                 health: &health,
+                stats,
                 problems: &mut t.problems,
             };
 
@@ -645,6 +683,7 @@ struct BackendCtx<'a> {
     services: &'a HashMap<ObjKey, &'a Service>,
     slices: &'a HashMap<ObjKey, Vec<&'a EndpointSlice>>,
     health: &'a HashMap<SocketAddr, Arc<EndpointHealth>>,
+    stats: &'a dyn Fn(&str, &str) -> Arc<RouteStats>,
     problems: &'a mut Vec<Problem>,
 }
 
@@ -708,12 +747,14 @@ impl BackendCtx<'_> {
                 }
             }
         }
+        let stats = (self.stats)(&self.ingress.to_string(), &sk.to_string());
         Some(Arc::new(Backend {
             ingress: self.ingress.clone(),
             service: sk,
             endpoints,
             policy: self.policy.clone(),
             cursor: AtomicUsize::new(0),
+            stats,
         }))
     }
 

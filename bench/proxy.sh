@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Proxy benchmark: metalgate's proxy against nginx (Debian's package) configured as the same
+# reverse proxy (upstream keep-alive, the forwarding headers ingress-nginx sets, no access log),
+# both in front of the same backend (a separate nginx answering a fixed 64-byte body), on
+# loopback, same oha settings, same run:
+#  1. req/s at full load (oha -c CONN -z DUR), each proxy twice, interleaved; and direct to the
+#     backend, for proxied ÷ direct;
+#  2. p99 latency at the same offered rate (oha -q RATE --latency-correction);
+#  3. peak RSS (VmHWM; nginx: master + workers);
+#  4. route change → live: a new host through the API (metalgate) vs a server block + reload
+#     (nginx).
+# Usage: bench/proxy.sh        (env: DUR=10 CONN=50 RATE=5000 RUNS=20)
+# Needs nginx and oha (apt-get install -y nginx; cargo install oha --locked) and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-10}
+CONN=${CONN:-50}
+RATE=${RATE:-5000}
+RUNS=${RUNS:-20}
+for t in nginx oha python3 curl; do
+  command -v "$t" >/dev/null || { echo "bench/proxy.sh needs $t" >&2; exit 1; }
+done
+cargo build --release --quiet --bin metalgate -p metalgate
+cargo build --release --quiet -p metalgate-bench --bin proxy-route-latency
+MG=$PWD/target/release/metalgate
+LAT=$PWD/target/release/proxy-route-latency
+W=$(mktemp -d /tmp/mg-proxy-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$W"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BE=127.0.0.1:$(free_port); NG=127.0.0.1:$(free_port); MGP=127.0.0.1:$(free_port)
+API=127.0.0.1:$(free_port); ADMIN=127.0.0.1:$(free_port); TLS=127.0.0.1:$(free_port)
+
+# The backend: nginx answering a fixed body.
+mkdir -p "$W/be" "$W/ng/conf.d"
+cat >"$W/be/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $W/be.pid; error_log $W/be/error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 100000;
+  server { listen $BE; location / { return 200 "0123456789012345678901234567890123456789012345678901234567890123"; } } }
+EOF
+nginx -c "$W/be/nginx.conf" -p "$W/be" & PIDS+=($!)
+
+# The peer: nginx as the reverse proxy ingress-nginx would configure.
+cat >"$W/ng/nginx.conf" <<EOF
+worker_processes auto; daemon off; pid $W/ng.pid; error_log $W/ng/error.log;
+events { worker_connections 4096; }
+http { access_log off;
+  upstream be { server $BE; keepalive 320; keepalive_requests 10000; }
+  server { listen $NG; server_name bench.local;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$host; proxy_set_header X-Request-ID \$request_id;
+      proxy_set_header X-Real-IP \$remote_addr; proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Host \$host; proxy_set_header X-Forwarded-Port \$server_port;
+      proxy_set_header X-Forwarded-Proto \$scheme; } }
+  include $W/ng/conf.d/*.conf; }
+EOF
+nginx -c "$W/ng/nginx.conf" -p "$W/ng" & PIDS+=($!)
+
+# metalgate: a store with the route, and the proxy alone (its RSS is the proxy's only).
+BEIP=${BE%:*}; BEPORT=${BE#*:}
+cat >"$W/route.yaml" <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: bench}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: be, namespace: bench}
+spec: {ports: [{name: http, port: 80, targetPort: $BEPORT}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: be-1, namespace: bench, labels: {kubernetes.io/service-name: be}}
+addressType: IPv4
+ports: [{name: http, port: $BEPORT}]
+endpoints: [{addresses: ["$BEIP"], conditions: {ready: true}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bench, namespace: bench}
+spec:
+  ingressClassName: metalgate
+  rules:
+  - host: bench.local
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: be, port: {number: 80}}}}]}
+EOF
+RUST_LOG=warn "$MG" run --data-dir "$W/store" --api-listen "$API" --components none \
+  --manifests "$W/route.yaml" >"$W/store.out" 2>"$W/store.err" & PIDS+=($!)
+for _ in $(seq 100); do [ -f "$W/store/kubeconfig" ] && grep -q ready "$W/store.out" && break; sleep 0.1; done
+RUST_LOG=warn "$MG" proxy --kubeconfig "$W/store/kubeconfig" --node-name bench \
+  --http-listen "$MGP" --https-listen "$TLS" --admin-listen "$ADMIN" --no-access-log \
+  --publish-service "" 2>"$W/proxy.err" & MGPID=$!; PIDS+=($MGPID)
+
+up() { for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: bench.local" "http://$1/")" = 200 ] && return; sleep 0.1; done; echo "$1 never answered 200" >&2; exit 1; }
+up "$BE"; up "$NG"; up "$MGP"
+
+oha_json() { oha --no-tui -w --output-format json -H "Host: bench.local" "$@"; }
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+rps() { oha_json -z "${DUR}s" -c "$CONN" "http://$1/" | field 'round(d["summary"]["requestsPerSec"]) if not d["errorDistribution"] and list(d["statusCodeDistribution"])==["200"] else "ERR "+str(d["statusCodeDistribution"])+str(d["errorDistribution"])'; }
+p99() { oha_json -z "${DUR}s" -c "$CONN" -q "$RATE" --latency-correction "http://$1/" | field 'round(d["latencyPercentiles"]["p99"]*1000, 3)'; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+ng_hwm() { local m; m=$(cat "$W/ng.pid"); echo $(( $(hwm "$m") $(for c in $(pgrep -P "$m"); do printf ' + %s' "$(hwm "$c")"; done) )); }
+
+# Warm up both.
+oha_json -z 2s -c "$CONN" "http://$NG/" >/dev/null; oha_json -z 2s -c "$CONN" "http://$MGP/" >/dev/null
+
+DIRECT=$(rps "$BE")
+N1=$(rps "$NG"); M1=$(rps "$MGP"); N2=$(rps "$NG"); M2=$(rps "$MGP")
+NP=$(p99 "$NG"); MP=$(p99 "$MGP")
+NR=$(ng_hwm); MR=$(hwm "$MGPID")
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+NA=$(( (N1 + N2) / 2 )); MA=$(( (M1 + M2) / 2 ))
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); oha -c $CONN -z ${DUR}s"
+echo "direct to the backend:  $DIRECT req/s"
+echo "nginx:                  $N1, $N2 req/s (mean $NA); p99 at $RATE req/s: $NP ms; peak RSS $NR KiB (master + workers)"
+echo "metalgate:              $M1, $M2 req/s (mean $MA); p99 at $RATE req/s: $MP ms; peak RSS $MR KiB"
+echo "ratios metalgate/nginx: req/s $(ratio "$MA" "$NA") (target ≥ 1.0), p99 $(ratio "$MP" "$NP") (target ≤ 0.5), RSS $(ratio "$MR" "$NR") (target ≤ 0.5)"
+echo "proxied ÷ direct:       metalgate $(ratio "$MA" "$DIRECT"), nginx $(ratio "$NA" "$DIRECT")"
+"$LAT" metalgate "$W/store/kubeconfig" "$MGP" "$RUNS"
+"$LAT" nginx "$W/ng/conf.d" "$W/ng/nginx.conf" "$NG" "$RUNS"
