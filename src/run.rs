@@ -105,12 +105,14 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         tracing::error!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        _ = shutdown.cancelled() => {}
-    }
+    // Cancel first, log second: nothing after the signal may stand between it and shutdown.
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = shutdown.cancelled() => return,
+    };
     shutdown.cancel();
+    tracing::info!("{name}: shutting down");
 }
 
 /// `metalgate run`.

@@ -3,6 +3,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::{Metalgate, free_port, write};
 
@@ -233,4 +234,54 @@ fn unknown_components_are_refused_with_the_known_list() {
         err.contains("frobnicator") && err.contains("controller, speaker, proxy"),
         "{err}"
     );
+}
+
+/// SIGTERM ends `metalgate run` — proxy included — even when whoever read its output is gone
+/// (a `| grep` killed with it): a log line to a closed pipe must not stand in the way.
+#[test]
+fn sigterm_stops_run_even_when_its_output_pipes_are_closed() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_metalgate"))
+        .args(["run", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--node-name",
+            "test-node",
+            "--components",
+            "proxy",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--https-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("metalgate ready"), "{line}");
+    // Close both pipes: every later write fails with EPIPE.
+    drop(child.stderr.take());
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("metalgate run still running 20 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
