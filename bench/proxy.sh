@@ -21,8 +21,10 @@ for t in nginx oha python3 curl; do
   command -v "$t" >/dev/null || { echo "bench/proxy.sh needs $t" >&2; exit 1; }
 done
 cargo build --release --quiet --bin metalgate -p metalgate
+cargo build --release --quiet --bin metalgate-proxy -p metalgate-proxy
 cargo build --release --quiet -p metalgate-bench --bin proxy-route-latency
 MG=$PWD/target/release/metalgate
+MGPROXY=$PWD/target/release/metalgate-proxy
 LAT=$PWD/target/release/proxy-route-latency
 W=$(mktemp -d /tmp/mg-proxy-bench.XXXXXX)
 PIDS=()
@@ -64,7 +66,8 @@ http { access_log off;
 EOF
 nginx -c "$W/ng/nginx.conf" -p "$W/ng" & PIDS+=($!)
 
-# metalgate: a store with the route, and the proxy alone (its RSS is the proxy's only).
+# metalgate: a store with the route, and the proxy alone — the `metalgate-proxy` binary, what a
+# proxy Deployment runs (its RSS is the proxy's only).
 BEIP=${BE%:*}; BEPORT=${BE#*:}
 cat >"$W/route.yaml" <<EOF
 apiVersion: v1
@@ -95,7 +98,7 @@ EOF
 RUST_LOG=warn "$MG" run --data-dir "$W/store" --api-listen "$API" --components none \
   --manifests "$W/route.yaml" >"$W/store.out" 2>"$W/store.err" & PIDS+=($!)
 for _ in $(seq 100); do [ -f "$W/store/kubeconfig" ] && grep -q ready "$W/store.out" && break; sleep 0.1; done
-RUST_LOG=warn "$MG" proxy --kubeconfig "$W/store/kubeconfig" --node-name bench \
+RUST_LOG=warn "$MGPROXY" --kubeconfig "$W/store/kubeconfig" --node-name bench \
   --http-listen "$MGP" --https-listen "$TLS" --admin-listen "$ADMIN" --no-access-log \
   --publish-service "" 2>"$W/proxy.err" & MGPID=$!; PIDS+=($MGPID)
 

@@ -32,95 +32,7 @@ pub enum Command {
     /// The speaker alone (a DaemonSet with hostNetwork and CAP_NET_RAW in a cluster).
     Speaker(SpeakerArgs),
     /// The ingress proxy alone, against a cluster or a running store.
-    Proxy(ProxyArgs),
-}
-
-/// The proxy's settings, shared by `metalgate run` and `metalgate proxy`.
-#[derive(Debug, Clone, Args)]
-pub struct ProxyOpts {
-    /// Plain HTTP listeners (repeatable).
-    #[arg(
-        long = "http-listen",
-        value_name = "ADDR",
-        default_value = "0.0.0.0:80"
-    )]
-    pub http_listen: Vec<SocketAddr>,
-    /// HTTPS listeners (repeatable); certificates come from the Ingresses' TLS Secrets.
-    #[arg(
-        long = "https-listen",
-        value_name = "ADDR",
-        default_value = "0.0.0.0:443"
-    )]
-    pub https_listen: Vec<SocketAddr>,
-    /// The IngressClass name served (IngressClasses with controller
-    /// metalgate.io/ingress-controller are served too).
-    #[arg(long, default_value = "metalgate")]
-    pub ingress_class: String,
-    /// Also serve Ingresses of class `nginx`: a drop-in for ingress-nginx.
-    #[arg(long)]
-    pub watch_nginx_ingresses: bool,
-    /// The proxy's own Service (NAMESPACE/NAME); its address goes into each Ingress's status.
-    #[arg(long, default_value = "metalgate-system/metalgate-proxy")]
-    pub publish_service: String,
-    /// No JSON access log on stdout.
-    #[arg(long)]
-    pub no_access_log: bool,
-    /// Seconds a client has to send a request's headers (slowloris protection).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
-    pub header_timeout: u64,
-    /// Seconds requests in flight get to finish on SIGTERM.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
-    pub drain_timeout: u64,
-}
-
-impl ProxyOpts {
-    /// The proxy's configuration; a bad `--publish-service` is named.
-    pub fn config(&self) -> anyhow::Result<metalgate_proxy::Config> {
-        let publish_service = match self.publish_service.trim() {
-            "" => None,
-            s => match s.split_once('/') {
-                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-                    Some(metalgate_proxy::ObjKey {
-                        namespace: ns.into(),
-                        name: name.into(),
-                    })
-                }
-                _ => anyhow::bail!("--publish-service {s:?}: expected NAMESPACE/NAME"),
-            },
-        };
-        Ok(metalgate_proxy::Config {
-            listen: metalgate_proxy::Listen {
-                http: self.http_listen.clone(),
-                https: self.https_listen.clone(),
-                header_timeout: std::time::Duration::from_secs(self.header_timeout),
-            },
-            classes: metalgate_proxy::ClassSettings {
-                class: self.ingress_class.clone(),
-                accept_nginx: self.watch_nginx_ingresses,
-            },
-            publish_service,
-            access_log: !self.no_access_log,
-            drain: std::time::Duration::from_secs(self.drain_timeout),
-            ..Default::default()
-        })
-    }
-}
-
-/// `metalgate proxy`.
-#[derive(Debug, Clone, Args)]
-pub struct ProxyArgs {
-    /// Kubeconfig (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// This replica's node name (for Events).
-    #[arg(long, env = "NODE_NAME")]
-    pub node_name: Option<String>,
-    /// Serve `/metrics`, `/healthz` and `/readyz` here.
-    #[arg(long, default_value = "0.0.0.0:10254")]
-    pub admin_listen: SocketAddr,
-    /// The proxy's settings.
-    #[command(flatten)]
-    pub proxy: ProxyOpts,
+    Proxy(metalgate_proxy::cli::ProxyArgs),
 }
 
 /// `metalgate speaker`.
@@ -252,7 +164,7 @@ pub struct RunArgs {
     pub metrics_listen: Option<SocketAddr>,
     /// The proxy component's settings.
     #[command(flatten)]
-    pub proxy: ProxyOpts,
+    pub proxy: metalgate_proxy::cli::ProxyOpts,
 }
 
 /// Set up logging from `RUST_LOG` (default `info`), to stderr.
@@ -275,7 +187,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lab(cmd) => crate::lab::dispatch(cmd).await,
         Command::Controller(a) => crate::run::controller(a).await.map(|_| ExitCode::SUCCESS),
         Command::Speaker(a) => crate::run::speaker(a).await.map(|_| ExitCode::SUCCESS),
-        Command::Proxy(a) => crate::run::proxy(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Proxy(a) => metalgate_proxy::cli::run(a)
+            .await
+            .map(|_| ExitCode::SUCCESS),
         Command::Crdgen => {
             print!("{}", metalgate_k8s::crd::yaml()?);
             Ok(ExitCode::SUCCESS)

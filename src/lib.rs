@@ -8,7 +8,6 @@
 //! `metalgate lab` (the workshop's network in namespaces) and [`demo`] its backends.
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod admission;
 pub mod arp_probe;
 pub mod cli;

@@ -209,7 +209,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_listen {
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::admin::serve(addr, stop).await {
+            if let Err(e) = metalgate_k8s::admin::serve(addr, stop).await {
                 tracing::error!(%addr, error = %format!("{e:#}"), "admin endpoint failed");
             }
         });
@@ -346,19 +346,4 @@ pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
         local_delivery: false,
     };
     metalgate_speaker::announcer::run(ctx, cfg).await
-}
-
-/// `metalgate proxy`: the ingress proxy alone, against a cluster or a store, with its admin
-/// endpoint.
-pub async fn proxy(args: crate::cli::ProxyArgs) -> anyhow::Result<()> {
-    let cfg = args.proxy.config()?;
-    let ctx = alone(args.kubeconfig.as_deref(), args.node_name, None).await?;
-    let stop = ctx.shutdown.clone();
-    let admin = args.admin_listen;
-    tokio::spawn(async move {
-        if let Err(e) = crate::admin::serve(admin, stop).await {
-            tracing::error!(%admin, error = %format!("{e:#}"), "admin endpoint failed");
-        }
-    });
-    metalgate_proxy::run(ctx, cfg).await
 }

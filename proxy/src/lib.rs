@@ -8,9 +8,11 @@
 //! - [`discovery`]: watches those objects, rebuilds the table on every change and swaps it in
 //!   (`ArcSwap`: requests in flight keep the table they started with), writes Ingress status;
 //! - [`service`]: Pingora's `ProxyHttp` — matching, hardening, headers, endpoints, retries;
-//! - [`server`]: the HTTP/HTTPS listeners (certificates per SNI), header deadline, drain.
+//! - [`server`]: the HTTP/HTTPS listeners (certificates per SNI), header deadline, drain;
+//! - [`cli`]: its flags, and the proxy alone (`metalgate proxy`, the `metalgate-proxy` binary).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod discovery;
 pub mod metrics;
 pub mod policy;

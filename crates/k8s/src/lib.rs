@@ -9,10 +9,12 @@
 //!   it, reporting every bad document at once (file, document, kind/name, field);
 //! - [`node`]: registering this machine as a Node and keeping its heartbeat;
 //! - [`client`]: building a client from a kubeconfig or an API server URL;
-//! - [`metrics`]: the registry behind `/metrics`;
+//! - [`metrics`]: the registry behind `/metrics` (and `/readyz`);
+//! - [`admin`]: the HTTP endpoint serving them;
 //! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod client;
 pub mod component;
 pub mod crd;

@@ -1,4 +1,4 @@
-//! The admin endpoint of `metalgate run --metrics-listen ADDR`: `/metrics` (Prometheus text
+//! The admin endpoint (`metalgate run --metrics-listen ADDR`, `metalgate proxy --admin-listen`): `/metrics` (Prometheus text
 //! format, every registered component), `/healthz` and `/readyz` (every registered readiness
 //! check; 503 while one is not ready).
 
@@ -16,11 +16,11 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metalgate_k8s::metrics::render(),
+            crate::metrics::render(),
         ),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" => {
-            let all = metalgate_k8s::metrics::ready();
+            let all = crate::metrics::ready();
             let body: String = all
                 .iter()
                 .map(|(n, r)| format!("{n}: {}\n", if *r { "ready" } else { "not ready" }))
