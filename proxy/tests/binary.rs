@@ -1,0 +1,137 @@
+//! The `metalgate-proxy` binary against a store, as a proxy Deployment runs: ready on
+//! `/readyz`, routes an Ingress, counts it on `/metrics`, drains and exits 0 on SIGTERM.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Backend, NS};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(url: &str, host: Option<&str>) -> Option<(u16, String)> {
+    let mut r = reqwest::Client::new().get(url);
+    if let Some(h) = host {
+        r = r.header("host", h);
+    }
+    let r = r.timeout(Duration::from_secs(2)).send().await.ok()?;
+    Some((r.status().as_u16(), r.text().await.ok()?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_routes_reports_ready_and_drains_on_sigterm() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = metalgate_apiserver::Config::new(dir.path());
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let server = metalgate_apiserver::ApiServer::start(cfg).await.unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig(None)).unwrap();
+    let client = metalgate_k8s::client::from_kubeconfig(&kubeconfig)
+        .await
+        .unwrap();
+    let be = Backend::start("bin").await;
+    let pp = PatchParams::apply("test");
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    ns.patch(
+        NS,
+        &pp,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})),
+    )
+    .await
+    .unwrap();
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), NS);
+    svcs.patch(
+        "web",
+        &pp,
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web"}, "spec": {"ports": [{"name": "http", "port": 80}]}})),
+    )
+    .await
+    .unwrap();
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), NS);
+    slices.patch("web-1", &pp, &Patch::Apply(json!({"apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice", "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": be.addr.port()}],
+        "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]})))
+        .await
+        .unwrap();
+    let ings: Api<k8s_openapi::api::networking::v1::Ingress> = Api::namespaced(client.clone(), NS);
+    ings.patch("web", &pp, &Patch::Apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web"}, "spec": {"ingressClassName": "metalgate", "rules": [{"host": "web.test",
+        "http": {"paths": [{"path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})))
+        .await
+        .unwrap();
+
+    let (http, https, admin) = (free_port(), free_port(), free_port());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_metalgate-proxy"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--node-name",
+            "test",
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+            "--https-listen",
+            &format!("127.0.0.1:{https}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--no-access-log",
+        ])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((200, body)) = get(&format!("http://127.0.0.1:{admin}/readyz"), None).await {
+            assert!(body.contains("proxy: ready"), "{body}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("metalgate-proxy never ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, body) = get(&format!("http://127.0.0.1:{http}/hello"), Some("web.test"))
+        .await
+        .expect("the proxy answers");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(common::backend_of(&body), "bin");
+    let (_, metrics) = get(&format!("http://127.0.0.1:{admin}/metrics"), None)
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("metalgate_proxy_requests_total{ingress=\"apps/web\",service=\"apps/web\",code=\"200\"} 1"),
+        "{metrics}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("metalgate-proxy still running 15 s after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    drop(server);
+}
