@@ -167,19 +167,6 @@ pub struct RunArgs {
     pub proxy: metalgate_proxy::cli::ProxyOpts,
 }
 
-/// Set up logging from `RUST_LOG` (default `info`), to stderr.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A closed stderr (the reader of a pipe gone) must not turn a log line into a panic:
-    // tracing-subscriber reports its own write errors with eprintln!, which panics then.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false)
-        .try_init();
-}
-
 /// Run a parsed command line.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

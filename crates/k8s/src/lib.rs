@@ -11,6 +11,7 @@
 //! - [`client`]: building a client from a kubeconfig or an API server URL;
 //! - [`metrics`]: the registry behind `/metrics` (and `/readyz`);
 //! - [`admin`]: the HTTP endpoint serving them;
+//! - [`process`]: logging and the runtime around each binary's command;
 //! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`).
 #![forbid(unsafe_code)]
 
@@ -21,5 +22,6 @@ pub mod crd;
 pub mod manifests;
 pub mod metrics;
 pub mod node;
+pub mod process;
 
 pub use component::{Component, ComponentContext, NodeIdentity};
