@@ -150,6 +150,18 @@ pub async fn run(
             tracing::info!(ingresses = ours.len(), "proxy route table ready");
         }
 
+        let by_key: std::collections::HashMap<ObjKey, &Arc<Ingress>> = snap
+            .ingresses
+            .iter()
+            .map(|i| {
+                let k = ObjKey {
+                    namespace: i.metadata.namespace.clone().unwrap_or_default(),
+                    name: i.metadata.name.clone().unwrap_or_default(),
+                };
+                (k, i)
+            })
+            .collect();
+
         // Problems: logged and published once each, while they last.
         let now: HashSet<(ObjKey, String, String)> = problems
             .iter()
@@ -161,10 +173,7 @@ pub async fn run(
                 continue;
             }
             tracing::warn!(ingress = %p.ingress, field = %p.field, "{}", p.message);
-            if let Some(ing) = snap.ingresses.iter().find(|i| {
-                i.metadata.namespace.as_deref() == Some(p.ingress.namespace.as_str())
-                    && i.metadata.name.as_deref() == Some(p.ingress.name.as_str())
-            }) {
+            if let Some(ing) = by_key.get(&p.ingress) {
                 let ev = Event {
                     type_: EventType::Warning,
                     reason: p.reason.into(),
@@ -194,10 +203,7 @@ pub async fn run(
                 .filter_map(|i| i.ip.or(i.hostname))
                 .collect();
             for ik in &ours {
-                let Some(ing) = snap.ingresses.iter().find(|i| {
-                    i.metadata.namespace.as_deref() == Some(ik.namespace.as_str())
-                        && i.metadata.name.as_deref() == Some(ik.name.as_str())
-                }) else {
+                let Some(ing) = by_key.get(ik) else {
                     continue;
                 };
                 let current: Vec<String> = ing

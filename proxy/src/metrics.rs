@@ -107,17 +107,6 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// How many requests with this status were counted (all routes).
-    pub fn count_code(&self, code: u16) -> u64 {
-        let i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        i.routes
-            .values()
-            .chain(std::iter::once(&self.unmatched))
-            .filter_map(|r| r.codes.get(usize::from(code)))
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
-    }
-
     /// The Prometheus text format.
     pub fn render(&self) -> String {
         let i = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -90,7 +90,6 @@ impl Shared {
 /// Per-request state.
 pub struct Ctx {
     start: Instant,
-    table: Option<Arc<RouteTable>>,
     backend: Option<Arc<Backend>>,
     upstream_path: Option<String>,
     tried: Vec<SocketAddr>,
@@ -271,7 +270,6 @@ impl ProxyHttp for IngressProxy {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             start: Instant::now(),
-            table: None,
             backend: None,
             upstream_path: None,
             tried: Vec::new(),
@@ -325,7 +323,6 @@ impl ProxyHttp for IngressProxy {
         let found = table
             .find(&host, &path)
             .map(|m| (m.backend.clone(), m.upstream_path, m.tls_host));
-        ctx.table = Some(table);
         let Some((backend, upstream_path, tls_host)) = found else {
             return self
                 .respond(
@@ -432,7 +429,7 @@ impl ProxyHttp for IngressProxy {
         Ok(())
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let backend = ctx
             .backend
             .clone()
@@ -467,18 +464,16 @@ impl ProxyHttp for IngressProxy {
             }
             _ => o.set_http_version(1, 1),
         }
-        let _ = session;
         Ok(Box::new(peer))
     }
 
     fn fail_to_connect(
         &self,
         session: &mut Session,
-        peer: &HttpPeer,
+        _peer: &HttpPeer,
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let _ = peer;
         if let (Some(b), Some(addr)) = (&ctx.backend, ctx.current) {
             let kind = match e.etype() {
                 ErrorType::ConnectTimedout => "connect_timeout",
@@ -683,6 +678,5 @@ impl ProxyHttp for IngressProxy {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
         }
-        let _ = &ctx.table;
     }
 }

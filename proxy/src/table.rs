@@ -459,14 +459,13 @@ impl RouteTable {
                         t.default_backend = Some(b);
                     } else if let Some(first) = &t.default_backend {
                         let first = first.ingress.clone();
-                        ctx.problems.push(Problem {
-                            ingress: ik.clone(),
-                            field: "spec.defaultBackend".into(),
-                            message: format!(
+                        ctx.problem(
+                            "spec.defaultBackend".into(),
+                            format!(
                                 "the default backend is already set by the older Ingress {first}; this one is ignored"
                             ),
-                            reason: "Conflict",
-                        });
+                            "Conflict",
+                        );
                     }
                 }
             }
@@ -479,12 +478,7 @@ impl RouteTable {
                     .map(|h| h.trim().to_ascii_lowercase())
                     .unwrap_or_default();
                 if let Err(e) = valid_host(&host) {
-                    ctx.problems.push(Problem {
-                        ingress: ik.clone(),
-                        field: format!("spec.rules[{ri}].host"),
-                        message: e,
-                        reason: "InvalidHost",
-                    });
+                    ctx.problem(format!("spec.rules[{ri}].host"), e, "InvalidHost");
                     continue;
                 }
                 let Some(http) = &rule.http else { continue };
@@ -494,27 +488,17 @@ impl RouteTable {
                     let m = match path_match(&raw, &p.path_type, &pol) {
                         Ok(m) => m,
                         Err(e) => {
-                            ctx.problems.push(Problem {
-                                ingress: ik.clone(),
-                                field: format!("{field}.path"),
-                                message: e,
-                                reason: "InvalidPath",
-                            });
+                            ctx.problem(format!("{field}.path"), e, "InvalidPath");
                             continue;
                         }
                     };
                     let id = (host.clone(), (m.identity().0, m.identity().1.to_string()));
                     if let Some(owner) = seen_paths.get(&id) {
                         if owner != &ik {
-                            ctx.problems.push(Problem {
-                                ingress: ik.clone(),
-                                field: format!("{field}.path"),
-                                message: format!(
+                            ctx.problem(format!("{field}.path"), format!(
                                     "host {:?} path {raw:?} is already served by the older Ingress {owner}; this rule is ignored",
                                     if host.is_empty() { "*" } else { &host }
-                                ),
-                                reason: "Conflict",
-                            });
+                                ), "Conflict");
                         }
                         continue;
                     }
@@ -563,12 +547,11 @@ impl RouteTable {
                 let cert = match parsed {
                     Ok(c) => c,
                     Err(e) => {
-                        t.problems.push(Problem {
-                            ingress: ik.clone(),
-                            field: format!("spec.tls[{ti}].secretName"),
-                            message: e,
-                            reason: "InvalidCertificate",
-                        });
+                        ctx.problem(
+                            format!("spec.tls[{ti}].secretName"),
+                            e,
+                            "InvalidCertificate",
+                        );
                         continue;
                     }
                 };
