@@ -108,9 +108,19 @@ async fn the_binary_serves_routes_reports_ready_and_drains_on_sigterm() {
         .expect("the proxy answers");
     assert_eq!(code, 200, "{body}");
     assert_eq!(common::backend_of(&body), "bin");
-    let (_, metrics) = get(&format!("http://127.0.0.1:{admin}/metrics"), None)
-        .await
-        .unwrap();
+    // Counted once the response has gone out: poll a moment.
+    let want =
+        "metalgate_proxy_requests_total{ingress=\"apps/web\",service=\"apps/web\",code=\"200\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let (_, m) = get(&format!("http://127.0.0.1:{admin}/metrics"), None)
+            .await
+            .unwrap();
+        if m.contains(want) || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         metrics.contains("metalgate_proxy_requests_total{ingress=\"apps/web\",service=\"apps/web\",code=\"200\"} 1"),
         "{metrics}"

@@ -635,6 +635,13 @@ async fn ingress_status_metrics_and_graceful_drain() {
     }
 
     env.eventually("s.test", "/", |c, _| c == 200).await;
+    // A request is counted once its response has gone out: the client can be a moment ahead.
+    let want =
+        "metalgate_proxy_requests_total{ingress=\"apps/s\",service=\"apps/svc\",code=\"200\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !env.shared.metrics.render().contains(want) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let m = env.shared.metrics.render();
     assert!(
         m.contains(
