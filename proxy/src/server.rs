@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerOptions, ServerApp};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::{
     ALPN, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     Stream, TimingDigest, UniqueID, UniqueIDType, raw_connect::ProxyDigest, tls::SslDigest,
@@ -167,13 +168,26 @@ impl Server {
                         .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
                     settings.set_cert_resolver(Arc::new(SniResolver::new(shared.clone())?));
                     settings.enable_h2();
-                    svc.add_tls_with_settings(&key, None, settings);
+                    // One TLS record (16 KiB) of read buffer per connection instead of
+                    // Pingora's 64 KiB: rustls reads record by record anyway.
+                    svc.add_listener(
+                        ListenerConfig::tcp(key.clone())
+                            .tls(settings)
+                            .l4_buffer(L4BufferSettings::default().read(16 * 1024)),
+                    );
                     if https.is_empty() {
                         shared.https_port.store(actual.port(), Ordering::Relaxed);
                     }
                     https.push(actual);
                 } else {
-                    svc.add_tcp(&key);
+                    // No read buffer for plain HTTP: Pingora reads request headers into its
+                    // own buffer, so a 64 KiB one per connection would only cost memory and a
+                    // copy. Writes stay buffered, so a response's header and a small body
+                    // leave in one send.
+                    svc.add_listener(
+                        ListenerConfig::tcp(key.clone())
+                            .l4_buffer(L4BufferSettings::default().read(0)),
+                    );
                     http.push(actual);
                 }
             }
