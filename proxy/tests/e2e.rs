@@ -21,6 +21,47 @@ fn rule(host: &str, paths: &[(&str, &str, &str)]) -> Value {
     })
 }
 
+/// Service `svc` in front of `be`, and Ingress `name` sending every path of `host` to it;
+/// returns once the proxy routes `host`.
+async fn one_route(env: &Env, be: &Backend, name: &str, host: &str) {
+    env.service("svc", &[be.addr]).await;
+    env.ingress(
+        name,
+        json!({}),
+        json!({"rules": [rule(host, &[("Prefix", "/", "svc")])]}),
+    )
+    .await;
+    env.eventually(host, "/", |c, _| c == 200).await;
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A websocket to `ws://{host}/ws` through the proxy's HTTP listener, its 101 checked.
+async fn websocket(env: &Env, host: &str) -> Ws {
+    let tcp = tokio::net::TcpStream::connect(env.http).await.unwrap();
+    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{host}/ws"),
+    )
+    .unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 101);
+    ws
+}
+
+/// Sends `msg` as text and returns what comes back (5 s at most); `None` when the stream ended.
+async fn echo(
+    ws: &mut Ws,
+    msg: &str,
+) -> Option<Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+{
+    ws.send(tokio_tungstenite::tungstenite::Message::text(msg))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_each_rule_wildcards_default_backend_and_404() {
     let env = Env::start().await;
@@ -218,35 +259,16 @@ async fn tls_by_sni_with_two_certificates_one_replaced_live_redirect_and_h2() {
 async fn websocket_upgrade_when_the_backend_answers_first() {
     let env = Env::start().await;
     let be = Backend::start("ws").await;
-    env.service("svc", &[be.addr]).await;
-    env.ingress(
-        "ws",
-        json!({}),
-        json!({"rules": [rule("ws.test", &[("Prefix", "/", "svc")])]}),
-    )
-    .await;
-    env.eventually("ws.test", "/", |c, _| c == 200).await;
+    one_route(&env, &be, "ws", "ws.test").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in 0..300 {
         assert!(Instant::now() < deadline, "300 handshakes took over 60 s");
         // A plain request first leaves a warm upstream connection in the pool, so the upgrade
         // request goes out at once and the 101 can come back before anything else happens.
         assert_eq!(env.get("ws.test", "/").await.0, 200);
-        let tcp = tokio::net::TcpStream::connect(env.http).await.unwrap();
-        let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            "ws://ws.test/ws",
-        )
-        .unwrap();
-        let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
-        assert_eq!(resp.status().as_u16(), 101);
+        let mut ws = websocket(&env, "ws.test").await;
         let msg = format!("ping {i}");
-        ws.send(tokio_tungstenite::tungstenite::Message::text(msg.clone()))
-            .await
-            .unwrap();
-        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("echo in time");
-        match back {
+        match echo(&mut ws, &msg).await {
             Some(Ok(m)) => assert_eq!(m.into_text().unwrap().as_str(), msg),
             other => panic!("handshake {i}: the tunnel closed after the 101: {other:?}"),
         }
@@ -273,23 +295,10 @@ async fn websocket_echo_and_grpc_h2c_backends() {
     .await;
     env.eventually("ws.test", "/", |c, _| c == 200).await;
 
-    let tcp = tokio::net::TcpStream::connect(env.http).await.unwrap();
-    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        "ws://ws.test/ws",
-    )
-    .unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
-    assert_eq!(resp.status().as_u16(), 101);
+    let mut ws = websocket(&env, "ws.test").await;
     for i in 0..3 {
         let msg = format!("hello {i}");
-        ws.send(tokio_tungstenite::tungstenite::Message::text(msg.clone()))
-            .await
-            .unwrap();
-        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("echo in time")
-            .unwrap()
-            .unwrap();
+        let back = echo(&mut ws, &msg).await.unwrap().unwrap();
         assert_eq!(back.into_text().unwrap().as_str(), msg);
     }
     ws.close(None).await.unwrap();
@@ -307,14 +316,7 @@ async fn websocket_echo_and_grpc_h2c_backends() {
 async fn headers_forwarded_request_id_and_hop_by_hop() {
     let env = Env::start().await;
     let be = Backend::start("h").await;
-    env.service("svc", &[be.addr]).await;
-    env.ingress(
-        "h",
-        json!({}),
-        json!({"rules": [rule("h.test", &[("Prefix", "/", "svc")])]}),
-    )
-    .await;
-    env.eventually("h.test", "/", |c, _| c == 200).await;
+    one_route(&env, &be, "h", "h.test").await;
     let c = reqwest::Client::new();
     let send = |rid: Option<&str>| {
         let mut r = c
@@ -479,14 +481,7 @@ fn raw(addr: std::net::SocketAddr, req: &[u8]) -> String {
 async fn smuggling_malformed_and_oversized_requests_never_reach_the_backend() {
     let env = Env::start().await;
     let be = Backend::start("guarded").await;
-    env.service("svc", &[be.addr]).await;
-    env.ingress(
-        "g",
-        json!({}),
-        json!({"rules": [rule("g.test", &[("Prefix", "/", "svc")])]}),
-    )
-    .await;
-    env.eventually("g.test", "/", |c, _| c == 200).await;
+    one_route(&env, &be, "g", "g.test").await;
     let base = be.hits();
     let addr = env.http;
     let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
