@@ -6,7 +6,7 @@
 #  1. req/s at full load (oha -c CONN -z DUR), each proxy twice, interleaved; and direct to the
 #     backend, for proxied ÷ direct;
 #  2. p99 latency at the same offered rate (oha -q RATE --latency-correction);
-#  3. peak RSS (VmHWM; nginx: master + workers);
+#  3. peak RSS (VmHWM; nginx: master + workers), and CPU time per request at full load;
 #  4. route change → live: a new host through the API (metalgate) vs a server block + reload
 #     (nginx).
 # Usage: bench/proxy.sh        (env: DUR=10 CONN=50 RATE=5000 RUNS=20)
@@ -107,7 +107,20 @@ up "$BE"; up "$NG"; up "$MGP"
 
 oha_json() { oha --no-tui -w --output-format json -H "Host: bench.local" "$@"; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
-rps() { oha_json -z "${DUR}s" -c "$CONN" "http://$1/" | field 'round(d["summary"]["requestsPerSec"]) if not d["errorDistribution"] and list(d["statusCodeDistribution"])==["200"] else "ERR "+str(d["statusCodeDistribution"])+str(d["errorDistribution"])'; }
+# CPU time (user + system, clock ticks) the given processes have used so far.
+ticks() { local t=0 p; for p in "$@"; do t=$(( t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') )); done; echo "$t"; }
+TCK=$(getconf CLK_TCK)
+# rps ADDR [PID...]: req/s at full load, and the CPU the PIDs spent per request (µs). CPU per
+# request is the steadier number on a shared machine: it does not move with what else runs.
+rps() {
+  local addr=$1 a b out; shift
+  a=$(ticks "$@")
+  out=$(oha_json -z "${DUR}s" -c "$CONN" "http://$addr/" | field '"%d %d" % (round(d["summary"]["requestsPerSec"]), d["statusCodeDistribution"]["200"]) if not d["errorDistribution"] and list(d["statusCodeDistribution"])==["200"] else "ERR "+str(d["statusCodeDistribution"])+str(d["errorDistribution"])')
+  b=$(ticks "$@")
+  case $out in ERR*) echo "$out" >&2; exit 1 ;; esac
+  set -- $out
+  echo "$1 $(python3 -c "print(round(($b - $a) / $TCK * 1e6 / $2, 1))")"
+}
 p99() { oha_json -z "${DUR}s" -c "$CONN" -q "$RATE" --latency-correction "http://$1/" | field 'round(d["latencyPercentiles"]["p99"]*1000, 3)'; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 ng_hwm() { local m; m=$(cat "$W/ng.pid"); echo $(( $(hwm "$m") $(for c in $(pgrep -P "$m"); do printf ' + %s' "$(hwm "$c")"; done) )); }
@@ -115,8 +128,15 @@ ng_hwm() { local m; m=$(cat "$W/ng.pid"); echo $(( $(hwm "$m") $(for c in $(pgre
 # Warm up both.
 oha_json -z 2s -c "$CONN" "http://$NG/" >/dev/null; oha_json -z 2s -c "$CONN" "http://$MGP/" >/dev/null
 
-DIRECT=$(rps "$BE")
-N1=$(rps "$NG"); M1=$(rps "$MGP"); N2=$(rps "$NG"); M2=$(rps "$MGP")
+DIRECT=$(rps "$BE" | cut -d' ' -f1)
+ng_pids() { local m; m=$(cat "$W/ng.pid"); echo "$m" $(pgrep -P "$m"); }
+# shellcheck disable=SC2046 # one argument per PID
+{
+  r=$(rps "$NG" $(ng_pids)); read -r N1 NC1 <<<"$r"
+  r=$(rps "$MGP" "$MGPID"); read -r M1 MC1 <<<"$r"
+  r=$(rps "$NG" $(ng_pids)); read -r N2 NC2 <<<"$r"
+  r=$(rps "$MGP" "$MGPID"); read -r M2 MC2 <<<"$r"
+}
 NP=$(p99 "$NG"); MP=$(p99 "$MGP")
 NR=$(ng_hwm); MR=$(hwm "$MGPID")
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
@@ -127,5 +147,7 @@ echo "nginx:                  $N1, $N2 req/s (mean $NA); p99 at $RATE req/s: $NP
 echo "metalgate:              $M1, $M2 req/s (mean $MA); p99 at $RATE req/s: $MP ms; peak RSS $MR KiB"
 echo "ratios metalgate/nginx: req/s $(ratio "$MA" "$NA") (target ≥ 1.0), p99 $(ratio "$MP" "$NP") (target ≤ 0.5), RSS $(ratio "$MR" "$NR") (target ≤ 0.5)"
 echo "proxied ÷ direct:       metalgate $(ratio "$MA" "$DIRECT"), nginx $(ratio "$NA" "$DIRECT")"
+NCA=$(python3 -c "print(($NC1 + $NC2) / 2)"); MCA=$(python3 -c "print(($MC1 + $MC2) / 2)")
+echo "CPU per request:        nginx $NC1, $NC2 µs; metalgate $MC1, $MC2 µs; metalgate/nginx $(ratio "$MCA" "$NCA")"
 "$LAT" metalgate "$W/store/kubeconfig" "$MGP" "$RUNS"
 "$LAT" nginx "$W/ng/conf.d" "$W/ng/nginx.conf" "$NG" "$RUNS"
