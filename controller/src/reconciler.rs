@@ -11,12 +11,12 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::{reflector, watcher};
 use kube::{Resource, ResourceExt};
 use metalgate_ipam::{Allocator, Pool, PoolSpec, Requirement, Selector, ServiceAllocation};
-use metalgate_k8s::ComponentContext;
 use metalgate_k8s::crd::IPAddressPool;
+use metalgate_k8s::{ComponentContext, reflect};
 use serde_json::json;
 use tokio::sync::Notify;
 
@@ -407,42 +407,25 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     };
 
     let notify = Arc::new(Notify::new());
-    let (services, svc_writer) = reflector::store::<Service>();
-    let (pools, pool_writer) = reflector::store::<IPAddressPool>();
-    let (namespaces, ns_writer) = reflector::store::<Namespace>();
     let mut tasks = tokio::task::JoinSet::new();
-    {
-        let n = notify.clone();
-        let s = reflector(
-            svc_writer,
-            watcher(
-                Api::<Service>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff();
-        tasks.spawn(async move { s.for_each(|_| async { n.notify_one() }).await });
-        let n = notify.clone();
-        let s = reflector(
-            pool_writer,
-            watcher(
-                Api::<IPAddressPool>::namespaced(client.clone(), &cfg.namespace),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff();
-        tasks.spawn(async move { s.for_each(|_| async { n.notify_one() }).await });
-        let n = notify.clone();
-        let s = reflector(
-            ns_writer,
-            watcher(
-                Api::<Namespace>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff();
-        tasks.spawn(async move { s.for_each(|_| async { n.notify_one() }).await });
-    }
+    let services = reflect::store(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        &notify,
+        &mut tasks,
+    );
+    let pools = reflect::store(
+        Api::<IPAddressPool>::namespaced(client.clone(), &cfg.namespace),
+        watcher::Config::default(),
+        &notify,
+        &mut tasks,
+    );
+    let namespaces = reflect::store(
+        Api::<Namespace>::all(client.clone()),
+        watcher::Config::default(),
+        &notify,
+        &mut tasks,
+    );
     for ready in [
         services.wait_until_ready().await.is_ok(),
         pools.wait_until_ready().await.is_ok(),
@@ -453,13 +436,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         }
     }
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some(me.clone()),
-        },
-    );
+    let recorder = reflect::recorder(&client, FIELD_MANAGER, &me);
     let mut st = State {
         client: client.clone(),
         cfg: cfg.clone(),

@@ -7,16 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, reflector as reflect, watcher};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
 use kube::{Api, Resource};
-use serde::de::DeserializeOwned;
+use metalgate_k8s::reflect;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -25,27 +23,6 @@ use crate::table::{ClassSettings, ObjKey, RouteTable, Snapshot};
 
 /// The field manager of the proxy's writes.
 pub const FIELD_MANAGER: &str = "metalgate-proxy";
-
-fn watch<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    notify: Arc<Notify>,
-    tasks: &mut tokio::task::JoinSet<()>,
-) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let s = reflect(writer, watcher(api, cfg)).default_backoff();
-    tasks.spawn(async move { s.for_each(|_| async { notify.notify_one() }).await });
-    reader
-}
 
 /// What discovery needs to know.
 #[derive(Debug, Clone)]
@@ -68,34 +45,34 @@ pub async fn run(
     let notify = Arc::new(Notify::new());
     let mut tasks = tokio::task::JoinSet::new();
     let all = watcher::Config::default();
-    let ingresses = watch(
+    let ingresses = reflect::store(
         Api::<Ingress>::all(client.clone()),
         all.clone(),
-        notify.clone(),
+        &notify,
         &mut tasks,
     );
-    let classes = watch(
+    let classes = reflect::store(
         Api::<IngressClass>::all(client.clone()),
         all.clone(),
-        notify.clone(),
+        &notify,
         &mut tasks,
     );
-    let services = watch(
+    let services = reflect::store(
         Api::<Service>::all(client.clone()),
         all.clone(),
-        notify.clone(),
+        &notify,
         &mut tasks,
     );
-    let slices = watch(
+    let slices = reflect::store(
         Api::<EndpointSlice>::all(client.clone()),
         all.clone(),
-        notify.clone(),
+        &notify,
         &mut tasks,
     );
-    let secrets = watch(
+    let secrets = reflect::store(
         Api::<Secret>::all(client.clone()),
         all.clone().fields("type=kubernetes.io/tls"),
-        notify.clone(),
+        &notify,
         &mut tasks,
     );
     let ready = tokio::select! {
@@ -111,13 +88,7 @@ pub async fn run(
     if !ready {
         anyhow::bail!("a watch ended before its first list");
     }
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some(instance),
-        },
-    );
+    let recorder = reflect::recorder(&client, FIELD_MANAGER, &instance);
     let mut reported: HashSet<(ObjKey, String, String)> = HashSet::new();
 
     loop {

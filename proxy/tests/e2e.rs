@@ -21,16 +21,16 @@ fn rule(host: &str, paths: &[(&str, &str, &str)]) -> Value {
     })
 }
 
+/// An Ingress spec sending every path of `host` to Service `svc`.
+fn all_to_svc(host: &str) -> Value {
+    json!({"rules": [rule(host, &[("Prefix", "/", "svc")])]})
+}
+
 /// Service `svc` in front of `be`, and Ingress `name` sending every path of `host` to it;
 /// returns once the proxy routes `host`.
 async fn one_route(env: &Env, be: &Backend, name: &str, host: &str) {
     env.service("svc", &[be.addr]).await;
-    env.ingress(
-        name,
-        json!({}),
-        json!({"rules": [rule(host, &[("Prefix", "/", "svc")])]}),
-    )
-    .await;
+    env.ingress(name, json!({}), all_to_svc(host)).await;
     env.eventually(host, "/", |c, _| c == 200).await;
 }
 
@@ -281,16 +281,11 @@ async fn websocket_echo_and_grpc_h2c_backends() {
     let env = Env::start().await;
     let be = Backend::start("ws").await;
     env.service("svc", &[be.addr]).await;
-    env.ingress(
-        "ws",
-        json!({}),
-        json!({"rules": [rule("ws.test", &[("Prefix", "/", "svc")])]}),
-    )
-    .await;
+    env.ingress("ws", json!({}), all_to_svc("ws.test")).await;
     env.ingress(
         "grpc",
         json!({"nginx.ingress.kubernetes.io/backend-protocol": "GRPC"}),
-        json!({"rules": [rule("grpc.test", &[("Prefix", "/", "svc")])]}),
+        all_to_svc("grpc.test"),
     )
     .await;
     env.eventually("ws.test", "/", |c, _| c == 200).await;
@@ -368,19 +363,19 @@ async fn annotations_rewrite_body_size_allowlist_timeouts_and_unsupported() {
             "nginx.ingress.kubernetes.io/proxy-read-timeout": "1",
             "nginx.ingress.kubernetes.io/canary": "true",
         }),
-        json!({"rules": [rule("lim.test", &[("Prefix", "/", "svc")])]}),
+        all_to_svc("lim.test"),
     )
     .await;
     env.ingress(
         "closed",
         json!({"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8"}),
-        json!({"rules": [rule("closed.test", &[("Prefix", "/", "svc")])]}),
+        all_to_svc("closed.test"),
     )
     .await;
     env.ingress(
         "open",
         json!({"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8,127.0.0.0/8"}),
-        json!({"rules": [rule("open.test", &[("Prefix", "/", "svc")])]}),
+        all_to_svc("open.test"),
     )
     .await;
     env.eventually("open.test", "/", |c, _| c == 200).await;
@@ -586,12 +581,7 @@ async fn dead_endpoints_are_retried_around_and_ejected() {
     };
     let dead = std::net::SocketAddr::new(dead.ip(), live.addr.port());
     env.service("svc", &[live.addr, dead]).await;
-    env.ingress(
-        "r",
-        json!({}),
-        json!({"rules": [rule("r.test", &[("Prefix", "/", "svc")])]}),
-    )
-    .await;
+    env.ingress("r", json!({}), all_to_svc("r.test")).await;
     env.eventually("r.test", "/", |c, _| c == 200).await;
     for _ in 0..20 {
         let (c, body) = env.get("r.test", "/").await;
@@ -633,12 +623,7 @@ async fn ingress_status_metrics_and_graceful_drain() {
     let mut env = Env::start().await;
     let be = Backend::start("slow").await;
     env.service("svc", &[be.addr]).await;
-    env.ingress(
-        "s",
-        json!({}),
-        json!({"rules": [rule("s.test", &[("Prefix", "/", "svc")])]}),
-    )
-    .await;
+    env.ingress("s", json!({}), all_to_svc("s.test")).await;
     // The proxy's own Service has an address: every Ingress of ours shows it.
     let svcs: kube::Api<k8s_openapi::api::core::v1::Service> =
         kube::Api::namespaced(env.client.clone(), "metalgate-system");

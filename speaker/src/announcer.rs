@@ -11,17 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use futures::StreamExt;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use metalgate_k8s::ComponentContext;
 use metalgate_k8s::crd::{IPAddressPool, L2Advertisement};
+use metalgate_k8s::{ComponentContext, reflect};
 use pnet::datalink::{self, Channel, NetworkInterface};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -386,35 +385,44 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let me = ctx.node.name.clone();
     let notify = Arc::new(Notify::new());
-    let (services, w1) = reflector::store::<Service>();
-    let (nodes, w2) = reflector::store::<Node>();
-    let (leases, w3) = reflector::store::<Lease>();
-    let (pools, w4) = reflector::store::<IPAddressPool>();
-    let (advs, w5) = reflector::store::<L2Advertisement>();
-    let (slices, w6) = reflector::store::<EndpointSlice>();
     let mut tasks = tokio::task::JoinSet::new();
-    macro_rules! watch {
-        ($writer:expr, $api:expr) => {{
-            let n = notify.clone();
-            let s = reflector($writer, watcher($api, watcher::Config::default())).default_backoff();
-            tasks.spawn(async move { s.for_each(|_| async { n.notify_one() }).await });
-        }};
-    }
-    watch!(w1, Api::<Service>::all(client.clone()));
-    watch!(w2, Api::<Node>::all(client.clone()));
-    watch!(
-        w3,
-        Api::<Lease>::namespaced(client.clone(), "kube-node-lease")
+    let all = watcher::Config::default();
+    let services = reflect::store(
+        Api::<Service>::all(client.clone()),
+        all.clone(),
+        &notify,
+        &mut tasks,
     );
-    watch!(
-        w4,
-        Api::<IPAddressPool>::namespaced(client.clone(), &cfg.namespace)
+    let nodes = reflect::store(
+        Api::<Node>::all(client.clone()),
+        all.clone(),
+        &notify,
+        &mut tasks,
     );
-    watch!(
-        w5,
-        Api::<L2Advertisement>::namespaced(client.clone(), &cfg.namespace)
+    let leases = reflect::store(
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+        all.clone(),
+        &notify,
+        &mut tasks,
     );
-    watch!(w6, Api::<EndpointSlice>::all(client.clone()));
+    let pools = reflect::store(
+        Api::<IPAddressPool>::namespaced(client.clone(), &cfg.namespace),
+        all.clone(),
+        &notify,
+        &mut tasks,
+    );
+    let advs = reflect::store(
+        Api::<L2Advertisement>::namespaced(client.clone(), &cfg.namespace),
+        all.clone(),
+        &notify,
+        &mut tasks,
+    );
+    let slices = reflect::store(
+        Api::<EndpointSlice>::all(client.clone()),
+        all,
+        &notify,
+        &mut tasks,
+    );
     let _ = services.wait_until_ready().await;
     let _ = nodes.wait_until_ready().await;
 
@@ -531,13 +539,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "publishing this speaker's MACs failed");
     }
     let mut locals: Vec<LocalInterface>;
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: Some(me.clone()),
-        },
-    );
+    let recorder = reflect::recorder(&client, FIELD_MANAGER, &me);
 
     let mut previous: BTreeSet<(std::net::Ipv4Addr, String)> = BTreeSet::new();
     let mut alive_before: BTreeSet<String> = BTreeSet::new();

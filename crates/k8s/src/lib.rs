@@ -12,7 +12,8 @@
 //! - [`metrics`]: the registry behind `/metrics` (and `/readyz`);
 //! - [`admin`]: the HTTP endpoint serving them;
 //! - [`process`]: logging and the runtime around each binary's command;
-//! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`).
+//! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`);
+//! - [`reflect`]: cached watches that wake a component on any change, and its Event recorder.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -23,5 +24,6 @@ pub mod manifests;
 pub mod metrics;
 pub mod node;
 pub mod process;
+pub mod reflect;
 
 pub use component::{Component, ComponentContext, NodeIdentity};
