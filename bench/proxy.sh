@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proxy benchmark: metalgate's proxy against nginx (Debian's package) configured as the same
 # reverse proxy (upstream keep-alive, the forwarding headers ingress-nginx sets, no access log),
-# both in front of the same backend (a separate nginx answering a fixed 64-byte body), on
+# and against the floor of its engine (`pingora-floor`: the plainest Pingora proxy, one fixed
+# upstream, the same forwarding headers), all in front of the same backend (a separate nginx answering a fixed 64-byte body), on
 # loopback, same oha settings, same run:
 #  1. req/s at full load (oha -c CONN -z DUR), each proxy twice, interleaved; and direct to the
 #     backend, for proxied ÷ direct;
@@ -22,10 +23,11 @@ for t in nginx oha python3 curl; do
 done
 cargo build --release --quiet --bin metalgate -p metalgate
 cargo build --release --quiet --bin metalgate-proxy -p metalgate-proxy
-cargo build --release --quiet -p metalgate-bench --bin proxy-route-latency
+cargo build --release --quiet -p metalgate-bench --bin proxy-route-latency --bin pingora-floor
 MG=$PWD/target/release/metalgate
 MGPROXY=$PWD/target/release/metalgate-proxy
 LAT=$PWD/target/release/proxy-route-latency
+FLOOR=$PWD/target/release/pingora-floor
 W=$(mktemp -d /tmp/mg-proxy-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -39,6 +41,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BE=127.0.0.1:$(free_port); NG=127.0.0.1:$(free_port); MGP=127.0.0.1:$(free_port)
 API=127.0.0.1:$(free_port); ADMIN=127.0.0.1:$(free_port); TLS=127.0.0.1:$(free_port)
+FL=127.0.0.1:$(free_port)
 
 # The backend: nginx answering a fixed body.
 mkdir -p "$W/be" "$W/ng/conf.d"
@@ -103,7 +106,10 @@ RUST_LOG=warn "$MGPROXY" --kubeconfig "$W/store/kubeconfig" --node-name bench \
   --publish-service "" 2>"$W/proxy.err" & MGPID=$!; PIDS+=($MGPID)
 
 up() { for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Host: bench.local" "http://$1/")" = 200 ] && return; sleep 0.1; done; echo "$1 never answered 200" >&2; exit 1; }
-up "$BE"; up "$NG"; up "$MGP"
+# The engine's floor.
+"$FLOOR" "$FL" "$BE" 2>"$W/floor.err" & FLPID=$!; PIDS+=($FLPID)
+
+up "$BE"; up "$NG"; up "$MGP"; up "$FL"
 
 oha_json() { oha --no-tui -w --output-format json -H "Host: bench.local" "$@"; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
@@ -126,28 +132,33 @@ hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 ng_hwm() { local m; m=$(cat "$W/ng.pid"); echo $(( $(hwm "$m") $(for c in $(pgrep -P "$m"); do printf ' + %s' "$(hwm "$c")"; done) )); }
 
 # Warm up both.
-oha_json -z 2s -c "$CONN" "http://$NG/" >/dev/null; oha_json -z 2s -c "$CONN" "http://$MGP/" >/dev/null
+for a in "$NG" "$MGP" "$FL"; do oha_json -z 2s -c "$CONN" "http://$a/" >/dev/null; done
 
 DIRECT=$(rps "$BE" | cut -d' ' -f1)
 ng_pids() { local m; m=$(cat "$W/ng.pid"); echo "$m" $(pgrep -P "$m"); }
 # shellcheck disable=SC2046 # one argument per PID
 {
   r=$(rps "$NG" $(ng_pids)); read -r N1 NC1 <<<"$r"
+  r=$(rps "$FL" "$FLPID"); read -r F1 FC1 <<<"$r"
   r=$(rps "$MGP" "$MGPID"); read -r M1 MC1 <<<"$r"
   r=$(rps "$NG" $(ng_pids)); read -r N2 NC2 <<<"$r"
+  r=$(rps "$FL" "$FLPID"); read -r F2 FC2 <<<"$r"
   r=$(rps "$MGP" "$MGPID"); read -r M2 MC2 <<<"$r"
 }
-NP=$(p99 "$NG"); MP=$(p99 "$MGP")
-NR=$(ng_hwm); MR=$(hwm "$MGPID")
+NP=$(p99 "$NG"); FP=$(p99 "$FL"); MP=$(p99 "$MGP")
+NR=$(ng_hwm); FR=$(hwm "$FLPID"); MR=$(hwm "$MGPID")
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-NA=$(( (N1 + N2) / 2 )); MA=$(( (M1 + M2) / 2 ))
+NA=$(( (N1 + N2) / 2 )); MA=$(( (M1 + M2) / 2 )); FA=$(( (F1 + F2) / 2 ))
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); oha -c $CONN -z ${DUR}s"
 echo "direct to the backend:  $DIRECT req/s"
 echo "nginx:                  $N1, $N2 req/s (mean $NA); p99 at $RATE req/s: $NP ms; peak RSS $NR KiB (master + workers)"
+echo "Pingora floor:          $F1, $F2 req/s (mean $FA); p99 at $RATE req/s: $FP ms; peak RSS $FR KiB"
 echo "metalgate:              $M1, $M2 req/s (mean $MA); p99 at $RATE req/s: $MP ms; peak RSS $MR KiB"
 echo "ratios metalgate/nginx: req/s $(ratio "$MA" "$NA") (target ≥ 1.0), p99 $(ratio "$MP" "$NP") (target ≤ 0.5), RSS $(ratio "$MR" "$NR") (target ≤ 0.5)"
-echo "proxied ÷ direct:       metalgate $(ratio "$MA" "$DIRECT"), nginx $(ratio "$NA" "$DIRECT")"
-NCA=$(python3 -c "print(($NC1 + $NC2) / 2)"); MCA=$(python3 -c "print(($MC1 + $MC2) / 2)")
-echo "CPU per request:        nginx $NC1, $NC2 µs; metalgate $MC1, $MC2 µs; metalgate/nginx $(ratio "$MCA" "$NCA")"
+echo "ratios floor/nginx:     req/s $(ratio "$FA" "$NA"), p99 $(ratio "$FP" "$NP"), RSS $(ratio "$FR" "$NR")"
+echo "ratios metalgate/floor: req/s $(ratio "$MA" "$FA"), p99 $(ratio "$MP" "$FP"), RSS $(ratio "$MR" "$FR")"
+echo "proxied ÷ direct:       metalgate $(ratio "$MA" "$DIRECT"), floor $(ratio "$FA" "$DIRECT"), nginx $(ratio "$NA" "$DIRECT")"
+NCA=$(python3 -c "print(($NC1 + $NC2) / 2)"); MCA=$(python3 -c "print(($MC1 + $MC2) / 2)"); FCA=$(python3 -c "print(($FC1 + $FC2) / 2)")
+echo "CPU per request:        nginx $NC1, $NC2 µs; floor $FC1, $FC2 µs; metalgate $MC1, $MC2 µs; metalgate/nginx $(ratio "$MCA" "$NCA"), floor/nginx $(ratio "$FCA" "$NCA")"
 "$LAT" metalgate "$W/store/kubeconfig" "$MGP" "$RUNS"
 "$LAT" nginx "$W/ng/conf.d" "$W/ng/nginx.conf" "$NG" "$RUNS"

@@ -1,0 +1,100 @@
+//! The floor of the engine: the plainest reverse proxy Pingora 0.9 can be, for `bench/proxy.sh`
+//! to run beside nginx and metalgate's proxy. One fixed upstream, no route table, no metrics,
+//! no access log, no header deadline, no hop-by-hop clean-up — only the forwarding headers nginx
+//! is configured to set, so the request the backend sees is the same. Same allocator (jemalloc)
+//! and runtime (tokio work-stealing, a thread per core) as metalgate's proxy.
+//!
+//! What it measures: how much of metalgate's distance to nginx is Pingora itself and how much is
+//! metalgate's own code on top of it. Not a product; not tested.
+//!
+//! Usage: `pingora-floor LISTEN UPSTREAM` (both `IP:PORT`), until SIGTERM or SIGINT.
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+struct Floor {
+    upstream: String,
+    listen_port: String,
+    ids: AtomicU64,
+}
+
+#[async_trait]
+impl ProxyHttp for Floor {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(
+            self.upstream.as_str(),
+            false,
+            String::new(),
+        )))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        _: &mut (),
+    ) -> Result<()> {
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let host = session
+            .req_header()
+            .headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        // nginx's $request_id: 32 hex digits, unique per request.
+        let n = self.ids.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(32);
+        let _ = write!(id, "{:016x}{:016x}", std::process::id(), n);
+        up.insert_header("x-request-id", id)?;
+        up.insert_header("x-real-ip", client.as_str())?;
+        up.insert_header("x-forwarded-for", client)?;
+        up.insert_header("x-forwarded-host", host)?;
+        up.insert_header("x-forwarded-port", self.listen_port.as_str())?;
+        up.insert_header("x-forwarded-proto", "http")?;
+        Ok(())
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [listen, upstream] = args.as_slice() else {
+        eprintln!("usage: pingora-floor LISTEN UPSTREAM");
+        std::process::exit(2);
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let conf = ServerConf {
+        threads,
+        work_stealing: true,
+        upstream_keepalive_pool_size: 512,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut svc = http_proxy_service(
+        &server.configuration,
+        Floor {
+            upstream: upstream.clone(),
+            listen_port: listen.rsplit(':').next().unwrap_or("").to_string(),
+            ids: AtomicU64::new(0),
+        },
+    );
+    svc.add_tcp(listen);
+    server.add_service(svc);
+    server.run_forever();
+}
