@@ -17,6 +17,8 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v arping >/dev/null 2>&1 || missing+=(iputils-arping)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# ... and a browser: the lab test opens the workshop's pages in headless Chromium.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # Pingora's zlib-ng (flate2) builds with cmake.
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 

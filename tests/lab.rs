@@ -44,6 +44,42 @@ fn metalgate(args: &[&str]) -> Output {
     }
 }
 
+/// The page `url` shows in headless Chromium on the laptop, after its scripts ran (`--dump-dom`),
+/// with the flags this closed network needs; bounded by `timeout`, with a fresh profile.
+fn browser_dom(url: &str) -> String {
+    assert!(
+        Command::new("chromium")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "the lab test opens the workshop's pages in Chromium: apt-get install chromium \
+         (scripts/deps.sh does)"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    let out = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "timeout",
+        "60",
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        &profile_arg,
+        "--dump-dom",
+        url,
+    ]);
+    assert!(out.status.success(), "chromium {url}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn lab_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("metalgate-lab-test")
 }
@@ -223,6 +259,25 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
         assert!(body.contains(want), "{url}: {}", text(&got));
         if host.starts_with("podinfo") {
             assert!(body.contains("\"hostname\": \"podinfo-"), "{body}");
+        }
+    }
+    // And in a browser, as the audience opens them: headless Chromium on the laptop, which
+    // sends a browser's Accept header and gets the pages a person would see.
+    for (host, want) in [
+        ("podinfo.192.168.56.200.nip.io", "<h1>podinfo v6.7.1</h1>"),
+        (
+            "argocd.192.168.56.200.nip.io",
+            "stand-in for <b>argocd-server</b>",
+        ),
+        (
+            "grafana.192.168.56.200.nip.io",
+            "stand-in for <b>grafana</b>",
+        ),
+    ] {
+        let dom = browser_dom(&format!("http://{host}/"));
+        assert!(dom.contains(want), "{host} in a browser:\n{dom}");
+        if host.starts_with("podinfo") {
+            assert!(dom.contains("hostname: podinfo-"), "{dom}");
         }
     }
     let unknown = metalgate(&[
