@@ -258,6 +258,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadlineApp<A> {
 /// longer than the deadline since its first byte. Re-armed after each response. A header that
 /// arrives in one read (the usual case) costs a clock read and a scan: the timer is only made
 /// when a read has to wait in the middle of a header block.
+///
+/// The same scan checks the request line as RFC 9112 has it — `method SP target SP version`,
+/// no control characters — and answers 400 itself, closing the connection, when it is not:
+/// Pingora would percent-escape a control character, space or tab in the target and forward the
+/// request (nginx answers 400 to all of them).
 #[derive(Debug)]
 struct HeaderDeadline {
     inner: Stream,
@@ -270,6 +275,54 @@ struct HeaderDeadline {
     in_header: bool,
     /// The last bytes seen, to find `\r\n\r\n` across reads.
     tail: u32,
+    /// The current header block's request line, as far as it has arrived.
+    line: RequestLine,
+    /// A malformed request line was read: how much of the 400 has been written (then EOF).
+    rejecting: Option<usize>,
+}
+
+/// The answer to a malformed request line; the connection closes after it.
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\
+Cache-Control: private, no-store\r\nConnection: close\r\n\r\n";
+
+/// Checks a request line byte by byte, across reads: leading empty lines are skipped (RFC 9112
+/// §2.2), then at most two spaces, no control character, CR only right before LF.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct RequestLine {
+    started: bool,
+    done: bool,
+    spaces: u8,
+    cr: bool,
+}
+
+impl RequestLine {
+    /// Takes the next byte; false when the line is malformed. Bytes after the line are ignored.
+    fn feed(&mut self, b: u8) -> bool {
+        if self.done {
+            return true;
+        }
+        if !self.started {
+            if b == b'\r' || b == b'\n' {
+                return true;
+            }
+            self.started = true;
+        }
+        if self.cr {
+            self.done = b == b'\n';
+            return self.done;
+        }
+        match b {
+            b'\n' => self.done = true,
+            b'\r' => self.cr = true,
+            b' ' => {
+                self.spaces += 1;
+                return self.spaces <= 2;
+            }
+            0..=0x1f | 0x7f => return false,
+            _ => {}
+        }
+        true
+    }
 }
 
 impl HeaderDeadline {
@@ -281,6 +334,34 @@ impl HeaderDeadline {
             sleep: None,
             in_header: true,
             tail: 0,
+            line: RequestLine::default(),
+            rejecting: None,
+        }
+    }
+
+    /// Writes the 400 for a malformed request line, then reads end (Pingora sees the client
+    /// gone and closes the connection).
+    fn poll_reject(&mut self, cx: &mut TaskCx<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let done = self.rejecting.unwrap_or(usize::MAX);
+            if done < BAD_REQUEST.len() {
+                match Pin::new(&mut self.inner).poll_write(cx, &BAD_REQUEST[done..]) {
+                    Poll::Ready(Ok(0)) => self.rejecting = Some(usize::MAX),
+                    Poll::Ready(Ok(n)) => self.rejecting = Some(done + n),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            } else if done == BAD_REQUEST.len() {
+                match Pin::new(&mut self.inner).poll_flush(cx) {
+                    Poll::Ready(r) => {
+                        self.rejecting = Some(usize::MAX);
+                        r?;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            } else {
+                return Poll::Ready(Ok(()));
+            }
         }
     }
 
@@ -299,6 +380,9 @@ impl AsyncRead for HeaderDeadline {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        if this.rejecting.is_some() {
+            return this.poll_reject(cx);
+        }
         if let Some(start) = this.started {
             if start.elapsed() > this.timeout {
                 return Poll::Ready(Err(Self::expired()));
@@ -313,6 +397,15 @@ impl AsyncRead for HeaderDeadline {
                     this.started = Some(tokio::time::Instant::now());
                 }
                 for b in new {
+                    if !this.line.feed(*b) {
+                        tracing::debug!("malformed request line: answering 400");
+                        buf.set_filled(before);
+                        this.in_header = false;
+                        this.started = None;
+                        this.sleep = None;
+                        this.rejecting = Some(0);
+                        return this.poll_reject(cx);
+                    }
                     this.tail = (this.tail << 8) | u32::from(*b);
                     if this.tail == 0x0d0a_0d0a {
                         this.in_header = false;
@@ -354,6 +447,7 @@ impl AsyncWrite for HeaderDeadline {
         {
             self.in_header = true;
             self.tail = 0;
+            self.line = RequestLine::default();
             self.sleep = None;
         }
         Pin::new(&mut self.inner).poll_write(cx, data)
@@ -419,5 +513,48 @@ impl GetSocketDigest for HeaderDeadline {
 impl Peek for HeaderDeadline {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestLine;
+
+    fn ok(bytes: &[u8]) -> bool {
+        let mut l = RequestLine::default();
+        bytes.iter().all(|b| l.feed(*b))
+    }
+
+    #[test]
+    fn request_lines_as_rfc_9112_has_them() {
+        for good in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET /a?b=c%20d HTTP/1.1\r\n",
+            b"\r\nGET / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\n",
+            b"OPTIONS * HTTP/1.1\r\n",
+            // What follows the line (headers, a body) is not the line's business.
+            b"POST / HTTP/1.1\r\nX-A: b c d\r\n\r\n\x01\x02",
+        ] {
+            assert!(ok(good), "{:?}", good.escape_ascii().to_string());
+        }
+        for bad in [
+            &b"GET /a\x01b HTTP/1.1\r\n"[..],
+            b"GET /a\x7fb HTTP/1.1\r\n",
+            b"GET /a\x00 HTTP/1.1\r\n",
+            b"GET /a b HTTP/1.1\r\n",
+            b"GET /a\tb HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\rX",
+            b"GE\x1bT / HTTP/1.1\r\n",
+        ] {
+            assert!(!ok(bad), "{:?}", bad.escape_ascii().to_string());
+        }
+    }
+
+    #[test]
+    fn a_line_split_across_reads_is_the_same_line() {
+        let mut l = RequestLine::default();
+        assert!(b"GET /a".iter().all(|b| l.feed(*b)));
+        assert!(!b" b HTTP/1.1\r\n".iter().all(|b| l.feed(*b)));
     }
 }

@@ -517,6 +517,28 @@ async fn smuggling_malformed_and_oversized_requests_never_reach_the_backend() {
             "GET / HTTP/1.1\r\n\r\n".into(),
             " 400 ",
         ),
+        // Control characters, spaces and tabs in the target: Pingora would percent-escape and
+        // forward them; nginx answers 400.
+        (
+            "control character in the target",
+            "GET /a\x01b HTTP/1.1\r\nHost: g.test\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "DEL in the target",
+            "GET /a\x7fb HTTP/1.1\r\nHost: g.test\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "space in the target",
+            "GET /a b HTTP/1.1\r\nHost: g.test\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
+            "tab in the target",
+            "GET /a\tb HTTP/1.1\r\nHost: g.test\r\n\r\n".into(),
+            " 400 ",
+        ),
         (
             "too many headers",
             format!("GET / HTTP/1.1\r\nHost: g.test\r\n{many}\r\n"),
@@ -543,6 +565,36 @@ async fn smuggling_malformed_and_oversized_requests_never_reach_the_backend() {
         );
     }
     assert_eq!(be.hits(), base, "nothing reached the backend");
+
+    // The request line is checked for every request of a keep-alive connection, not only the
+    // first: a good request is proxied, the bad one after it on the same connection is not.
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: g.test\r\n\r\n")
+            .unwrap();
+        let mut first = vec![0u8; 4096];
+        let n = s.read(&mut first).unwrap();
+        first.truncate(n);
+        s.write_all(b"GET /x\x01y HTTP/1.1\r\nHost: g.test\r\n\r\n")
+            .unwrap();
+        let mut second = Vec::new();
+        let _ = s.read_to_end(&mut second);
+        (
+            String::from_utf8_lossy(&first).into_owned(),
+            String::from_utf8_lossy(&second).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+    assert!(second.starts_with("HTTP/1.1 400 "), "{second}");
+    assert_eq!(
+        be.hits(),
+        base + 1,
+        "only the good request reached the backend"
+    );
+    let base = be.hits();
 
     // Slowloris: headers dribbled in one byte every 200 ms; the proxy hangs up after its
     // 1 s header deadline instead of waiting for them.
