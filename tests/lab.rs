@@ -280,6 +280,36 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
             assert!(dom.contains("hostname: podinfo-"), "{dom}");
         }
     }
+    // And under load, as the workshop ends: a bounded oha run from the laptop through the VIP,
+    // every request answered 200.
+    let load = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "timeout",
+        "60",
+        "oha",
+        "--no-tui",
+        "--output-format",
+        "json",
+        "-n",
+        "2000",
+        "-c",
+        "20",
+        "http://podinfo.192.168.56.200.nip.io/",
+    ]);
+    assert!(load.status.success(), "oha: {}", text(&load));
+    let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    assert_eq!(
+        report["statusCodeDistribution"],
+        serde_json::json!({"200": 2000}),
+        "{report}"
+    );
+    assert_eq!(
+        report["errorDistribution"],
+        serde_json::json!({}),
+        "{report}"
+    );
     let unknown = metalgate(&[
         "lab",
         "exec",
