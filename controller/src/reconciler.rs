@@ -18,7 +18,6 @@ use metalgate_ipam::{Allocator, Pool, PoolSpec, Requirement, Selector, ServiceAl
 use metalgate_k8s::crd::IPAddressPool;
 use metalgate_k8s::{ComponentContext, reflect};
 use serde_json::json;
-use tokio::sync::Notify;
 
 use crate::desired::{ALLOCATED_FROM_POOL, Wanted, status_ips, wanted};
 
@@ -406,25 +405,18 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         return Ok(());
     };
 
-    let notify = Arc::new(Notify::new());
-    let mut tasks = tokio::task::JoinSet::new();
-    let services = reflect::store(
+    let mut watches = reflect::Watches::new();
+    let services = watches.store(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
-        &notify,
-        &mut tasks,
     );
-    let pools = reflect::store(
+    let pools = watches.store(
         Api::<IPAddressPool>::namespaced(client.clone(), &cfg.namespace),
         watcher::Config::default(),
-        &notify,
-        &mut tasks,
     );
-    let namespaces = reflect::store(
+    let namespaces = watches.store(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
-        &notify,
-        &mut tasks,
     );
     for ready in [
         services.wait_until_ready().await.is_ok(),
@@ -534,11 +526,11 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 tracing::warn!("lost the controller lease; stopping writes");
                 break;
             }
-            _ = notify.notified() => {}
+            _ = watches.changed() => {}
         }
         // Let a burst of changes arrive before the next pass.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tasks.abort_all();
+    drop(watches);
     Ok(())
 }

@@ -15,7 +15,6 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Api, Resource};
 use metalgate_k8s::reflect;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::Shared;
@@ -42,38 +41,15 @@ pub async fn run(
     instance: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let notify = Arc::new(Notify::new());
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut watches = reflect::Watches::new();
     let all = watcher::Config::default();
-    let ingresses = reflect::store(
-        Api::<Ingress>::all(client.clone()),
-        all.clone(),
-        &notify,
-        &mut tasks,
-    );
-    let classes = reflect::store(
-        Api::<IngressClass>::all(client.clone()),
-        all.clone(),
-        &notify,
-        &mut tasks,
-    );
-    let services = reflect::store(
-        Api::<Service>::all(client.clone()),
-        all.clone(),
-        &notify,
-        &mut tasks,
-    );
-    let slices = reflect::store(
-        Api::<EndpointSlice>::all(client.clone()),
-        all.clone(),
-        &notify,
-        &mut tasks,
-    );
-    let secrets = reflect::store(
+    let ingresses = watches.store(Api::<Ingress>::all(client.clone()), all.clone());
+    let classes = watches.store(Api::<IngressClass>::all(client.clone()), all.clone());
+    let services = watches.store(Api::<Service>::all(client.clone()), all.clone());
+    let slices = watches.store(Api::<EndpointSlice>::all(client.clone()), all.clone());
+    let secrets = watches.store(
         Api::<Secret>::all(client.clone()),
         all.clone().fields("type=kubernetes.io/tls"),
-        &notify,
-        &mut tasks,
     );
     let ready = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
@@ -218,11 +194,11 @@ pub async fn run(
 
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = notify.notified() => {}
+            _ = watches.changed() => {}
         }
         // Let a burst of events land together; well under the 50 ms change → live target.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    tasks.abort_all();
+    drop(watches);
     Ok(())
 }

@@ -24,7 +24,7 @@ use metalgate_k8s::{ComponentContext, reflect};
 use pnet::datalink::{self, Channel, NetworkInterface};
 use serde_json::json;
 use std::net::SocketAddr;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::arp::{self, Announcement, Drop};
@@ -384,45 +384,23 @@ fn ready_endpoint_nodes(slices: &[Arc<EndpointSlice>]) -> BTreeMap<String, Vec<S
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let me = ctx.node.name.clone();
-    let notify = Arc::new(Notify::new());
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut watches = reflect::Watches::new();
     let all = watcher::Config::default();
-    let services = reflect::store(
-        Api::<Service>::all(client.clone()),
-        all.clone(),
-        &notify,
-        &mut tasks,
-    );
-    let nodes = reflect::store(
-        Api::<Node>::all(client.clone()),
-        all.clone(),
-        &notify,
-        &mut tasks,
-    );
-    let leases = reflect::store(
+    let services = watches.store(Api::<Service>::all(client.clone()), all.clone());
+    let nodes = watches.store(Api::<Node>::all(client.clone()), all.clone());
+    let leases = watches.store(
         Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
         all.clone(),
-        &notify,
-        &mut tasks,
     );
-    let pools = reflect::store(
+    let pools = watches.store(
         Api::<IPAddressPool>::namespaced(client.clone(), &cfg.namespace),
         all.clone(),
-        &notify,
-        &mut tasks,
     );
-    let advs = reflect::store(
+    let advs = watches.store(
         Api::<L2Advertisement>::namespaced(client.clone(), &cfg.namespace),
         all.clone(),
-        &notify,
-        &mut tasks,
     );
-    let slices = reflect::store(
-        Api::<EndpointSlice>::all(client.clone()),
-        all,
-        &notify,
-        &mut tasks,
-    );
+    let slices = watches.store(Api::<EndpointSlice>::all(client.clone()), all);
     let _ = services.wait_until_ready().await;
     let _ = nodes.wait_until_ready().await;
 
@@ -591,7 +569,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             tracing::warn!("the API view is stale; keeping the current announcements");
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
-                _ = notify.notified() => {}
+                _ = watches.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             }
             continue;
@@ -750,7 +728,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
 
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
-            _ = notify.notified() => {}
+            _ = watches.changed() => {}
             _ = alive_rx.changed() => {}
             // Leases age without events: look again now and then.
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -776,6 +754,6 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    tasks.abort_all();
+    drop(watches);
     Ok(())
 }

@@ -1,6 +1,6 @@
-//! How components follow the API: a cached, self-restarting watch per resource kind, each
-//! waking one shared [`Notify`] on every change, so a component recomputes from all its
-//! caches at once; and the Event recorder each component reports with.
+//! How components follow the API: [`Watches`], a cached, self-restarting watch per resource
+//! kind, each waking one shared [`Notify`] on every change, so a component recomputes from all
+//! its caches at once; and the Event recorder each component reports with.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -14,23 +14,39 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-/// Watch `api` (filtered by `cfg`) into a cache, on a task in `tasks` that notifies `notify`
-/// after every event and retries with backoff when the watch fails. Await the returned store's
-/// `wait_until_ready` before trusting it.
-pub fn store<K>(
-    api: Api<K>,
-    cfg: watcher::Config,
-    notify: &Arc<Notify>,
-    tasks: &mut JoinSet<()>,
-) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let events = reflector::reflector(writer, watcher(api, cfg)).default_backoff();
-    let notify = notify.clone();
-    tasks.spawn(async move { events.for_each(|_| async { notify.notify_one() }).await });
-    reader
+/// A component's watches: a cached, self-restarting watch per resource kind, all waking one
+/// [`Notify`]. Dropping it stops them.
+#[derive(Default)]
+pub struct Watches {
+    notify: Arc<Notify>,
+    tasks: JoinSet<()>,
+}
+
+impl Watches {
+    /// No watches yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Watch `api` (filtered by `cfg`) into a cache, on a task that wakes [`Watches::changed`]
+    /// after every event and retries with backoff when the watch fails. Await the returned
+    /// store's `wait_until_ready` before trusting it.
+    pub fn store<K>(&mut self, api: Api<K>, cfg: watcher::Config) -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let (reader, writer) = reflector::store();
+        let events = reflector::reflector(writer, watcher(api, cfg)).default_backoff();
+        let notify = self.notify.clone();
+        self.tasks
+            .spawn(async move { events.for_each(|_| async { notify.notify_one() }).await });
+        reader
+    }
+
+    /// Resolves once any watched object changed since the last call (at once if one did).
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
 }
 
 /// The Event recorder of component `controller` (its field manager) on `instance` (the node).
