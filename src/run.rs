@@ -207,6 +207,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let failed = apply_manifests(&kube_client, &args.manifests).await;
 
     if let Some(addr) = args.metrics_listen {
+        if selected.iter().any(|(n, _)| *n == metalgate_proxy::NAME) {
+            metalgate_proxy::report_starting();
+        }
         let stop = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = metalgate_k8s::admin::serve(addr, stop).await {

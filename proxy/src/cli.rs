@@ -116,6 +116,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             tracing::info!("signal: draining");
         }
     });
+    crate::report_starting();
     let admin = args.admin_listen;
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -26,6 +26,18 @@ async fn get(url: &str, host: Option<&str>) -> Option<(u16, String)> {
     Some((r.status().as_u16(), r.text().await.ok()?))
 }
 
+/// The proxy process, killed if the test ends (or fails) while it still runs.
+struct Proxy(std::process::Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_routes_reports_ready_and_drains_on_sigterm() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -74,23 +86,26 @@ async fn the_binary_serves_routes_reports_ready_and_drains_on_sigterm() {
         .unwrap();
 
     let (http, https, admin) = (free_port(), free_port(), free_port());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_metalgate-proxy"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
-            "--node-name",
-            "test",
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-            "--https-listen",
-            &format!("127.0.0.1:{https}"),
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-            "--no-access-log",
-        ])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let mut proxy = Proxy(
+        std::process::Command::new(env!("CARGO_BIN_EXE_metalgate-proxy"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "--node-name",
+                "test",
+                "--http-listen",
+                &format!("127.0.0.1:{http}"),
+                "--https-listen",
+                &format!("127.0.0.1:{https}"),
+                "--admin-listen",
+                &format!("127.0.0.1:{admin}"),
+                "--no-access-log",
+            ])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut proxy.0;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some((200, body)) = get(&format!("http://127.0.0.1:{admin}/readyz"), None).await {
