@@ -4,8 +4,14 @@
 //! (ours wins when both are set). A value that does not parse is reported and left at its
 //! default; an annotation under either prefix that we do not implement is reported too, so a
 //! user migrating from ingress-nginx learns what is not carried over instead of guessing.
+//!
+//! Annotations that guard access ([`GUARDS`]) fail closed instead: a bad value, or a guard we do
+//! not implement (an `auth-*` annotation), denies every path of the Ingress with 503 — as
+//! ingress-nginx denies a location whose annotations do not parse — rather than serving to
+//! everyone what the user meant to restrict.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -14,7 +20,7 @@ use ipnet::IpNet;
 pub const PREFIXES: [&str; 2] = ["metalgate.io/", "nginx.ingress.kubernetes.io/"];
 
 /// Annotations this proxy implements (without prefix).
-pub const SUPPORTED: [&str; 9] = [
+pub const SUPPORTED: [&str; 11] = [
     "rewrite-target",
     "ssl-redirect",
     "force-ssl-redirect",
@@ -24,7 +30,30 @@ pub const SUPPORTED: [&str; 9] = [
     "proxy-send-timeout",
     "backend-protocol",
     "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
 ];
+
+/// Annotations (without prefix) that restrict who may reach an Ingress. A bad value of one we
+/// implement, or any one we do not (every `auth-*` name, matched by prefix), denies the
+/// Ingress's paths: failing open would publish what the user meant to protect.
+pub const GUARDS: [&str; 4] = [
+    "whitelist-source-range",
+    "allowlist-source-range",
+    "denylist-source-range",
+    "auth-",
+];
+
+/// Whether the annotation (without prefix) guards access.
+pub fn guards_access(name: &str) -> bool {
+    GUARDS.iter().any(|g| {
+        if g.ends_with('-') {
+            name.starts_with(g)
+        } else {
+            name == *g
+        }
+    })
+}
 
 /// metalgate.io/ annotations with other owners (the controller's, the speaker's): not ours to
 /// report as unsupported.
@@ -49,6 +78,49 @@ pub enum BackendProtocol {
     H2Tls,
 }
 
+/// Who may reach an Ingress's paths.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Access {
+    /// No restriction (no guard annotation).
+    #[default]
+    Everyone,
+    /// `allowlist-`/`whitelist-source-range` and `denylist-source-range`: a client must be in one
+    /// of `allow` (when given) and in none of `deny`; others get 403.
+    Ranges {
+        /// Networks let in; `None` lets in every client not denied.
+        allow: Option<Vec<IpNet>>,
+        /// Networks refused.
+        deny: Vec<IpNet>,
+    },
+    /// A guard annotation did not parse or is not implemented: every request gets 503.
+    Denied {
+        /// The annotation that denies, and why (shown in the 503 body's log and the Event).
+        reason: String,
+    },
+}
+
+impl Access {
+    /// Whether a client at `client` (unknown: `None`) gets through. An unknown client address
+    /// never passes a range check.
+    pub fn admits(&self, client: Option<IpAddr>) -> bool {
+        match self {
+            Access::Everyone => true,
+            Access::Denied { .. } => false,
+            Access::Ranges { allow, deny } => {
+                let Some(ip) = client else { return false };
+                let ip = match ip {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+                    v4 => v4,
+                };
+                allow
+                    .as_ref()
+                    .is_none_or(|a| a.iter().any(|n| n.contains(&ip)))
+                    && !deny.iter().any(|n| n.contains(&ip))
+            }
+        }
+    }
+}
+
 /// What an Ingress's annotations ask for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -68,8 +140,8 @@ pub struct Policy {
     pub send_timeout: Duration,
     /// `backend-protocol`.
     pub protocol: BackendProtocol,
-    /// `whitelist-source-range`: when set, only these client networks get through (others 403).
-    pub allow: Option<Vec<IpNet>>,
+    /// Who gets through: source ranges, or nobody when a guard annotation is bad.
+    pub access: Access,
 }
 
 impl Default for Policy {
@@ -83,7 +155,7 @@ impl Default for Policy {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             protocol: BackendProtocol::Http,
-            allow: None,
+            access: Access::Everyone,
         }
     }
 }
@@ -103,6 +175,13 @@ pub enum AnnotationProblem {
         /// What is wrong.
         reason: String,
     },
+    /// A guard annotation that is bad or not implemented: the Ingress's paths answer 503.
+    Denied {
+        /// The full annotation key.
+        key: String,
+        /// What is wrong (the bad token, or "not supported").
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for AnnotationProblem {
@@ -115,6 +194,11 @@ impl std::fmt::Display for AnnotationProblem {
             AnnotationProblem::Invalid { key, reason } => {
                 write!(f, "annotation {key}: {reason}; the default applies")
             }
+            AnnotationProblem::Denied { key, reason } => write!(
+                f,
+                "annotation {key}: {reason}; it guards access, so every path of this Ingress \
+                 answers 503 until it is fixed"
+            ),
         }
     }
 }
@@ -155,6 +239,25 @@ fn parse_secs(v: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parse a source-range list (`10.0.0.0/8, 192.168.1.7`). Every entry must be a CIDR or an
+/// address: an empty entry or an empty list is an error, never "no restriction".
+pub fn parse_ranges(v: &str) -> Result<Vec<IpNet>, String> {
+    let mut nets = Vec::new();
+    for part in v.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("{v:?} has an empty entry"));
+        }
+        match part.parse::<IpNet>() {
+            Ok(n) => nets.push(n),
+            Err(_) => match part.parse::<IpAddr>() {
+                Ok(ip) => nets.push(IpNet::from(ip)),
+                Err(_) => return Err(format!("{part:?} is not a CIDR or an IP address")),
+            },
+        }
+    }
+    Ok(nets)
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
@@ -169,6 +272,9 @@ pub fn from_annotations(
 ) -> (Policy, Vec<AnnotationProblem>) {
     let mut p = Policy::default();
     let mut problems = Vec::new();
+    // Guards are gathered first and decided at the end: one bad guard under either prefix
+    // denies, whatever the other prefix says.
+    let (mut allow, mut deny, mut denied) = (None, None, None::<String>);
     // nginx's first, then ours, so ours overrides.
     for prefix in PREFIXES.iter().rev() {
         for (key, value) in annotations {
@@ -200,41 +306,41 @@ pub fn from_annotations(
                     )),
                 }
                 .map(|b| p.protocol = b),
-                "whitelist-source-range" => {
-                    let mut nets = Vec::new();
-                    let mut bad = None;
-                    for part in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        match part.parse::<IpNet>() {
-                            Ok(n) => nets.push(n),
-                            Err(_) => match part.parse::<std::net::IpAddr>() {
-                                Ok(ip) => nets.push(IpNet::from(ip)),
-                                Err(_) => bad = Some(part.to_string()),
-                            },
-                        }
-                    }
-                    match bad {
-                        Some(b) => Err(format!("{b:?} is not a CIDR")),
-                        None if nets.is_empty() => Err("no CIDR given".into()),
-                        None => {
-                            p.allow = Some(nets);
-                            Ok(())
-                        }
-                    }
+                "whitelist-source-range" | "allowlist-source-range" => {
+                    parse_ranges(value).map(|nets| allow = Some(nets))
                 }
+                "denylist-source-range" => parse_ranges(value).map(|nets| deny = Some(nets)),
                 other if *prefix == "metalgate.io/" && NOT_OURS.contains(&other) => Ok(()),
+                other if guards_access(other) => Err("is not supported by metalgate".into()),
                 _ => {
                     problems.push(AnnotationProblem::Unsupported { key: key.clone() });
                     Ok(())
                 }
             };
-            if let Err(reason) = res {
-                problems.push(AnnotationProblem::Invalid {
+            match res {
+                Ok(()) => {}
+                Err(reason) if guards_access(name) => {
+                    denied.get_or_insert_with(|| format!("annotation {key}: {reason}"));
+                    problems.push(AnnotationProblem::Denied {
+                        key: key.clone(),
+                        reason,
+                    });
+                }
+                Err(reason) => problems.push(AnnotationProblem::Invalid {
                     key: key.clone(),
                     reason,
-                });
+                }),
             }
         }
     }
+    p.access = match (denied, allow, deny) {
+        (Some(reason), _, _) => Access::Denied { reason },
+        (None, None, None) => Access::Everyone,
+        (None, allow, deny) => Access::Ranges {
+            allow,
+            deny: deny.unwrap_or_default(),
+        },
+    };
     (p, problems)
 }
 
@@ -275,7 +381,9 @@ mod tests {
         assert_eq!(p.body_limit, Some(8192));
         assert_eq!(p.protocol, BackendProtocol::Https);
         assert_eq!(p.read_timeout, Duration::from_secs(5));
-        assert_eq!(p.allow.as_ref().map(Vec::len), Some(2));
+        assert!(
+            matches!(&p.access, Access::Ranges { allow: Some(a), deny } if a.len() == 2 && deny.is_empty())
+        );
     }
 
     #[test]
@@ -292,6 +400,91 @@ mod tests {
         assert!(probs.iter().any(
             |p| matches!(p, AnnotationProblem::Unsupported { key } if key.ends_with("canary"))
         ));
+    }
+
+    /// Guard annotations fail closed: every bad, empty or unimplemented guard denies the whole
+    /// Ingress (503), and the problem names the annotation and the bad token.
+    #[test]
+    fn guards_fail_closed() {
+        const W: &str = "nginx.ingress.kubernetes.io/whitelist-source-range";
+        const A: &str = "metalgate.io/allowlist-source-range";
+        const D: &str = "nginx.ingress.kubernetes.io/denylist-source-range";
+        let denied = |pairs: &[(&str, &str)], token: &str| {
+            let (p, probs) = from_annotations(&ann(pairs));
+            assert!(
+                matches!(&p.access, Access::Denied { reason } if reason.contains(token)),
+                "{pairs:?}: {:?}",
+                p.access
+            );
+            assert!(
+                probs.iter().any(|pr| matches!(pr, AnnotationProblem::Denied { reason, .. } if reason.contains(token))
+                    && pr.to_string().contains("503")),
+                "{pairs:?}: {probs:?}"
+            );
+        };
+        denied(&[(W, "10.0.0.0/8, bogus")], "\"bogus\"");
+        denied(&[(W, "10.0.0.0/33")], "10.0.0.0/33");
+        denied(&[(W, "")], "empty entry");
+        denied(&[(W, "10.0.0.0/8,")], "empty entry");
+        denied(&[(W, " , ")], "empty entry");
+        denied(&[(D, "nope")], "\"nope\"");
+        // A good value under our prefix does not cover a bad one under nginx's.
+        denied(&[(W, "x"), (A, "10.0.0.0/8")], "\"x\"");
+        // Authentication we do not implement would otherwise publish the protected page.
+        denied(
+            &[("nginx.ingress.kubernetes.io/auth-type", "basic")],
+            "not supported",
+        );
+        denied(
+            &[("nginx.ingress.kubernetes.io/auth-url", "http://auth/")],
+            "not supported",
+        );
+    }
+
+    #[test]
+    fn source_ranges_admit_only_matching_clients() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let access = |pairs: &[(&str, &str)]| {
+            let (p, probs) = from_annotations(&ann(pairs));
+            assert!(probs.is_empty(), "{probs:?}");
+            p.access
+        };
+        assert!(access(&[]).admits(None), "no guard: everyone");
+        let a = access(&[(
+            "metalgate.io/allowlist-source-range",
+            "10.0.0.0/8, 192.168.1.7",
+        )]);
+        let cases = [
+            ("10.1.2.3", true),
+            ("192.168.1.7", true),
+            ("192.168.1.8", false),
+            ("::ffff:10.0.0.1", true),
+            ("::1", false),
+        ];
+        for (client, want) in cases {
+            assert_eq!(a.admits(ip(client)), want, "{client}");
+        }
+        assert!(
+            !a.admits(None),
+            "an unknown client address never passes a range"
+        );
+        let d = access(&[
+            (
+                "nginx.ingress.kubernetes.io/whitelist-source-range",
+                "10.0.0.0/8",
+            ),
+            (
+                "nginx.ingress.kubernetes.io/denylist-source-range",
+                "10.9.0.0/16",
+            ),
+        ]);
+        assert!(d.admits(ip("10.1.0.1")));
+        assert!(!d.admits(ip("10.9.0.1")), "denied inside the allowed range");
+        let only_deny = access(&[(
+            "nginx.ingress.kubernetes.io/denylist-source-range",
+            "127.0.0.1",
+        )]);
+        assert!(only_deny.admits(ip("127.0.0.2")) && !only_deny.admits(ip("127.0.0.1")));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use pingora::protocols::ALPN;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::metrics::Metrics;
-use crate::policy::BackendProtocol;
+use crate::policy::{Access, BackendProtocol};
 use crate::table::{Backend, RouteTable};
 
 /// Limits applied to every request before it can reach a backend.
@@ -342,16 +342,26 @@ impl ProxyHttp for IngressProxy {
         ctx.backend = Some(backend.clone());
         let pol = &backend.policy;
 
-        if let (Some(allow), Some(ip)) = (&pol.allow, ctx.client) {
-            let ip = match ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-                v4 => v4,
-            };
-            if !allow.iter().any(|n| n.contains(&ip)) {
+        match &pol.access {
+            Access::Denied { reason } => {
+                tracing::debug!(host = %ctx.host, %reason, "denied: a guard annotation is bad");
+                return self
+                    .respond(
+                        session,
+                        ctx,
+                        503,
+                        &[],
+                        "service unavailable: this Ingress's access annotations are invalid\n"
+                            .into(),
+                    )
+                    .await;
+            }
+            access if !access.admits(ctx.client) => {
                 return self
                     .respond(session, ctx, 403, &[], "forbidden\n".into())
                     .await;
             }
+            _ => {}
         }
         if !ctx.tls && ((tls_host && pol.ssl_redirect) || pol.force_ssl_redirect) {
             let pq = session

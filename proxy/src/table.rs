@@ -433,6 +433,7 @@ impl RouteTable {
                     policy::AnnotationProblem::Invalid { key, .. } => {
                         (key.clone(), "InvalidAnnotation")
                     }
+                    policy::AnnotationProblem::Denied { key, .. } => (key.clone(), "AccessDenied"),
                 };
                 t.problems.push(Problem {
                     ingress: ik.clone(),

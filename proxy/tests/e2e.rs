@@ -378,7 +378,15 @@ async fn annotations_rewrite_body_size_allowlist_timeouts_and_unsupported() {
         all_to_svc("open.test"),
     )
     .await;
+    // One bad entry in an allow-list must not open the Ingress to everyone: it fails closed.
+    env.ingress(
+        "broken",
+        json!({"nginx.ingress.kubernetes.io/whitelist-source-range": "127.0.0.0/8, bogus"}),
+        all_to_svc("broken.test"),
+    )
+    .await;
     env.eventually("open.test", "/", |c, _| c == 200).await;
+    env.eventually("broken.test", "/", |c, _| c != 404).await;
 
     let (c, body) = env.get("rw.test", "/something/new/path?x=1").await;
     assert_eq!(c, 200);
@@ -389,6 +397,11 @@ async fn annotations_rewrite_body_size_allowlist_timeouts_and_unsupported() {
     let (c, _) = env.get("closed.test", "/").await;
     assert_eq!(c, 403);
     assert_eq!(be.hits(), before, "refused before the backend");
+    for path in ["/", "/any/path"] {
+        let (c, _) = env.get("broken.test", path).await;
+        assert_eq!(c, 503, "a bad allow-list denies {path}");
+    }
+    assert_eq!(be.hits(), before, "denied before the backend");
 
     let http = reqwest::Client::new();
     let post = |len: usize| {
@@ -428,32 +441,30 @@ async fn annotations_rewrite_body_size_allowlist_timeouts_and_unsupported() {
         t.elapsed()
     );
 
-    // The unsupported annotation is an Event on the Ingress, naming it.
-    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(env.client.clone(), NS);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let list = events.list(&Default::default()).await.unwrap();
-        let found = list.items.iter().any(|e| {
-            e.reason.as_deref() == Some("UnsupportedAnnotation")
-                && e.involved_object.name.as_deref() == Some("limits")
-                && e.message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("nginx.ingress.kubernetes.io/canary"))
-        });
-        if found {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no UnsupportedAnnotation event: {:?}",
-            list.items
-                .iter()
-                .map(|e| (&e.reason, &e.message))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The unsupported annotation is an Event on the Ingress, naming it; the bad allow-list is a
+    // Warning naming the annotation and its bad token.
+    env.event_eventually(
+        "limits",
+        "UnsupportedAnnotation",
+        "nginx.ingress.kubernetes.io/canary",
+    )
+    .await;
+    let denied = env
+        .event_eventually(
+            "broken",
+            "AccessDenied",
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+        )
+        .await;
+    assert!(
+        denied
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("\"bogus\""),
+        "{denied:?}"
+    );
+    assert_eq!(denied.type_.as_deref(), Some("Warning"));
 }
 
 /// Send raw bytes, read the answer until the proxy closes or 3 s pass.

@@ -349,6 +349,39 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Wait (5 s at most) for an Event on Ingress `ingress` with `reason` whose message contains
+    /// `text`, and return it.
+    pub async fn event_eventually(
+        &self,
+        ingress: &str,
+        reason: &str,
+        text: &str,
+    ) -> k8s_openapi::api::core::v1::Event {
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let list = events.list(&Default::default()).await.unwrap();
+            let found = list.items.iter().find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.involved_object.name.as_deref() == Some(ingress)
+                    && e.message.as_deref().is_some_and(|m| m.contains(text))
+            });
+            if let Some(e) = found {
+                return e.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {reason} event on {ingress} naming {text}: {:?}",
+                list.items
+                    .iter()
+                    .map(|e| (&e.reason, &e.message))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The backend id of a JSON answer, or "" when the body is not one.
