@@ -118,3 +118,80 @@ fn standalone_mode_serves_the_crds_with_metallb_yaml_and_columns() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("spec.autoAssign"), "{err}");
 }
+
+/// The seed's podinfo Application as an ArgoCD user writes it, `apiVersion` changed only.
+const ARGO_APP: &str = "\
+apiVersion: metalgate.io/v1beta1
+kind: Application
+metadata:
+  name: podinfo
+  namespace: metalgate-system
+spec:
+  project: default
+  source:
+    repoURL: https://github.com/example/ops-demo.git
+    targetRevision: main
+    path: manifests/apps/podinfo
+    directory: {recurse: true}
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: demo
+  ignoreDifferences:
+  - group: apps
+    kind: Deployment
+    jsonPointers: [/spec/replicas]
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+    syncOptions: [CreateNamespace=true]
+    retry: {limit: 3, backoff: {duration: 5s, factor: 2, maxDuration: 1m}}
+";
+
+#[test]
+fn an_argo_application_is_accepted_as_written_and_listed_with_sync_and_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
+    let ns = mg.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: metalgate-system}\n",
+    );
+    assert!(ns.status.success());
+    let applied = mg.kubectl_stdin(&["apply", "--server-side", "-f", "-"], ARGO_APP);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    // An Argo field the module does not implement is kept as written, so it can be named in a
+    // condition rather than dropped.
+    let kept = mg.kubectl_ok(&[
+        "get",
+        "application",
+        "podinfo",
+        "-n",
+        "metalgate-system",
+        "-o",
+        "jsonpath={.spec.ignoreDifferences[0].jsonPointers[0]}",
+    ]);
+    assert_eq!(kept, "/spec/replicas");
+    let table = mg.kubectl_ok(&["get", "applications", "-n", "metalgate-system"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "SYNC STATUS", "HEALTH", "REVISION", "AGE"],
+        "{table}"
+    );
+    let bad = mg.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &ARGO_APP.replace("prune: true", "prune: \"yes\""),
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("spec.syncPolicy.automated.prune"), "{err}");
+}

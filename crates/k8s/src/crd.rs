@@ -1,8 +1,13 @@
 //! metalgate's custom resources, with MetalLB's field names and meanings so a MetalLB user
-//! changes only `apiVersion` (`metallb.io/v1beta1` → `metalgate.io/v1beta1`).
+//! changes only `apiVersion` (`metallb.io/v1beta1` → `metalgate.io/v1beta1`), and the GitOps
+//! [`Application`] with ArgoCD's (`argoproj.io/v1alpha1` → `metalgate.io/v1beta1`).
 //!
 //! The CRD YAML under `manifests/crds/` is generated from these types by `metalgate crdgen`,
 //! and a test fails when the checked-in YAML drifts from what the types generate.
+
+mod application;
+
+pub use application::*;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::CustomResource;
@@ -123,7 +128,11 @@ pub struct L2AdvertisementSpec {
 pub fn all()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![IPAddressPool::crd(), L2Advertisement::crd()]
+    vec![
+        IPAddressPool::crd(),
+        L2Advertisement::crd(),
+        Application::crd(),
+    ]
 }
 
 /// The CRDs as multi-document YAML, exactly as checked in under `manifests/crds/`.

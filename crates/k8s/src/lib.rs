@@ -12,7 +12,7 @@
 //! - [`metrics`]: the registry behind `/metrics` (and `/readyz`);
 //! - [`admin`]: the HTTP endpoint serving them;
 //! - [`process`]: logging and the runtime around each binary's command;
-//! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`);
+//! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`, `Application`);
 //! - [`reflect`]: cached watches that wake a component on any change, and its Event recorder.
 #![forbid(unsafe_code)]
 
