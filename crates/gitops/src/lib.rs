@@ -1,0 +1,30 @@
+//! # metalgate-gitops — the cluster follows a Git repository
+//!
+//! The GitOps module's decisions, as pure functions over objects (gitops-engine's split by
+//! question, Flux's `ssa` verbs). A sync reads as a recipe over them:
+//! fetch a revision → [`render`] it → [`plan`] the applies and prunes → apply → [`health`] →
+//! status; self-heal is [`diff`] on every change of an applied object.
+//!
+//! - [`object`]: a rendered manifest (file, document, object) and [`ObjRef`], an object's name;
+//! - [`render`]: a checkout's directory → manifests, every bad file and document named, nothing
+//!   outside the repository read;
+//! - [`spec`]: an Application's spec → one validated [`spec::AppConfig`], every field without
+//!   effect named;
+//! - [`tracking`]: the `metalgate.io/tracking-id` annotation — which Application owns an object;
+//! - [`plan`]: definitions first, then sync waves in ArgoCD's kind order; prune last, behind the
+//!   allow-empty and mass-deletion guards;
+//! - [`diff`]: the fields Git sets that the cluster does not match, and who changed them;
+//! - [`health`]: ArgoCD's health rules per kind; an app is as healthy as its worst object.
+//!
+//! Start reading at [`plan::plan`]: it shows what one sync does.
+#![forbid(unsafe_code)]
+
+pub mod diff;
+pub mod health;
+pub mod object;
+pub mod plan;
+pub mod render;
+pub mod spec;
+pub mod tracking;
+
+pub use object::{Manifest, ObjRef, Origin};
