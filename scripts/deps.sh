@@ -19,6 +19,9 @@ command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # ... and a browser: the lab test opens the workshop's pages in headless Chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The GitOps tests make real repositories with git and serve them with git-daemon
+# (gix spawns git-upload-pack for file:// URLs).
+command -v git >/dev/null 2>&1 || missing+=(git)
 # Pingora's zlib-ng (flate2) builds with cmake.
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 

@@ -13,6 +13,8 @@
 //! - [`tracking`]: the `metalgate.io/tracking-id` annotation — which Application owns an object;
 //! - [`plan`]: definitions first, then sync waves in ArgoCD's kind order; prune last, behind the
 //!   allow-empty and mass-deletion guards;
+//! - [`git`]: gix — list a remote's refs without fetching, one shallow fetch per repository,
+//!   check a commit out; [`git::resolve`] reads `targetRevision` (pure);
 //! - [`diff`]: the fields Git sets that the cluster does not match, and who changed them;
 //! - [`health`]: ArgoCD's health rules per kind; an app is as healthy as its worst object.
 //!
@@ -20,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod diff;
+pub mod git;
 pub mod health;
 pub mod object;
 pub mod plan;
