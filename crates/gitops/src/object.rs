@@ -70,13 +70,13 @@ pub struct Origin {
     /// The file, relative to the repository's root (`apps/podinfo.yaml`); for a kustomize or
     /// Helm build, the directory that was built.
     pub file: String,
-    /// The document's index in the file, from 0.
+    /// The document's position in the file, from 1 (comment-only documents not counted).
     pub document: usize,
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (document {})", self.file, self.document + 1)
+        write!(f, "{}: document {}", self.file, self.document)
     }
 }
 

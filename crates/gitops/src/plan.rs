@@ -357,7 +357,7 @@ mod tests {
         Manifest {
             origin: Origin {
                 file: format!("apps/{name}.yaml"),
-                document: 0,
+                document: 1,
             },
             object: o,
         }
@@ -431,8 +431,8 @@ mod tests {
         assert_eq!(
             msgs,
             [
-                "apps/a.yaml (document 1): ConfigMap demo/a: annotation argocd.argoproj.io/sync-wave: \"soon\" is not a whole number",
-                "apps/b.yaml (document 1): ConfigMap demo/b: annotation argocd.argoproj.io/sync-wave: \"1.5\" is not a whole number",
+                "apps/a.yaml: document 1: ConfigMap demo/a: annotation argocd.argoproj.io/sync-wave: \"soon\" is not a whole number",
+                "apps/b.yaml: document 1: ConfigMap demo/b: annotation argocd.argoproj.io/sync-wave: \"1.5\" is not a whole number",
             ]
         );
     }
@@ -452,7 +452,7 @@ mod tests {
                 },
                 Held::Repeated {
                     obj: cm.obj_ref(),
-                    origin: "apps/shared.yaml (document 1)".into()
+                    origin: "apps/shared.yaml: document 1".into()
                 },
             ]
         );

@@ -10,10 +10,8 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-use globset::{Glob, GlobMatcher};
-use serde_json::Value;
-
 use crate::object::{Manifest, Origin};
+use globset::{Glob, GlobMatcher};
 
 /// Why a revision could not be rendered. Every variant names the file (and document).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,26 +36,10 @@ pub enum RenderError {
         /// The I/O error.
         message: String,
     },
-    /// A document is not valid YAML or JSON.
-    #[error("{file} (document {document}): {message}")]
-    Syntax {
-        /// The file.
-        file: String,
-        /// Its document, from 1.
-        document: usize,
-        /// The parser's message (with line and column).
-        message: String,
-    },
-    /// A document is not a Kubernetes object (no apiVersion, kind or name).
-    #[error("{file} (document {document}): {message}")]
-    NotAnObject {
-        /// The file.
-        file: String,
-        /// Its document, from 1.
-        document: usize,
-        /// What is missing.
-        message: String,
-    },
+    /// A document is not valid YAML or JSON, or not a Kubernetes object: names the file, the
+    /// document (from 1), the object when it got that far, and the field.
+    #[error("{0}")]
+    Document(metalgate_k8s::manifests::ManifestError),
     /// An include or exclude glob does not parse.
     #[error("spec.source.directory.{field}: {message}")]
     BadGlob {
@@ -190,106 +172,24 @@ pub fn resolve_inside(path: &str) -> Result<PathBuf, RenderError> {
     Ok(out)
 }
 
-/// Split a file's text into objects. YAML files may hold many documents (`---`), empty ones
-/// skipped; a document that is a `List` (`kind: List` or `*List` with `items`) yields its items.
-/// Every bad document is reported, not just the first.
+/// Split a file's text into objects, with the same parser `metalgate run --manifests` uses:
+/// each document on its own (one broken document does not hide the next), comment-only
+/// documents skipped, a `List` yielding its items. Every bad document is reported.
 pub fn parse_documents(file: &str, text: &str) -> Result<Vec<Manifest>, Vec<RenderError>> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    let docs: Box<dyn Iterator<Item = Result<Value, String>>> =
-        if file.to_ascii_lowercase().ends_with(".json") {
-            Box::new(std::iter::once(
-                serde_json::from_str::<Value>(text).map_err(|e| e.to_string()),
-            ))
-        } else {
-            Box::new(serde_yaml_ng::Deserializer::from_str(text).map(|d| {
-                serde::Deserialize::deserialize(d).map_err(|e: serde_yaml_ng::Error| e.to_string())
-            }))
-        };
-    for (i, doc) in docs.enumerate() {
-        let value = match doc {
-            Ok(v) => v,
-            Err(message) => {
-                errors.push(RenderError::Syntax {
-                    file: file.into(),
-                    document: i + 1,
-                    message,
-                });
-                // The YAML stream cannot be trusted past a syntax error.
-                break;
-            }
-        };
-        if value.is_null() {
-            continue;
-        }
-        let items = match list_items(&value) {
-            Some(items) => items,
-            None => vec![value],
-        };
-        for object in items {
-            match check_object(&object) {
-                Ok(()) => out.push(Manifest {
-                    origin: Origin {
-                        file: file.into(),
-                        document: i,
-                    },
-                    object,
-                }),
-                Err(message) => errors.push(RenderError::NotAnObject {
-                    file: file.into(),
-                    document: i + 1,
-                    message,
-                }),
-            }
-        }
+    let (docs, errors) = metalgate_k8s::manifests::parse(Path::new(file), text);
+    if !errors.is_empty() {
+        return Err(errors.into_iter().map(RenderError::Document).collect());
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
-}
-
-fn list_items(v: &Value) -> Option<Vec<Value>> {
-    let kind = v.get("kind")?.as_str()?;
-    if kind.ends_with("List") {
-        Some(v.get("items")?.as_array()?.clone())
-    } else {
-        None
-    }
-}
-
-fn check_object(v: &Value) -> Result<(), String> {
-    let Some(map) = v.as_object() else {
-        return Err(format!("not a mapping but {}", kind_of(v)));
-    };
-    let s = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or("");
-    if s("apiVersion").is_empty() {
-        return Err("apiVersion is missing".into());
-    }
-    if s("kind").is_empty() {
-        return Err("kind is missing".into());
-    }
-    let meta = map.get("metadata").and_then(Value::as_object);
-    let name = meta
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if name.is_empty() {
-        return Err(format!("{} has no metadata.name", s("kind")));
-    }
-    Ok(())
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
+    Ok(docs
+        .into_iter()
+        .map(|d| Manifest {
+            origin: Origin {
+                file: file.into(),
+                document: d.index,
+            },
+            object: d.object,
+        })
+        .collect())
 }
 
 /// Read a plain directory of the checkout `root` at `path` (already [`resolve_inside`]d): the
@@ -454,27 +354,21 @@ mod tests {
     fn bad_documents_name_file_and_document() {
         let errs = parse_documents(
             "apps/bad.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\nkind: ConfigMap\nmetadata: {name: x}\n---\n- a\n- b\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\nkind: ConfigMap\nmetadata: {name: x}\n---\nmetadata: [1, 2\n---\n- a\n",
         )
         .unwrap_err();
         let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
         assert_eq!(
-            msgs,
-            [
-                "apps/bad.yaml (document 2): apiVersion is missing",
-                "apps/bad.yaml (document 3): not a mapping but a list"
-            ]
+            msgs[0],
+            "apps/bad.yaml: document 2 (ConfigMap x): apiVersion: Required value"
         );
-        let errs = parse_documents("apps/broken.yaml", "a: [1, 2\n").unwrap_err();
         assert!(
-            matches!(&errs[..], [RenderError::Syntax { file, document: 1, message }] if file == "apps/broken.yaml" && message.contains("line")),
-            "{errs:?}"
+            msgs[1].starts_with("apps/bad.yaml: document 3: invalid YAML at line 9"),
+            "{}",
+            msgs[1]
         );
-        let errs = parse_documents("x.json", "{\"kind\": \"ConfigMap\"").unwrap_err();
-        assert!(
-            matches!(&errs[..], [RenderError::Syntax { .. }]),
-            "{errs:?}"
-        );
+        assert!(msgs[2].contains("document 4") && msgs[2].contains("must be a mapping"));
     }
 
     #[test]
@@ -501,6 +395,67 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn directories_recurse_skip_hidden_files_and_refuse_links_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let w = |p: &str, text: &str| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        let cm = |n: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {n}}}\n");
+        w("apps/b.yaml", &cm("b"));
+        w("apps/a.yaml", &cm("a"));
+        w(
+            "apps/sub/c.json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#,
+        );
+        w("apps/.hidden/d.yaml", &cm("d"));
+        w("apps/README.md", "not yaml: [");
+        w("other/e.yaml", &cm("e"));
+        let names = |opts: &DirectoryOptions| -> Vec<String> {
+            read_directory(root, Path::new("apps"), opts)
+                .unwrap()
+                .iter()
+                .map(|m| format!("{}:{}", m.origin.file, m.obj_ref().name))
+                .collect()
+        };
+        assert_eq!(
+            names(&DirectoryOptions::default()),
+            ["apps/a.yaml:a", "apps/b.yaml:b"]
+        );
+        let rec = DirectoryOptions::new(true, None, Some("b.yaml")).unwrap();
+        assert_eq!(names(&rec), ["apps/a.yaml:a", "apps/sub/c.json:c"]);
+
+        // A symlink inside the path that points out of the checkout renders nothing.
+        std::os::unix::fs::symlink("/etc/hostname", root.join("apps/leak.yaml")).unwrap();
+        let errs =
+            read_directory(root, Path::new("apps"), &DirectoryOptions::default()).unwrap_err();
+        assert_eq!(
+            errs,
+            [RenderError::Escapes {
+                path: "apps/leak.yaml".into()
+            }]
+        );
+        // ... and so does a path that is itself such a link, or that does not exist.
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+        let errs =
+            read_directory(root, Path::new("etc-link"), &DirectoryOptions::default()).unwrap_err();
+        assert!(
+            matches!(&errs[..], [RenderError::Escapes { .. }]),
+            "{errs:?}"
+        );
+        let errs =
+            read_directory(root, Path::new("gone"), &DirectoryOptions::default()).unwrap_err();
+        assert_eq!(
+            errs,
+            [RenderError::Missing {
+                path: "gone".into()
+            }]
+        );
     }
 
     #[test]
