@@ -16,11 +16,14 @@
 //! - [`git`]: gix — list a remote's refs without fetching, one shallow fetch per repository,
 //!   check a commit out; [`git::resolve`] reads `targetRevision` (pure);
 //! - [`diff`]: the fields Git sets that the cluster does not match, and who changed them;
-//! - [`health`]: ArgoCD's health rules per kind; an app is as healthy as its worst object.
+//! - [`health`]: ArgoCD's health rules per kind; an app is as healthy as its worst object;
+//! - [`applier`]: the one writer — server-side apply with the tracking id, an all-or-nothing dry
+//!   run, live reads, prune deletes.
 //!
 //! Start reading at [`plan::plan`]: it shows what one sync does.
 #![forbid(unsafe_code)]
 
+pub mod applier;
 pub mod diff;
 pub mod git;
 pub mod health;

@@ -262,7 +262,9 @@ fn rank(o: &Value) -> u8 {
     }
 }
 
-fn api_message(e: &kube::Error) -> String {
+/// The message a user should see for a failed API call: the server's Status message (which
+/// names the field), or the client's error.
+pub fn api_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
         other => other.to_string(),
@@ -348,7 +350,8 @@ pub async fn apply(client: &kube::Client, docs: &[Document], field_manager: &str
     report
 }
 
-async fn resolve_kind(
+/// The resource and scope that serve `gvk`, or a message saying it is not served.
+pub async fn resolve_kind(
     client: &kube::Client,
     gvk: &GroupVersionKind,
 ) -> Result<(ApiResource, ApiCapabilities), String> {
@@ -368,7 +371,8 @@ async fn resolve_kind(
     }
 }
 
-async fn wait_established(client: &kube::Client, name: &str) {
+/// Wait (30 s at most) until CRD `name` is established, so its kind can be used.
+pub async fn wait_established(client: &kube::Client, name: &str) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let cond = kube::runtime::conditions::is_crd_established();

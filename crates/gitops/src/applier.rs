@@ -1,0 +1,275 @@
+//! The applier: the one place that changes the cluster for the module. It server-side applies
+//! (field manager [`FIELD_MANAGER`], forced, strict field validation) with the tracking id
+//! written on each object, dry-runs a whole revision first so a bad one changes nothing, reads
+//! live objects for the plan and diff, and deletes what the plan prunes.
+
+use std::collections::HashMap;
+
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, ValidationDirective,
+};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use metalgate_k8s::manifests::{api_message, resolve_kind, wait_established};
+use serde_json::Value;
+
+use crate::object::{Manifest, ObjRef, split_api_version, str_at};
+use crate::tracking::{ANNOTATION, TrackingId};
+
+/// The field manager of every write the module makes.
+pub const FIELD_MANAGER: &str = "metalgate-gitops";
+
+/// What one apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The object did not exist.
+    Created,
+    /// It existed and changed.
+    Updated,
+    /// It was already as Git says.
+    Unchanged,
+}
+
+/// A manifest that could not be applied (or dry-run): where it came from, and the API server's
+/// message, which names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {obj}: {message}")]
+pub struct ApplyError {
+    /// File and document.
+    pub origin: String,
+    /// The object.
+    pub obj: String,
+    /// What the API server said.
+    pub message: String,
+}
+
+/// Server-side apply and friends, with the kinds looked up once.
+pub struct Applier {
+    client: kube::Client,
+    kinds: HashMap<(String, String), Result<(ApiResource, ApiCapabilities), String>>,
+}
+
+impl Applier {
+    /// An applier on `client`.
+    pub fn new(client: kube::Client) -> Self {
+        Applier {
+            client,
+            kinds: HashMap::new(),
+        }
+    }
+
+    /// Forget the kinds looked up (after CRDs were applied: discovery again).
+    pub fn rediscover(&mut self) {
+        self.kinds.clear();
+    }
+
+    async fn kind(&mut self, obj: &Value) -> Result<(ApiResource, ApiCapabilities), String> {
+        let av = str_at(obj, &["apiVersion"]).to_string();
+        let kind = str_at(obj, &["kind"]).to_string();
+        let key = (av.clone(), kind.clone());
+        if let Some(Ok(found)) = self.kinds.get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = split_api_version(&av);
+        let found = resolve_kind(&self.client, &GroupVersionKind::gvk(group, version, &kind)).await;
+        self.kinds.insert(key, found.clone());
+        found
+    }
+
+    async fn api(&mut self, obj: &Value) -> Result<Api<DynamicObject>, String> {
+        let (ar, caps) = self.kind(obj).await?;
+        Ok(match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(
+                self.client.clone(),
+                match str_at(obj, &["metadata", "namespace"]) {
+                    "" => "default",
+                    ns => ns,
+                },
+                &ar,
+            ),
+            Scope::Cluster => Api::all_with(self.client.clone(), &ar),
+        })
+    }
+
+    /// Fill in `namespace` on namespaced objects that name none, and drop one a cluster-scoped
+    /// object names (as kubectl does). Kinds the server does not serve are errors, each named.
+    pub async fn place(&mut self, manifests: &mut [Manifest], namespace: &str) -> Vec<ApplyError> {
+        let mut errors = Vec::new();
+        for m in manifests.iter_mut() {
+            match self.kind(&m.object).await {
+                Ok((_, caps)) => {
+                    let meta = &mut m.object["metadata"];
+                    match caps.scope {
+                        Scope::Namespaced if str_at(meta, &["namespace"]).is_empty() => {
+                            meta["namespace"] = Value::String(namespace.to_string());
+                        }
+                        Scope::Cluster => {
+                            if let Some(map) = meta.as_object_mut() {
+                                map.remove("namespace");
+                            }
+                        }
+                        Scope::Namespaced => {}
+                    }
+                }
+                Err(message) => errors.push(error(m, message)),
+            }
+        }
+        errors
+    }
+
+    /// The object with the tracking id of `app` added, as it is applied.
+    pub fn tracked(app: &str, m: &Manifest) -> Value {
+        let mut o = m.object.clone();
+        let id = TrackingId::new(app, &m.obj_ref()).value();
+        let meta = &mut o["metadata"];
+        if !meta["annotations"].is_object() {
+            meta["annotations"] = Value::Object(Default::default());
+        }
+        meta["annotations"][ANNOTATION] = Value::String(id);
+        o
+    }
+
+    /// Server-side apply every manifest with `dryRun=All`: every error, each naming its file,
+    /// document, object and field. Nothing is written. Objects whose kind a CRD of the same
+    /// revision defines cannot be checked before that CRD exists and are skipped; objects in a
+    /// namespace that does not exist yet but will (the revision has it, or `CreateNamespace`
+    /// makes it: `coming`) are checked in `default` instead, since the API server cannot dry-run
+    /// into a missing namespace and the fields do not depend on it.
+    pub async fn dry_run(
+        &mut self,
+        app: &str,
+        manifests: &[Manifest],
+        coming: &[String],
+    ) -> Vec<ApplyError> {
+        let defined: Vec<(String, String)> = manifests
+            .iter()
+            .filter(|m| m.obj_ref().kind == "CustomResourceDefinition")
+            .map(|m| {
+                (
+                    str_at(&m.object, &["spec", "group"]).to_string(),
+                    str_at(&m.object, &["spec", "names", "kind"]).to_string(),
+                )
+            })
+            .collect();
+        let mut errors = Vec::new();
+        for m in manifests {
+            let r = m.obj_ref();
+            let api = match self.api(&m.object).await {
+                Ok(api) => api,
+                Err(_) if defined.contains(&(r.group.clone(), r.kind.clone())) => continue,
+                Err(message) => {
+                    errors.push(error(m, message));
+                    continue;
+                }
+            };
+            let mut params = apply_params();
+            params.dry_run = true;
+            let obj = Self::tracked(app, m);
+            let mut result = api.patch(&r.name, &params, &Patch::Apply(&obj)).await;
+            if let Err(kube::Error::Api(s)) = &result {
+                let missing_ns = s.code == 404
+                    && s.message == format!("namespaces \"{}\" not found", r.namespace);
+                if missing_ns && coming.contains(&r.namespace) {
+                    let mut elsewhere = obj.clone();
+                    elsewhere["metadata"]["namespace"] = Value::String("default".into());
+                    let api = self.api(&elsewhere).await.unwrap_or(api);
+                    result = api.patch(&r.name, &params, &Patch::Apply(&elsewhere)).await;
+                }
+            }
+            if let Err(e) = result {
+                errors.push(error(m, api_message(&e)));
+            }
+        }
+        errors
+    }
+
+    /// Apply one manifest for `app`.
+    pub async fn apply(&mut self, app: &str, m: &Manifest) -> Result<Applied, ApplyError> {
+        let api = self.api(&m.object).await.map_err(|e| error(m, e))?;
+        let r = m.obj_ref();
+        let before = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| error(m, api_message(&e)))?
+            .and_then(|o| o.metadata.resource_version);
+        let after = api
+            .patch(
+                &r.name,
+                &apply_params(),
+                &Patch::Apply(Self::tracked(app, m)),
+            )
+            .await
+            .map_err(|e| error(m, api_message(&e)))?;
+        if r.kind == "CustomResourceDefinition" && r.group == "apiextensions.k8s.io" {
+            wait_established(&self.client, &r.name).await;
+        }
+        Ok(match before {
+            None => Applied::Created,
+            Some(rv) if Some(&rv) == after.metadata.resource_version.as_ref() => Applied::Unchanged,
+            Some(_) => Applied::Updated,
+        })
+    }
+
+    /// The live object, or `None` when it does not exist (or its kind is not served).
+    pub async fn live(&mut self, r: &ObjRef, api_version: &str) -> Result<Option<Value>, String> {
+        let probe = serde_json::json!({"apiVersion": api_version, "kind": r.kind,
+            "metadata": {"name": r.name, "namespace": r.namespace}});
+        let Ok(api) = self.api(&probe).await else {
+            return Ok(None);
+        };
+        match api.get_opt(&r.name).await {
+            Ok(o) => Ok(o.map(|o| serde_json::to_value(o).unwrap_or_default())),
+            Err(e) => Err(api_message(&e)),
+        }
+    }
+
+    /// Delete a pruned object (background propagation, as ArgoCD); gone already is fine.
+    pub async fn delete(&mut self, r: &ObjRef, api_version: &str) -> Result<(), String> {
+        let probe = serde_json::json!({"apiVersion": api_version, "kind": r.kind,
+            "metadata": {"name": r.name, "namespace": r.namespace}});
+        let api = self.api(&probe).await?;
+        match api.delete(&r.name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(api_message(&e)),
+        }
+    }
+
+    /// Create namespace `name` for `CreateNamespace=true` when it is missing; `true` when this
+    /// call created it (the app's inventory then marks it as never to be pruned).
+    pub async fn ensure_namespace(&mut self, name: &str) -> Result<bool, String> {
+        use k8s_openapi::api::core::v1::Namespace;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        if api
+            .get_opt(name)
+            .await
+            .map_err(|e| api_message(&e))?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let ns: Namespace = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}}}),
+        )
+        .map_err(|e| e.to_string())?;
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(api_message(&e)),
+        }
+    }
+}
+
+fn apply_params() -> PatchParams {
+    let mut p = PatchParams::apply(FIELD_MANAGER).force();
+    p.field_validation = Some(ValidationDirective::Strict);
+    p
+}
+
+fn error(m: &Manifest, message: String) -> ApplyError {
+    ApplyError {
+        origin: m.origin.to_string(),
+        obj: m.obj_ref().to_string(),
+        message,
+    }
+}
