@@ -19,8 +19,11 @@
 //! - [`health`]: ArgoCD's health rules per kind; an app is as healthy as its worst object;
 //! - [`applier`]: the one writer — server-side apply with the tracking id, an all-or-nothing dry
 //!   run, live reads, prune deletes.
+//! - [`reconciler`]: one pass over one Application, the recipe over all of the above, ending in
+//!   the status `kubectl get applications` shows.
 //!
-//! Start reading at [`plan::plan`]: it shows what one sync does.
+//! Start reading at [`reconciler::reconcile`] for the order of things, then [`plan::plan`] for
+//! what one sync decides.
 #![forbid(unsafe_code)]
 
 pub mod applier;
@@ -29,6 +32,7 @@ pub mod git;
 pub mod health;
 pub mod object;
 pub mod plan;
+pub mod reconciler;
 pub mod render;
 pub mod spec;
 pub mod tracking;

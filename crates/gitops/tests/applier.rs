@@ -2,23 +2,13 @@
 //! — objects with the tracking id and the module's field manager; a bad revision dry-runs to
 //! errors naming file, object and field and writes nothing; prune deletes.
 
+mod common;
+
+use common::store;
 use kube::api::{Api, PatchParams};
-use metalgate_apiserver::{ApiServer, Config};
 use metalgate_gitops::applier::{Applied, Applier, FIELD_MANAGER};
 use metalgate_gitops::render::parse_documents;
 use metalgate_gitops::tracking::ANNOTATION;
-
-async fn store() -> (tempfile::TempDir, ApiServer, kube::Client) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::new(dir.path());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    let server = ApiServer::start(cfg).await.unwrap();
-    let client = metalgate_k8s::client::from_kubeconfig_str(&server.kubeconfig(None))
-        .await
-        .unwrap();
-    (dir, server, client)
-}
 
 const GOOD: &str = "\
 apiVersion: v1

@@ -2,68 +2,13 @@
 //! (a `git daemon` on loopback), refs listed without fetching, shallow fetches, branches, tags,
 //! SHAs, a push, a force-push, a deleted branch and an unreachable remote.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command};
 
+use common::{Repo, git};
 use metalgate_gitops::git::{Cache, GitError, resolve};
-
-/// A work tree with a bare "remote" beside it, committed to with fixed author data.
-struct Repo {
-    work: PathBuf,
-    bare: PathBuf,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada Ops")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Ops")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-impl Repo {
-    fn new(root: &Path) -> Repo {
-        let work = root.join("work");
-        let bare = root.join("remote.git");
-        std::fs::create_dir_all(&work).unwrap();
-        git(
-            root,
-            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-        );
-        git(&work, &["init", "-q", "-b", "main"]);
-        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        Repo { work, bare }
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.bare.display())
-    }
-
-    /// Write files, commit them with `message`, push; the new SHA.
-    fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
-        for (path, text) in files {
-            let p = self.work.join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
-        git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "-m", message]);
-        git(&self.work, &["push", "-q", "origin", "HEAD"]);
-        git(&self.work, &["rev-parse", "HEAD"])
-    }
-}
 
 #[test]
 fn refs_fetch_checkout_and_history_over_file_urls() {

@@ -1,0 +1,656 @@
+//! The reconciler: one Application, one pass, as a recipe over the pure stages —
+//! validate the spec → resolve the revision (refs only) → fetch when it moved → check it out →
+//! render → place and dry-run (all or nothing) → compare → plan → apply wave by wave → prune →
+//! health → status. Every step that fails leaves the cluster as it was and says why in a
+//! condition naming the file, object and field.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use metalgate_k8s::crd::{
+    Application, ApplicationCondition, ApplicationStatus, HealthStatus, OperationState,
+    ResourceHealth, ResourceStatus, RevisionHistory, SyncStatus,
+};
+use serde_json::{Value, json};
+
+use crate::applier::{Applied, Applier, FIELD_MANAGER};
+use crate::git::{self, Cache, CommitInfo};
+use crate::health::{self, State};
+use crate::object::{Manifest, ObjRef, split_api_version};
+use crate::plan::{self, Owned};
+use crate::render::{self, SourceType};
+use crate::spec::AppConfig;
+
+/// What a reconciler needs: a client, the Git cache and where checkouts go.
+#[derive(Clone)]
+pub struct Context {
+    /// The API server.
+    pub client: kube::Client,
+    /// Bare repositories, one per URL.
+    pub cache: Cache,
+    /// Checkouts, one directory per commit.
+    pub checkouts: PathBuf,
+    /// How long one wave may take to turn healthy before the next is applied anyway on a later
+    /// pass (the sync stays Running meanwhile).
+    pub wave_timeout: Duration,
+}
+
+impl Context {
+    /// A context keeping its Git data under `data_dir/gitops`.
+    pub fn new(client: kube::Client, data_dir: &Path) -> Self {
+        Context {
+            client,
+            cache: Cache::new(data_dir.join("gitops/repos")),
+            checkouts: data_dir.join("gitops/checkouts"),
+            wave_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a pass was started (recorded in history as ArgoCD's `initiatedBy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The poll, or a change of the Application.
+    Auto,
+    /// A webhook for its repository.
+    Webhook,
+    /// The refresh annotation.
+    Refresh,
+    /// `metalgate gitops sync` (syncs even without `automated`).
+    Manual,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Auto => "auto",
+            Trigger::Webhook => "webhook",
+            Trigger::Refresh => "refresh",
+            Trigger::Manual => "cli",
+        }
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+fn condition(type_: &str, message: impl Into<String>) -> ApplicationCondition {
+    ApplicationCondition {
+        type_: type_.into(),
+        message: message.into(),
+        last_transition_time: Some(now()),
+    }
+}
+
+/// One pass over `app`; returns the status it wrote.
+pub async fn reconcile(ctx: &Context, app: &Application, trigger: Trigger) -> ApplicationStatus {
+    let name = app.metadata.name.clone().unwrap_or_default();
+    let ns = app.metadata.namespace.clone().unwrap_or_default();
+    let previous = app.status.clone().unwrap_or_default();
+    let status = match pass(ctx, &name, app, &previous, trigger).await {
+        Ok(s) => s,
+        Err(failure) => {
+            // Nothing changed in the cluster: keep what was known, add why.
+            let mut s = previous.clone();
+            s.conditions.retain(|c| c.type_.ends_with("Warning"));
+            s.conditions.push(condition(failure.kind, failure.message));
+            if s.sync.is_none() {
+                s.sync = Some(SyncStatus {
+                    status: "Unknown".into(),
+                    revision: None,
+                });
+            }
+            s.reconciled_at = Some(now());
+            s
+        }
+    };
+    write_status(ctx, &ns, &name, &status).await;
+    status
+}
+
+struct Failure {
+    kind: &'static str,
+    message: String,
+}
+
+fn fail(kind: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        kind,
+        message: message.into(),
+    }
+}
+
+async fn write_status(ctx: &Context, ns: &str, name: &str, status: &ApplicationStatus) {
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": "metalgate.io/v1beta1",
+        "kind": "Application",
+        "status": status,
+    });
+    if let Err(e) = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+    {
+        tracing::warn!(app = %name, error = %e, "could not write the Application's status");
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, git::GitError> + Send + 'static,
+) -> Result<T, Failure> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| fail("ComparisonError", e.to_string())),
+        Err(e) => Err(fail("ComparisonError", e.to_string())),
+    }
+}
+
+/// The revision's commit, checked out: (sha, commit facts, checkout directory).
+async fn checkout(ctx: &Context, cfg: &AppConfig) -> Result<(CommitInfo, PathBuf), Failure> {
+    let (cache, url, rev) = (
+        ctx.cache.clone(),
+        cfg.repo_url.clone(),
+        cfg.revision.clone(),
+    );
+    let resolved = blocking(move || {
+        let refs = cache.ls_remote(&url, None)?;
+        git::resolve(&url, &refs, &rev)
+    })
+    .await?;
+    let (cache, url, sha) = (
+        ctx.cache.clone(),
+        cfg.repo_url.clone(),
+        resolved.sha.clone(),
+    );
+    let full = resolved.via.is_none();
+    let dir = ctx.checkouts.join(&resolved.sha);
+    let target = dir.clone();
+    let info = blocking(move || {
+        if !cache.has_commit(&url, &sha) {
+            cache.fetch(&url, None, full)?;
+        }
+        if !target.exists() {
+            let tmp = target.with_extension("partial");
+            let _ = std::fs::remove_dir_all(&tmp);
+            cache.checkout(&url, &sha, &tmp)?;
+            std::fs::rename(&tmp, &target).map_err(|e| git::GitError::Cache {
+                path: target.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        cache.commit_info(&url, &sha)
+    })
+    .await?;
+    Ok((info, dir))
+}
+
+/// Render the app's path of a checkout.
+async fn render_checkout(
+    name: &str,
+    cfg: &AppConfig,
+    root: &Path,
+) -> Result<(SourceType, Vec<Manifest>), Failure> {
+    let dir = root.join(&cfg.path);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let kind = render::detect(&names, cfg.kustomize, cfg.helm.is_some());
+    let rel = cfg.path.to_string_lossy().to_string();
+    let bad = |errs: Vec<render::RenderError>| {
+        fail(
+            "ComparisonError",
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    };
+    let manifests = match kind {
+        SourceType::Directory => {
+            render::read_directory(root, &cfg.path, &cfg.directory).map_err(bad)?
+        }
+        SourceType::Kustomize => {
+            let out = tool(
+                "kustomize",
+                &rel,
+                "kubectl",
+                &["kustomize".as_ref(), dir.as_os_str()],
+            )
+            .await?;
+            render::parse_documents(&rel, &out).map_err(bad)?
+        }
+        SourceType::Helm => {
+            let helm = cfg.helm.clone().unwrap_or_default();
+            let release = if helm.release_name.is_empty() {
+                name
+            } else {
+                &helm.release_name
+            };
+            let mut args: Vec<std::ffi::OsString> =
+                vec!["template".into(), release.into(), dir.clone().into()];
+            for f in &helm.value_files {
+                args.push("--values".into());
+                args.push(dir.join(f).into());
+            }
+            let mut tmp_files = Vec::new();
+            for (i, v) in helm.values.iter().enumerate() {
+                let p = root.with_extension(format!("values-{i}.yaml"));
+                std::fs::write(&p, v).map_err(|e| fail("ComparisonError", e.to_string()))?;
+                args.push("--values".into());
+                args.push(p.clone().into());
+                tmp_files.push(p);
+            }
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+            let out = tool("helm", &rel, "helm", &args).await;
+            for p in tmp_files {
+                let _ = std::fs::remove_file(p);
+            }
+            render::parse_documents(&rel, &out?).map_err(bad)?
+        }
+    };
+    Ok((kind, manifests))
+}
+
+async fn tool(
+    what: &'static str,
+    path: &str,
+    program: &str,
+    args: &[&std::ffi::OsStr],
+) -> Result<String, Failure> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| {
+            fail(
+                "ComparisonError",
+                render::RenderError::Tool {
+                    tool: what,
+                    path: path.into(),
+                    message: format!("cannot run {program}: {e}"),
+                }
+                .to_string(),
+            )
+        })?;
+    if !out.status.success() {
+        return Err(fail(
+            "ComparisonError",
+            render::RenderError::Tool {
+                tool: what,
+                path: path.into(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            }
+            .to_string(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn api_version_of(r: &ResourceStatus) -> String {
+    if r.group.is_empty() {
+        r.version.clone()
+    } else {
+        format!("{}/{}", r.group, r.version)
+    }
+}
+
+fn obj_ref_of(r: &ResourceStatus) -> ObjRef {
+    ObjRef {
+        group: r.group.clone(),
+        kind: r.kind.clone(),
+        namespace: r.namespace.clone(),
+        name: r.name.clone(),
+    }
+}
+
+async fn pass(
+    ctx: &Context,
+    name: &str,
+    app: &Application,
+    previous: &ApplicationStatus,
+    trigger: Trigger,
+) -> Result<ApplicationStatus, Failure> {
+    let cfg = AppConfig::from_spec(name, &app.spec).map_err(|errs| {
+        fail(
+            "InvalidSpecError",
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let started = now();
+    let (commit, root) = checkout(ctx, &cfg).await?;
+    let (source_type, mut desired) = render_checkout(name, &cfg, &root).await?;
+
+    // An app-of-apps root usually holds its own Application: never wait on or judge itself.
+    let me = ObjRef {
+        group: "metalgate.io".into(),
+        kind: "Application".into(),
+        namespace: app.metadata.namespace.clone().unwrap_or_default(),
+        name: name.to_string(),
+    };
+    let mut applier = Applier::new(ctx.client.clone());
+    let dest_ns = cfg.namespace.clone().unwrap_or_else(|| "default".into());
+    let placed = applier.place(&mut desired, &dest_ns).await;
+    if !placed.is_empty() {
+        return Err(fail("ComparisonError", join(&placed)));
+    }
+    let mut coming: Vec<String> = desired
+        .iter()
+        .filter(|m| m.obj_ref().kind == "Namespace" && m.obj_ref().group.is_empty())
+        .map(|m| m.obj_ref().name)
+        .collect();
+    if cfg.create_namespace {
+        coming.push(dest_ns.clone());
+    }
+    let dry = applier.dry_run(name, &desired, &coming).await;
+    if !dry.is_empty() {
+        return Err(fail("ComparisonError", join(&dry)));
+    }
+
+    // Compare.
+    let owned: Vec<Owned> = previous
+        .resources
+        .iter()
+        .map(|r| Owned {
+            obj: obj_ref_of(r),
+            wave: r.sync_wave.unwrap_or(0),
+            created_namespace: r.created_namespace,
+        })
+        .collect();
+    let mut live: HashMap<ObjRef, Value> = HashMap::new();
+    for m in &desired {
+        let av = m.object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Ok(Some(l)) = applier.live(&m.obj_ref(), &av).await {
+            live.insert(m.obj_ref(), l);
+        }
+    }
+    for r in &previous.resources {
+        if let Ok(Some(l)) = applier.live(&obj_ref_of(r), &api_version_of(r)).await {
+            live.insert(obj_ref_of(r), l);
+        }
+    }
+    let out_of_sync = |m: &Manifest, live: &HashMap<ObjRef, Value>| {
+        live.get(&m.obj_ref())
+            .is_none_or(|l| !crate::diff::differences(&m.object, l).is_empty())
+    };
+    let plan = plan::plan(&cfg.plan, &desired, &owned, &live).map_err(|errs| {
+        fail(
+            "ComparisonError",
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let needs_sync = desired.iter().any(|m| out_of_sync(m, &live)) || !plan.prune.is_empty();
+    let synced_revision = previous.sync.as_ref().and_then(|s| s.revision.clone());
+    let should_sync = match trigger {
+        Trigger::Manual => true,
+        _ => cfg.automated && (needs_sync || synced_revision.as_deref() != Some(&commit.sha)),
+    };
+
+    let mut conditions: Vec<ApplicationCondition> = cfg
+        .warnings
+        .iter()
+        .map(|w| condition("UnsupportedFieldWarning", w.to_string()))
+        .collect();
+    for h in &plan.held {
+        conditions.push(condition(h.condition_type(), h.to_string()));
+    }
+
+    let mut entry = RevisionHistory {
+        id: previous.history.last().map_or(1, |h| h.id + 1),
+        revision: commit.sha.clone(),
+        author: Some(commit.author.clone()),
+        message: Some(commit.summary.clone()),
+        deploy_started_at: Some(started.clone()),
+        initiated_by: Some(trigger.as_str().into()),
+        ..Default::default()
+    };
+    let mut created_ns = false;
+    let mut operation = previous.operation_state.clone();
+    let mut sync_error = None;
+    if should_sync {
+        if cfg.create_namespace {
+            match applier.ensure_namespace(&dest_ns).await {
+                Ok(c) => created_ns = c,
+                Err(e) => sync_error = Some(format!("namespace {dest_ns}: {e}")),
+            }
+        }
+        let last = plan.stages.len().saturating_sub(1);
+        'stages: for (i, stage) in plan.stages.iter().enumerate() {
+            for m in &stage.objects {
+                match applier.apply(name, m).await {
+                    Ok(Applied::Created) => entry.created.push(m.obj_ref().to_string()),
+                    Ok(Applied::Updated) => entry.updated.push(m.obj_ref().to_string()),
+                    Ok(Applied::Unchanged) => {}
+                    Err(e) => {
+                        sync_error = Some(e.to_string());
+                        break 'stages;
+                    }
+                }
+            }
+            // As ArgoCD: a wave waits for the one before it to be healthy; the last one is
+            // not waited for (its health is reported, not awaited), nor is the app itself.
+            let waited: Vec<Manifest> = stage
+                .objects
+                .iter()
+                .filter(|m| m.obj_ref() != me)
+                .cloned()
+                .collect();
+            if stage.wave.is_none() {
+                applier.rediscover();
+            } else if i < last && !wait_healthy(&mut applier, &waited, ctx.wave_timeout).await {
+                sync_error = Some(format!(
+                    "wave {} did not turn healthy within {:?}; later waves wait",
+                    stage.wave.unwrap_or(0),
+                    ctx.wave_timeout
+                ));
+                break;
+            }
+        }
+        if sync_error.is_none() {
+            for (r, av) in plan.prune.iter().map(|r| {
+                let av = previous
+                    .resources
+                    .iter()
+                    .find(|x| obj_ref_of(x) == *r)
+                    .map(api_version_of)
+                    .unwrap_or_default();
+                (r, av)
+            }) {
+                match applier.delete(r, &av).await {
+                    Ok(()) => entry.pruned.push(r.to_string()),
+                    Err(e) => sync_error = Some(format!("prune {r}: {e}")),
+                }
+            }
+        }
+        let finished = now();
+        operation = Some(OperationState {
+            phase: if sync_error.is_some() {
+                "Failed"
+            } else {
+                "Succeeded"
+            }
+            .into(),
+            message: Some(sync_error.clone().unwrap_or_else(|| {
+                format!(
+                    "successfully synced (created {}, updated {}, pruned {})",
+                    entry.created.len(),
+                    entry.updated.len(),
+                    entry.pruned.len()
+                )
+            })),
+            revision: Some(commit.sha.clone()),
+            started_at: Some(started.clone()),
+            finished_at: Some(finished.clone()),
+            retry_count: None,
+        });
+        entry.deployed_at = finished;
+    }
+    if let Some(e) = &sync_error {
+        conditions.push(condition("SyncError", e.clone()));
+    }
+
+    // Health and inventory, read back after the sync.
+    let mut resources = Vec::new();
+    let mut states = Vec::new();
+    let mut any_out_of_sync = false;
+    for m in &desired {
+        let r = m.obj_ref();
+        let av = m.object["apiVersion"].as_str().unwrap_or_default();
+        let l = applier.live(&r, av).await.ok().flatten();
+        let h = match &l {
+            _ if r == me => None,
+            Some(l) => health::of(l),
+            None => Some(health::missing()),
+        };
+        if let Some(h) = &h {
+            states.push(h.state);
+        }
+        let in_sync = l
+            .as_ref()
+            .is_some_and(|l| crate::diff::differences(&m.object, l).is_empty());
+        any_out_of_sync |= !in_sync;
+        let (_, version) = split_api_version(av);
+        resources.push(ResourceStatus {
+            group: r.group.clone(),
+            version: version.to_string(),
+            kind: r.kind.clone(),
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            status: Some(if in_sync { "Synced" } else { "OutOfSync" }.into()),
+            health: h.map(|h| ResourceHealth {
+                status: h.state.to_string(),
+                message: (!h.message.is_empty()).then_some(h.message),
+            }),
+            sync_wave: plan::wave_of(&m.object).ok(),
+            created_namespace: false,
+        });
+    }
+    // Objects kept from earlier syncs (prune off or guarded) stay in the inventory.
+    for r in &previous.resources {
+        let kept = plan.held.iter().any(|h| match h {
+            plan::Held::PruneDisabled { obj } | plan::Held::PruneFalse { obj } => {
+                *obj == obj_ref_of(r)
+            }
+            plan::Held::EmptyNotAllowed { .. } | plan::Held::MassPrune { .. } => true,
+            _ => false,
+        }) && !resources.iter().any(|x| obj_ref_of(x) == obj_ref_of(r))
+            && !entry.pruned.contains(&obj_ref_of(r).to_string());
+        if kept
+            || (r.created_namespace && !resources.iter().any(|x| obj_ref_of(x) == obj_ref_of(r)))
+        {
+            let mut r = r.clone();
+            if !r.created_namespace {
+                r.status = Some("OutOfSync".into());
+                any_out_of_sync = true;
+            }
+            resources.push(r);
+        }
+    }
+    if created_ns {
+        resources.push(ResourceStatus {
+            version: "v1".into(),
+            kind: "Namespace".into(),
+            name: dest_ns.clone(),
+            created_namespace: true,
+            ..Default::default()
+        });
+    }
+    let worst = health::worst(states.iter().copied());
+    let worst_message = resources
+        .iter()
+        .filter_map(|r| r.health.as_ref().map(|h| (r, h)))
+        .find(|(_, h)| State::parse(&h.status) == worst && worst != State::Healthy)
+        .map(|(r, h)| {
+            format!(
+                "{}: {}",
+                obj_ref_of(r),
+                h.message.clone().unwrap_or_else(|| h.status.clone())
+            )
+        });
+
+    let mut history = previous.history.clone();
+    if should_sync && sync_error.is_none() {
+        history.push(entry);
+        let keep = cfg.history_limit.max(1);
+        if history.len() > keep {
+            history.drain(..history.len() - keep);
+        }
+    }
+    Ok(ApplicationStatus {
+        sync: Some(SyncStatus {
+            status: if any_out_of_sync {
+                "OutOfSync"
+            } else {
+                "Synced"
+            }
+            .into(),
+            revision: Some(commit.sha.clone()),
+        }),
+        health: Some(HealthStatus {
+            status: worst.to_string(),
+            message: worst_message,
+        }),
+        operation_state: operation,
+        resources,
+        history,
+        conditions,
+        reconciled_at: Some(now()),
+        source_type: Some(source_type.to_string()),
+    })
+}
+
+fn join(errs: &[crate::applier::ApplyError]) -> String {
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Wait until every object of a wave that has a health is Healthy (or Suspended), or time out.
+async fn wait_healthy(applier: &mut Applier, objects: &[Manifest], timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut ok = true;
+        for m in objects {
+            let av = m.object["apiVersion"].as_str().unwrap_or_default();
+            let state = match applier.live(&m.obj_ref(), av).await {
+                Ok(Some(l)) => health::of(&l).map(|h| h.state),
+                _ => Some(State::Missing),
+            };
+            if state.is_some_and(|s| s > State::Suspended) {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

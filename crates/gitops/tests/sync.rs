@@ -1,0 +1,252 @@
+//! The GitOps loop end to end against the embedded store and real Git repositories: an
+//! Application syncs its path, a push is applied, a removed file is pruned (and kept without
+//! prune), `git revert` rolls back, a broken revision applies nothing and is named, and an
+//! app-of-apps root creates its children.
+
+mod common;
+
+use common::{Repo, git, store};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, Patch, PatchParams};
+use metalgate_gitops::reconciler::{Context, Trigger, reconcile};
+use metalgate_k8s::crd::{Application, ApplicationStatus};
+
+fn cm(color: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: podinfo-ui\ndata:\n  PODINFO_UI_COLOR: '{color}'\n"
+    )
+}
+
+const SVC: &str =
+    "apiVersion: v1\nkind: Service\nmetadata:\n  name: podinfo\nspec:\n  ports:\n  - port: 9898\n";
+
+fn app(name: &str, url: &str, path: &str, prune: bool) -> String {
+    format!(
+        "apiVersion: metalgate.io/v1beta1
+kind: Application
+metadata:
+  name: {name}
+  namespace: metalgate-system
+spec:
+  source:
+    repoURL: {url}
+    targetRevision: main
+    path: {path}
+  destination:
+    server: https://kubernetes.default.svc
+    namespace: demo
+  syncPolicy:
+    automated: {{prune: {prune}, selfHeal: true}}
+    syncOptions: [CreateNamespace=true]
+"
+    )
+}
+
+async fn put_app(client: &kube::Client, yaml: &str) -> Application {
+    let api: Api<Application> = Api::namespaced(client.clone(), "metalgate-system");
+    let v: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+    let name = v["metadata"]["name"].as_str().unwrap().to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("kubectl").force(),
+        &Patch::Apply(v),
+    )
+    .await
+    .unwrap()
+}
+
+/// One pass on the Application as it is stored now.
+async fn pass(ctx: &Context, name: &str) -> ApplicationStatus {
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), "metalgate-system");
+    let app = api.get(name).await.unwrap();
+    reconcile(ctx, &app, Trigger::Auto).await
+}
+
+fn color(cm: &ConfigMap) -> String {
+    cm.data.as_ref().unwrap()["PODINFO_UI_COLOR"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_prune_revert_and_a_broken_revision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path());
+    let first = repo.commit(
+        &[
+            ("apps/podinfo/cm.yaml", &cm("#34577c")),
+            ("apps/podinfo/svc.yaml", SVC),
+        ],
+        "podinfo: first version",
+    );
+    let (_dir, _server, client) = store().await;
+    let ctx = Context::new(client.clone(), &tmp.path().join("data"));
+    put_app(&client, &app("podinfo", &repo.url(), "apps/podinfo", true)).await;
+
+    let s = pass(&ctx, "podinfo").await;
+    assert!(s.conditions.is_empty(), "{:?}", s.conditions);
+    let sync = s.sync.unwrap();
+    assert_eq!(
+        (sync.status.as_str(), sync.revision.as_deref()),
+        ("Synced", Some(first.as_str()))
+    );
+    assert_eq!(s.health.unwrap().status, "Healthy");
+    assert_eq!(s.history.len(), 1);
+    assert_eq!(
+        s.history[0].author.as_deref(),
+        Some("Ada Ops <ada@example.com>")
+    );
+    assert_eq!(
+        s.history[0].message.as_deref(),
+        Some("podinfo: first version")
+    );
+    assert_eq!(
+        s.history[0].created,
+        ["ConfigMap demo/podinfo-ui", "Service demo/podinfo"]
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "demo");
+    assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#34577c");
+    // The status a user reads with kubectl is the one written.
+    let apps: Api<Application> = Api::namespaced(client.clone(), "metalgate-system");
+    let stored = apps.get("podinfo").await.unwrap().status.unwrap();
+    assert_eq!(stored.sync.unwrap().status, "Synced");
+
+    // A push is applied and recorded.
+    let second = repo.commit(&[("apps/podinfo/cm.yaml", &cm("#ff0000"))], "podinfo: red");
+    let s = pass(&ctx, "podinfo").await;
+    assert_eq!(s.sync.unwrap().revision.as_deref(), Some(second.as_str()));
+    assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#ff0000");
+    assert_eq!(s.history.len(), 2);
+    assert_eq!(s.history[1].updated, ["ConfigMap demo/podinfo-ui"]);
+
+    // A removed file is pruned.
+    std::fs::remove_file(repo.work.join("apps/podinfo/svc.yaml")).unwrap();
+    repo.commit(&[], "podinfo: no service");
+    let s = pass(&ctx, "podinfo").await;
+    assert_eq!(s.history.last().unwrap().pruned, ["Service demo/podinfo"]);
+    assert!(svcs.get_opt("podinfo").await.unwrap().is_none());
+    assert!(
+        s.resources
+            .iter()
+            .any(|r| r.kind == "Namespace" && r.created_namespace),
+        "the namespace it created is in the inventory, never pruned"
+    );
+
+    // git revert brings it back.
+    git(&repo.work, &["revert", "--no-edit", "HEAD"]);
+    git(&repo.work, &["push", "-q", "origin", "HEAD"]);
+    let s = pass(&ctx, "podinfo").await;
+    assert!(svcs.get_opt("podinfo").await.unwrap().is_some());
+    assert!(
+        s.history
+            .last()
+            .unwrap()
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("Revert")
+    );
+
+    // A broken revision applies nothing and names the file and the field.
+    repo.commit(
+        &[
+            ("apps/podinfo/cm.yaml", &cm("#00ff00")),
+            ("apps/podinfo/svc.yaml", &format!("{SVC}  colour: red\n")),
+        ],
+        "broken",
+    );
+    let s = pass(&ctx, "podinfo").await;
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ComparisonError")
+        .expect("a condition");
+    assert!(
+        c.message
+            .contains("apps/podinfo/svc.yaml: document 1: Service demo/podinfo")
+            && c.message.contains("spec.colour"),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        color(&cms.get("podinfo-ui").await.unwrap()),
+        "#ff0000",
+        "the good file of a bad revision is not applied either"
+    );
+    assert_eq!(
+        s.history.len(),
+        4,
+        "no history for a sync that did not happen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_prune_a_removed_file_stays_and_the_app_is_out_of_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path());
+    repo.commit(
+        &[
+            ("apps/podinfo/cm.yaml", &cm("#34577c")),
+            ("apps/podinfo/svc.yaml", SVC),
+        ],
+        "first",
+    );
+    let (_dir, _server, client) = store().await;
+    let ctx = Context::new(client.clone(), &tmp.path().join("data"));
+    put_app(&client, &app("podinfo", &repo.url(), "apps/podinfo", false)).await;
+    pass(&ctx, "podinfo").await;
+    std::fs::remove_file(repo.work.join("apps/podinfo/svc.yaml")).unwrap();
+    repo.commit(&[], "no service");
+    let s = pass(&ctx, "podinfo").await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "demo");
+    assert!(
+        svcs.get_opt("podinfo").await.unwrap().is_some(),
+        "kept without prune"
+    );
+    assert_eq!(s.sync.unwrap().status, "OutOfSync");
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "OrphanedResourceWarning"
+                && c.message.contains("Service demo/podinfo")),
+        "{:?}",
+        s.conditions
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_of_apps_root_creates_its_children() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path());
+    let url = repo.url();
+    let child = app("podinfo", &url, "manifests/podinfo", true);
+    let root =
+        app("root", &url, "apps", true).replace("namespace: demo", "namespace: metalgate-system");
+    repo.commit(
+        &[
+            ("apps/root.yaml", &root),
+            ("apps/podinfo.yaml", &child),
+            ("manifests/podinfo/cm.yaml", &cm("#34577c")),
+        ],
+        "app of apps",
+    );
+    let (_dir, _server, client) = store().await;
+    let ctx = Context::new(client.clone(), &tmp.path().join("data"));
+    // The workshop's one kubectl apply: the root Application.
+    put_app(&client, &root).await;
+    let s = pass(&ctx, "root").await;
+    assert!(s.conditions.is_empty(), "{:?}", s.conditions);
+    // The root manages itself and its child.
+    let kinds: Vec<_> = s
+        .resources
+        .iter()
+        .map(|r| format!("{} {}", r.kind, r.name))
+        .collect();
+    assert_eq!(kinds, ["Application podinfo", "Application root"]);
+    let s = pass(&ctx, "podinfo").await;
+    assert_eq!(s.health.unwrap().status, "Healthy");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
+    assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#34577c");
+    // The root's health follows its children's once they report.
+    let s = pass(&ctx, "root").await;
+    assert_eq!(s.health.unwrap().status, "Healthy");
+}
