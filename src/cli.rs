@@ -67,6 +67,22 @@ pub struct ControllerArgs {
     /// This replica's node name (for the Lease holder and Events).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
+    /// Where the GitOps module keeps its Git cache and checkouts (`DATA_DIR/gitops`).
+    #[arg(long, default_value = "/var/lib/metalgate")]
+    pub data_dir: PathBuf,
+    /// How often the GitOps module compares each Application with Git without a trigger.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub gitops_poll: std::time::Duration,
+    /// Run the IPAM controller only, without the GitOps module.
+    #[arg(long)]
+    pub no_gitops: bool,
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    match metalgate_gitops::spec::parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("{s:?} is not a duration like 30s, 2m or 1m30s")),
+    }
 }
 
 /// `metalgate lab …`.
@@ -144,9 +160,12 @@ pub struct RunArgs {
     /// This node's address on the network it serves (its InternalIP).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
-    /// Components to run, comma-separated: controller, speaker, proxy; `all` or `none`.
+    /// Components to run, comma-separated: controller, gitops, speaker, proxy; `all` or `none`.
     #[arg(long, default_value = "all")]
     pub components: String,
+    /// How often the GitOps module compares each Application with Git without a trigger.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub gitops_poll: std::time::Duration,
     /// Join this API server instead of embedding one (needs --token-file).
     #[arg(long, conflicts_with = "kubeconfig")]
     pub api_server: Option<String>,

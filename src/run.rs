@@ -20,15 +20,25 @@ use crate::cli::RunArgs;
 
 /// Every component name `--components` accepts, with the component where this build has one.
 pub fn components() -> Vec<(&'static str, Option<Component>)> {
-    components_with(metalgate_proxy::Config::default())
+    components_with(
+        metalgate_proxy::Config::default(),
+        metalgate_gitops::runner::Config::default(),
+    )
 }
 
-/// [`components`], the proxy configured.
-pub fn components_with(proxy: metalgate_proxy::Config) -> Vec<(&'static str, Option<Component>)> {
+/// [`components`], the proxy and the GitOps module configured.
+pub fn components_with(
+    proxy: metalgate_proxy::Config,
+    gitops: metalgate_gitops::runner::Config,
+) -> Vec<(&'static str, Option<Component>)> {
     vec![
         (
             metalgate_controller::NAME,
             Some(metalgate_controller::component()),
+        ),
+        (
+            metalgate_gitops::runner::NAME,
+            Some(metalgate_gitops::runner::component(gitops)),
         ),
         (
             metalgate_speaker::NAME,
@@ -45,8 +55,9 @@ pub fn components_with(proxy: metalgate_proxy::Config) -> Vec<(&'static str, Opt
 pub fn select_components(
     spec: &str,
     proxy: metalgate_proxy::Config,
+    gitops: metalgate_gitops::runner::Config,
 ) -> anyhow::Result<Vec<(&'static str, Option<Component>)>> {
-    let known = components_with(proxy);
+    let known = components_with(proxy, gitops);
     match spec.trim() {
         "all" | "" => return Ok(known),
         "none" => return Ok(Vec::new()),
@@ -118,7 +129,12 @@ async fn wait_for_signal(shutdown: CancellationToken) {
 /// `metalgate run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     client::install_crypto_provider();
-    let selected = select_components(&args.components, args.proxy.config()?)?;
+    let gitops = metalgate_gitops::runner::Config {
+        data_dir: args.data_dir.clone(),
+        poll: args.gitops_poll,
+        ..Default::default()
+    };
+    let selected = select_components(&args.components, args.proxy.config()?, gitops)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
 
@@ -335,10 +351,24 @@ async fn alone(
 pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> {
     let ctx = alone(args.kubeconfig.as_deref(), args.node_name, None).await?;
     let cfg = metalgate_controller::Config {
-        namespace: args.namespace,
+        namespace: args.namespace.clone(),
         class: args.lb_class,
     };
-    metalgate_controller::reconciler::run(ctx, cfg).await
+    if args.no_gitops {
+        return metalgate_controller::reconciler::run(ctx, cfg).await;
+    }
+    let gitops = metalgate_gitops::runner::Config {
+        namespace: args.namespace,
+        data_dir: args.data_dir,
+        poll: args.gitops_poll,
+        ..Default::default()
+    };
+    // One process, two leader-elected loops; either ending ends the process.
+    tokio::try_join!(
+        metalgate_controller::reconciler::run(ctx.clone(), cfg),
+        metalgate_gitops::runner::run(ctx, gitops)
+    )
+    .map(|_| ())
 }
 
 /// `metalgate speaker`: the speaker alone, against a cluster or a store.

@@ -231,7 +231,7 @@ fn unknown_components_are_refused_with_the_known_list() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("frobnicator") && err.contains("controller, speaker, proxy"),
+        err.contains("frobnicator") && err.contains("controller, gitops, speaker, proxy"),
         "{err}"
     );
 }

@@ -23,6 +23,8 @@ use crate::desired::{ALLOCATED_FROM_POOL, Wanted, status_ips, wanted};
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "metalgate-controller";
+/// The coordination Lease the active controller replica holds (in its namespace).
+pub const LEASE: &str = "metalgate-controller";
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -400,7 +402,8 @@ const WRITE_CONCURRENCY: usize = 16;
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let me = format!("{}-{}", ctx.node.name, std::process::id());
-    let Some(lost) = crate::leader::acquire(&client, &cfg.namespace, &me, &ctx.shutdown).await
+    let Some(lost) =
+        metalgate_k8s::leader::acquire(&client, &cfg.namespace, LEASE, &me, &ctx.shutdown).await
     else {
         return Ok(());
     };

@@ -34,6 +34,7 @@ pub mod object;
 pub mod plan;
 pub mod reconciler;
 pub mod render;
+pub mod runner;
 pub mod spec;
 pub mod tracking;
 

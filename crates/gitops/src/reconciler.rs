@@ -32,6 +32,8 @@ pub struct Context {
     pub cache: Cache,
     /// Checkouts, one directory per commit.
     pub checkouts: PathBuf,
+    /// Writes the app's Events (`Synced`, `DriftReverted`, `SyncFailed`).
+    pub recorder: kube::runtime::events::Recorder,
     /// How long one wave may take to turn healthy before the next is applied anyway on a later
     /// pass (the sync stays Running meanwhile).
     pub wave_timeout: Duration,
@@ -41,6 +43,7 @@ impl Context {
     /// A context keeping its Git data under `data_dir/gitops`.
     pub fn new(client: kube::Client, data_dir: &Path) -> Self {
         Context {
+            recorder: metalgate_k8s::reflect::recorder(&client, FIELD_MANAGER, "gitops"),
             client,
             cache: Cache::new(data_dir.join("gitops/repos")),
             checkouts: data_dir.join("gitops/checkouts"),
@@ -404,9 +407,40 @@ async fn pass(
     })?;
     let needs_sync = desired.iter().any(|m| out_of_sync(m, &live)) || !plan.prune.is_empty();
     let synced_revision = previous.sync.as_ref().and_then(|s| s.revision.clone());
+    let new_revision = synced_revision.as_deref() != Some(&commit.sha);
+    // As ArgoCD: auto-sync follows new commits; a change made in the cluster is reverted only
+    // with selfHeal (else the app is OutOfSync and the diff says what differs).
+    let healing = cfg.automated && cfg.self_heal && !new_revision && needs_sync;
     let should_sync = match trigger {
         Trigger::Manual => true,
-        _ => cfg.automated && (needs_sync || synced_revision.as_deref() != Some(&commit.sha)),
+        _ => cfg.automated && (new_revision || healing),
+    };
+    let drift: Vec<String> = if healing {
+        desired
+            .iter()
+            .filter_map(|m| live.get(&m.obj_ref()).map(|l| (m, l)))
+            .flat_map(|(m, l)| {
+                crate::diff::differences(&m.object, l)
+                    .into_iter()
+                    .map(move |d| {
+                        let by = crate::diff::changed_by(l, &d.path, FIELD_MANAGER);
+                        let by = if by.is_empty() {
+                            "unknown".to_string()
+                        } else {
+                            by.join(", ")
+                        };
+                        format!("{}: {} (changed by {by})", m.obj_ref(), d.path)
+                    })
+            })
+            .chain(
+                desired
+                    .iter()
+                    .filter(|m| !live.contains_key(&m.obj_ref()))
+                    .map(|m| format!("{}: deleted", m.obj_ref())),
+            )
+            .collect()
+    } else {
+        Vec::new()
     };
 
     let mut conditions: Vec<ApplicationCondition> = cfg
@@ -424,7 +458,15 @@ async fn pass(
         author: Some(commit.author.clone()),
         message: Some(commit.summary.clone()),
         deploy_started_at: Some(started.clone()),
-        initiated_by: Some(trigger.as_str().into()),
+        initiated_by: Some(
+            if healing {
+                "self-heal"
+            } else {
+                trigger.as_str()
+            }
+            .into(),
+        ),
+        reverted: drift.clone(),
         ..Default::default()
     };
     let mut created_ns = false;
@@ -510,6 +552,41 @@ async fn pass(
     }
     if let Some(e) = &sync_error {
         conditions.push(condition("SyncError", e.clone()));
+    }
+    if should_sync {
+        use kube::Resource;
+        use kube::runtime::events::EventType;
+        let me_ref = app.object_ref(&());
+        let (type_, reason, note) = match &sync_error {
+            Some(e) => (
+                EventType::Warning,
+                "SyncFailed",
+                format!("sync to {} failed: {e}", short(&commit.sha)),
+            ),
+            None if !drift.is_empty() => (
+                EventType::Normal,
+                "DriftReverted",
+                format!(
+                    "reverted to Git ({}): {}",
+                    short(&commit.sha),
+                    drift.join("; ")
+                ),
+            ),
+            None => (
+                EventType::Normal,
+                "Synced",
+                format!(
+                    "synced to {} \"{}\" by {}: created {}, updated {}, pruned {}",
+                    short(&commit.sha),
+                    commit.summary,
+                    commit.author,
+                    entry.created.len(),
+                    entry.updated.len(),
+                    entry.pruned.len()
+                ),
+            ),
+        };
+        metalgate_k8s::reflect::publish(&ctx.recorder, &me_ref, type_, reason, note).await;
     }
 
     // Health and inventory, read back after the sync.
@@ -620,6 +697,10 @@ async fn pass(
         reconciled_at: Some(now()),
         source_type: Some(source_type.to_string()),
     })
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
 }
 
 fn join(errs: &[crate::applier::ApplyError]) -> String {

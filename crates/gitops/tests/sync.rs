@@ -250,3 +250,75 @@ async fn an_app_of_apps_root_creates_its_children() {
     let s = pass(&ctx, "root").await;
     assert_eq!(s.health.unwrap().status, "Healthy");
 }
+
+/// Edit the ConfigMap as `kubectl edit` would (a plain update by another manager).
+async fn edit_color(client: &kube::Client, color: &str) {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
+    cms.patch(
+        "podinfo-ui",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(serde_json::json!({"data": {"PODINFO_UI_COLOR": color}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_in_the_cluster_is_reverted_and_reported_only_with_self_heal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(tmp.path());
+    repo.commit(&[("apps/podinfo/cm.yaml", &cm("#34577c"))], "first");
+    let (_dir, _server, client) = store().await;
+    let ctx = Context::new(client.clone(), &tmp.path().join("data"));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
+
+    // Without selfHeal: the edit stays, and the app says it is out of sync.
+    let no_heal = app("podinfo", &repo.url(), "apps/podinfo", true)
+        .replace("selfHeal: true", "selfHeal: false");
+    put_app(&client, &no_heal).await;
+    pass(&ctx, "podinfo").await;
+    edit_color(&client, "#000000").await;
+    let s = pass(&ctx, "podinfo").await;
+    assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#000000");
+    assert_eq!(s.sync.unwrap().status, "OutOfSync");
+    assert_eq!(s.history.len(), 1);
+
+    // With selfHeal: reverted, recorded in history and in an Event naming field and manager.
+    put_app(&client, &app("podinfo", &repo.url(), "apps/podinfo", true)).await;
+    let s = pass(&ctx, "podinfo").await;
+    assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#34577c");
+    assert_eq!(s.sync.unwrap().status, "Synced");
+    let last = s.history.last().unwrap();
+    assert_eq!(last.initiated_by.as_deref(), Some("self-heal"));
+    assert_eq!(
+        last.reverted,
+        ["ConfigMap demo/podinfo-ui: data.PODINFO_UI_COLOR (changed by kubectl-edit)"]
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), "metalgate-system");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let list = events.list(&Default::default()).await.unwrap();
+        if list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("DriftReverted")
+                && e.involved_object.name.as_deref() == Some("podinfo")
+                && e.message.as_deref().is_some_and(|m| {
+                    m.contains("data.PODINFO_UI_COLOR") && m.contains("kubectl-edit")
+                })
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            list.items
+                .iter()
+                .map(|e| (&e.reason, &e.message))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

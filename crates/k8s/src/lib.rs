@@ -13,6 +13,7 @@
 //! - [`admin`]: the HTTP endpoint serving them;
 //! - [`process`]: logging and the runtime around each binary's command;
 //! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`, `Application`);
+//! - [`leader`]: one active replica per component, by a coordination Lease;
 //! - [`reflect`]: cached watches that wake a component on any change, and its Event recorder.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod client;
 pub mod component;
 pub mod crd;
+pub mod leader;
 pub mod manifests;
 pub mod metrics;
 pub mod node;

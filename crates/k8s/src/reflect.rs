@@ -59,3 +59,24 @@ pub fn recorder(client: &Client, controller: &str, instance: &str) -> Recorder {
         },
     )
 }
+
+/// Publish an Event about `regarding` (a warning is logged when it cannot be written: an Event
+/// is a report, never a reason to fail).
+pub async fn publish(
+    recorder: &Recorder,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    note: String,
+) {
+    let ev = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, regarding).await {
+        tracing::warn!(error = %e, reason, "publishing an event failed");
+    }
+}

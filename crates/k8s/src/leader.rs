@@ -1,4 +1,5 @@
-//! One writer at a time: a coordination Lease held by the active controller replica.
+//! One writer at a time: a coordination Lease held by the active replica of a component (the
+//! IPAM controller's `metalgate-controller`, the GitOps module's `metalgate-gitops`).
 
 use std::time::Duration;
 
@@ -7,8 +8,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio_util::sync::CancellationToken;
 
-/// The Lease's name.
-pub const LEASE: &str = "metalgate-controller";
 /// How long a holder keeps the Lease without renewing it.
 pub const DURATION_SECS: i32 = 15;
 const RENEW: Duration = Duration::from_secs(3);
@@ -25,12 +24,12 @@ fn expired(l: &Lease) -> bool {
     renew.0.as_second() + i64::from(dur) < jiff::Timestamp::now().as_second()
 }
 
-async fn try_acquire(api: &Api<Lease>, me: &str) -> Result<bool, kube::Error> {
-    match api.get_opt(LEASE).await? {
+async fn try_acquire(api: &Api<Lease>, lease: &str, me: &str) -> Result<bool, kube::Error> {
+    match api.get_opt(lease).await? {
         None => {
             let lease = Lease {
                 metadata: ObjectMeta {
-                    name: Some(LEASE.into()),
+                    name: Some(lease.into()),
                     ..Default::default()
                 },
                 spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
@@ -62,7 +61,7 @@ async fn try_acquire(api: &Api<Lease>, me: &str) -> Result<bool, kube::Error> {
             spec.lease_duration_seconds = Some(DURATION_SECS);
             spec.renew_time = Some(now());
             // The resourceVersion in `l` makes this a compare-and-swap.
-            match api.replace(LEASE, &PostParams::default(), &l).await {
+            match api.replace(lease, &PostParams::default(), &l).await {
                 Ok(_) => Ok(true),
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                 Err(e) => Err(e),
@@ -71,17 +70,18 @@ async fn try_acquire(api: &Api<Lease>, me: &str) -> Result<bool, kube::Error> {
     }
 }
 
-/// Wait until this replica holds the Lease (or `shutdown`). Returns a token cancelled when
+/// Wait until this replica holds Lease `lease` (or `shutdown`). Returns a token cancelled when
 /// the Lease is lost; a task keeps renewing it until then.
 pub async fn acquire(
     client: &kube::Client,
     namespace: &str,
+    lease: &str,
     me: &str,
     shutdown: &CancellationToken,
 ) -> Option<CancellationToken> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     loop {
-        match try_acquire(&api, me).await {
+        match try_acquire(&api, lease, me).await {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "lease not acquired yet"),
@@ -91,9 +91,10 @@ pub async fn acquire(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
-    tracing::info!(identity = me, "controller leadership acquired");
+    tracing::info!(identity = me, lease, "leadership acquired");
     let lost = CancellationToken::new();
     let (api2, me2, lost2, stop) = (api.clone(), me.to_string(), lost.clone(), shutdown.clone());
+    let lease2 = lease.to_string();
     tokio::spawn(async move {
         let mut failures = 0;
         loop {
@@ -101,16 +102,16 @@ pub async fn acquire(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(RENEW) => {}
             }
-            match try_acquire(&api2, &me2).await {
+            match try_acquire(&api2, &lease2, &me2).await {
                 Ok(true) => failures = 0,
                 Ok(false) => {
-                    tracing::warn!("controller leadership lost");
+                    tracing::warn!(lease = %lease2, "leadership lost");
                     lost2.cancel();
                     return;
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!(error = %e, "renewing the controller lease failed");
+                    tracing::warn!(lease = %lease2, error = %e, "renewing the lease failed");
                     if failures * RENEW.as_secs() as i32 >= DURATION_SECS {
                         lost2.cancel();
                         return;

@@ -1,0 +1,161 @@
+//! The GitOps component: leader-elected, it watches Applications and gives each one a
+//! [`reconcile`](crate::reconciler::reconcile) pass when its spec changes, when it carries the
+//! refresh annotation, and on the poll — several apps at once (bounded), never two passes of one
+//! app at the same time, so two quick pushes end in the later commit's state.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
+use metalgate_k8s::crd::Application;
+use metalgate_k8s::{Component, ComponentContext, leader, reflect};
+use tokio::task::JoinSet;
+
+use crate::reconciler::{Context, Trigger, reconcile};
+
+/// The component name used by `metalgate run --components`.
+pub const NAME: &str = "gitops";
+/// The coordination Lease the active replica holds.
+pub const LEASE: &str = "metalgate-gitops";
+/// The annotations that ask for a pass now (ours, and ArgoCD's; any value).
+pub const REFRESH_ANNOTATIONS: [&str; 2] = ["metalgate.io/refresh", "argocd.argoproj.io/refresh"];
+
+/// How the component runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The namespace of the Applications and the Lease.
+    pub namespace: String,
+    /// Where Git data is kept (`<data_dir>/gitops`).
+    pub data_dir: PathBuf,
+    /// How often each app is compared with Git without a trigger.
+    pub poll: Duration,
+    /// How many apps sync at once.
+    pub parallel: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            namespace: "metalgate-system".into(),
+            data_dir: PathBuf::from("/var/lib/metalgate"),
+            poll: Duration::from_secs(30),
+            parallel: 4,
+        }
+    }
+}
+
+/// The module as a component.
+pub fn component(cfg: Config) -> Component {
+    Component::new(NAME, move |ctx: ComponentContext| {
+        let cfg = cfg.clone();
+        Box::pin(run(ctx, cfg))
+    })
+}
+
+/// What decides that an app is due.
+#[derive(Default)]
+struct Seen {
+    /// The spec last reconciled (as JSON).
+    spec: String,
+    /// When its last pass ended.
+    at: Option<Instant>,
+}
+
+fn refresh_requested(app: &Application) -> bool {
+    let a = app.metadata.annotations.as_ref();
+    REFRESH_ANNOTATIONS
+        .iter()
+        .any(|k| a.is_some_and(|a| a.contains_key(*k)))
+}
+
+/// Run until `ctx.shutdown` (or until leadership is lost).
+pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
+    let client = ctx.client.clone();
+    let me = format!("{}-{}", ctx.node.name, std::process::id());
+    let Some(lost) = leader::acquire(&client, &cfg.namespace, LEASE, &me, &ctx.shutdown).await
+    else {
+        return Ok(());
+    };
+    let mut watches = reflect::Watches::new();
+    let apps_api: Api<Application> = Api::namespaced(client.clone(), &cfg.namespace);
+    let apps = watches.store(apps_api.clone(), watcher::Config::default());
+    if apps.wait_until_ready().await.is_err() {
+        anyhow::bail!("the Application watch ended before its first list");
+    }
+    let rctx = Arc::new(Context::new(client.clone(), &cfg.data_dir));
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut running: HashSet<String> = HashSet::new();
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
+    let tick = Duration::from_secs(1).min(cfg.poll);
+    loop {
+        for app in apps.state() {
+            let Some(name) = app.metadata.name.clone() else {
+                continue;
+            };
+            if running.contains(&name) || running.len() >= cfg.parallel.max(1) {
+                continue;
+            }
+            let spec = serde_json::to_string(&app.spec).unwrap_or_default();
+            let s = seen.entry(name.clone()).or_default();
+            let trigger = if refresh_requested(&app) {
+                Some(Trigger::Refresh)
+            } else if s.spec != spec || s.at.is_none_or(|t| t.elapsed() >= cfg.poll) {
+                Some(Trigger::Auto)
+            } else {
+                None
+            };
+            let Some(trigger) = trigger else { continue };
+            s.spec = spec;
+            running.insert(name.clone());
+            let (rctx, api, task_name) = (rctx.clone(), apps_api.clone(), name.clone());
+            let handle = tasks.spawn(async move {
+                let name = task_name;
+                if trigger == Trigger::Refresh {
+                    let clear: serde_json::Map<String, serde_json::Value> = REFRESH_ANNOTATIONS
+                        .iter()
+                        .map(|k| (k.to_string(), serde_json::Value::Null))
+                        .collect();
+                    let patch = serde_json::json!({"metadata": {"annotations": clear}});
+                    if let Err(e) = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                    {
+                        tracing::warn!(app = %name, error = %e, "could not clear the refresh annotation");
+                    }
+                }
+                reconcile(&rctx, &app, trigger).await;
+            });
+            by_task.insert(handle.id(), name);
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = lost.cancelled() => {
+                tracing::warn!("gitops leadership lost; stopping");
+                break;
+            }
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match &done {
+                    Ok((id, ())) => *id,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a sync pass failed");
+                        e.id()
+                    }
+                };
+                if let Some(name) = by_task.remove(&id) {
+                    running.remove(&name);
+                    if let Some(s) = seen.get_mut(&name) {
+                        s.at = Some(Instant::now());
+                    }
+                }
+            }
+            _ = watches.changed() => {}
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+    tasks.shutdown().await;
+    Ok(())
+}

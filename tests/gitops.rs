@@ -1,0 +1,157 @@
+//! The GitOps module as a user runs it: `metalgate run` with the gitops component, a Git
+//! repository, `kubectl apply` of an Application — then a push is applied (on the refresh
+//! annotation at once, and on the poll), and `kubectl get applications` tells the state.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Metalgate, free_port};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada Ops")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada Ops")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn push_color(work: &Path, color: &str) -> String {
+    std::fs::create_dir_all(work.join("apps/podinfo")).unwrap();
+    std::fs::write(
+        work.join("apps/podinfo/ui.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: podinfo-ui\ndata:\n  PODINFO_UI_COLOR: '{color}'\n"),
+    )
+    .unwrap();
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", &format!("podinfo: {color}")]);
+    git(work, &["push", "-q", "origin", "HEAD:main"]);
+    git(work, &["rev-parse", "HEAD"])
+}
+
+/// Wait (at most `limit`) until the ConfigMap has `color`; how long it took.
+fn wait_color(mg: &Metalgate, color: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let out = mg.kubectl(&[
+            "get",
+            "configmap",
+            "podinfo-ui",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.PODINFO_UI_COLOR}",
+        ]);
+        if String::from_utf8_lossy(&out.stdout) == color {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "podinfo-ui never turned {color} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_push_is_applied_on_refresh_and_on_the_poll() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, bare) = (tmp.path().join("work"), tmp.path().join("ops-demo.git"));
+    std::fs::create_dir_all(&work).unwrap();
+    git(
+        tmp.path(),
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    push_color(&work, "#34577c");
+
+    let mg = Metalgate::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        "gitops",
+        &["--gitops-poll", "5s"],
+    );
+    let app = format!(
+        "apiVersion: v1
+kind: Namespace
+metadata: {{name: metalgate-system}}
+---
+apiVersion: metalgate.io/v1beta1
+kind: Application
+metadata: {{name: podinfo, namespace: metalgate-system}}
+spec:
+  source: {{repoURL: 'file://{}', targetRevision: main, path: apps/podinfo}}
+  destination: {{server: 'https://kubernetes.default.svc', namespace: demo}}
+  syncPolicy:
+    automated: {{prune: true, selfHeal: true}}
+    syncOptions: [CreateNamespace=true]
+",
+        bare.display()
+    );
+    let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_color(&mg, "#34577c", Duration::from_secs(20));
+
+    // A push and the refresh annotation: applied without waiting for the poll.
+    let sha = push_color(&work, "#ff0000");
+    mg.kubectl_ok(&[
+        "annotate",
+        "application",
+        "podinfo",
+        "-n",
+        "metalgate-system",
+        "metalgate.io/refresh=now",
+    ]);
+    let took = wait_color(&mg, "#ff0000", Duration::from_secs(10));
+    assert!(
+        took < Duration::from_secs(3),
+        "refresh took {took:?}, longer than the poll"
+    );
+
+    // kubectl shows it synced at that commit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = mg.kubectl_ok(&["get", "applications", "-n", "metalgate-system"]);
+        if table.contains("Synced") && table.contains("Healthy") && table.contains(&sha) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{table}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let annotated = mg.kubectl_ok(&[
+        "get",
+        "application",
+        "podinfo",
+        "-n",
+        "metalgate-system",
+        "-o",
+        "jsonpath={.metadata.annotations}",
+    ]);
+    assert!(
+        !annotated.contains("metalgate.io/refresh"),
+        "the annotation is cleared: {annotated}"
+    );
+
+    // A push alone is found by the poll.
+    push_color(&work, "#00ff00");
+    wait_color(&mg, "#00ff00", Duration::from_secs(20));
+}
