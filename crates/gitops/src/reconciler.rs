@@ -213,15 +213,7 @@ async fn render_checkout(
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let kind = render::detect(&names, cfg.kustomize, cfg.helm.is_some());
     let rel = cfg.path.to_string_lossy().to_string();
-    let bad = |errs: Vec<render::RenderError>| {
-        fail(
-            "ComparisonError",
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    };
+    let bad = |errs: Vec<render::RenderError>| fail("ComparisonError", join(&errs));
     let manifests = match kind {
         SourceType::Directory => {
             render::read_directory(root, &cfg.path, &cfg.directory).map_err(bad)?
@@ -328,15 +320,8 @@ async fn pass(
     previous: &ApplicationStatus,
     trigger: Trigger,
 ) -> Result<ApplicationStatus, Failure> {
-    let cfg = AppConfig::from_spec(name, &app.spec).map_err(|errs| {
-        fail(
-            "InvalidSpecError",
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let cfg = AppConfig::from_spec(name, &app.spec)
+        .map_err(|errs| fail("InvalidSpecError", join(&errs)))?;
     let started = now();
     let (commit, root) = checkout(ctx, &cfg).await?;
     let (source_type, mut desired) = render_checkout(name, &cfg, &root).await?;
@@ -396,15 +381,8 @@ async fn pass(
         live.get(&m.obj_ref())
             .is_none_or(|l| !crate::diff::differences(&m.object, l).is_empty())
     };
-    let plan = plan::plan(&cfg.plan, &desired, &owned, &live).map_err(|errs| {
-        fail(
-            "ComparisonError",
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let plan = plan::plan(&cfg.plan, &desired, &owned, &live)
+        .map_err(|errs| fail("ComparisonError", join(&errs)))?;
     let needs_sync = desired.iter().any(|m| out_of_sync(m, &live)) || !plan.prune.is_empty();
     let synced_revision = previous.sync.as_ref().and_then(|s| s.revision.clone());
     let new_revision = synced_revision.as_deref() != Some(&commit.sha);
@@ -703,7 +681,8 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
-fn join(errs: &[crate::applier::ApplyError]) -> String {
+/// Every problem in one condition message.
+fn join<E: std::fmt::Display>(errs: &[E]) -> String {
     errs.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
