@@ -172,9 +172,12 @@ pub struct RunArgs {
     /// Bearer token for --api-server.
     #[arg(long, requires = "api_server")]
     pub token_file: Option<PathBuf>,
-    /// CA certificate for --api-server.
+    /// CA certificate for --api-server (required, unless --insecure-skip-tls-verify).
     #[arg(long, requires = "api_server")]
     pub ca_file: Option<PathBuf>,
+    /// Join --api-server without verifying its certificate (logged as a warning; for tests).
+    #[arg(long, requires = "api_server", conflicts_with = "ca_file")]
+    pub insecure_skip_tls_verify: bool,
     /// Join the cluster or store this kubeconfig names instead of embedding one.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,

@@ -87,20 +87,33 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn join_kubeconfig(url: &str, token_file: &Path, ca_file: Option<&Path>) -> anyhow::Result<String> {
-    let token = std::fs::read_to_string(token_file)
-        .with_context(|| format!("--token-file {}", token_file.display()))?;
-    let tls = match ca_file {
-        Some(ca) => {
+/// A kubeconfig for `--api-server`. Without a CA the server's certificate could not be
+/// verified: that takes an explicit `--insecure-skip-tls-verify`, never silence.
+fn join_kubeconfig(
+    url: &str,
+    token_file: &Path,
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> anyhow::Result<String> {
+    let tls = match (ca_file, insecure) {
+        (Some(ca), _) => {
             let abs =
                 std::fs::canonicalize(ca).with_context(|| format!("--ca-file {}", ca.display()))?;
             format!("certificate-authority: {}", abs.display())
         }
-        None => {
-            tracing::warn!("no --ca-file: the API server's certificate is not verified");
+        (None, true) => {
+            tracing::warn!(
+                api_server = url,
+                "--insecure-skip-tls-verify: the API server's certificate is NOT verified; anyone on the path can read the token"
+            );
             "insecure-skip-tls-verify: true".to_string()
         }
+        (None, false) => bail!(
+            "--api-server {url} needs --ca-file (the API server's CA certificate, e.g. DATA_DIR/tls/ca.crt of the node that embeds the store), or --insecure-skip-tls-verify to connect without verifying it"
+        ),
     };
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("--token-file {}", token_file.display()))?;
     Ok(format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    {tls}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
         token.trim()
@@ -149,7 +162,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .token_file
             .as_deref()
             .context("--api-server needs --token-file")?;
-        let text = join_kubeconfig(url, token, args.ca_file.as_deref())?;
+        let text = join_kubeconfig(
+            url,
+            token,
+            args.ca_file.as_deref(),
+            args.insecure_skip_tls_verify,
+        )?;
         (client::from_kubeconfig_str(&text).await?, None, None)
     } else if let Some(kc) = &args.kubeconfig {
         (client::from_kubeconfig(kc).await?, None, None)

@@ -285,3 +285,86 @@ fn sigterm_stops_run_even_when_its_output_pipes_are_closed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Joining an API server verifies its certificate: without `--ca-file` it takes an explicit
+/// `--insecure-skip-tls-verify` (with a warning), and a CA that did not sign the server's
+/// certificate is refused.
+#[test]
+fn joining_an_api_server_needs_its_ca_or_an_explicit_insecure_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mg = Metalgate::start(&data, free_port(), &[]);
+    let bin = env!("CARGO_BIN_EXE_metalgate");
+    let url = format!("https://127.0.0.1:{}", mg.port);
+    let token = data.join("tls/token");
+    let join = |extra: &[&str], node: &str| {
+        Command::new(bin)
+            .args([
+                "run",
+                "--components",
+                "none",
+                "--node-name",
+                node,
+                "--api-server",
+                &url,
+                "--token-file",
+            ])
+            .arg(&token)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let nodes = || mg.kubectl_ok(&["get", "nodes", "-o", "name"]);
+
+    // No CA: refused at once, naming both ways out; no Node registered.
+    let mut plain = join(&[], "plain");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while plain.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = plain.kill();
+            let _ = plain.wait();
+            panic!("metalgate joined --api-server without a CA or the insecure flag");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = plain.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--ca-file") && err.contains("--insecure-skip-tls-verify"),
+        "{err}"
+    );
+    assert!(!nodes().contains("plain"));
+
+    // A CA that did not sign the server's certificate: the node never gets in.
+    let other_ca = dir.path().join("other-ca.crt");
+    let c = rcgen::generate_simple_self_signed(vec!["elsewhere".into()]).unwrap();
+    std::fs::write(&other_ca, c.cert.pem()).unwrap();
+    let mut wrong = join(&["--ca-file", other_ca.to_str().unwrap()], "wrong-ca");
+
+    // The explicit flag joins, and says what it gives up.
+    let mut insecure = join(&["--insecure-skip-tls-verify"], "insecure");
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = nodes();
+        if seen.contains("insecure") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(seen.contains("node/insecure"), "{seen}");
+    assert!(
+        !seen.contains("wrong-ca"),
+        "a wrong CA must not be accepted: {seen}"
+    );
+    for child in [&mut wrong, &mut insecure] {
+        let _ = child.kill();
+    }
+    let out = insecure.wait_with_output().unwrap();
+    let _ = wrong.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NOT verified"), "{err}");
+}
