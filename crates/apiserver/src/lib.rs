@@ -9,19 +9,33 @@
 //! server-side `Table`s, schema validation, and CRDs that make their kinds served — over
 //! HTTPS with a bearer token, persisted in redb.
 //!
-//! Where to start reading: [`ApiServer::start`] (server.rs) → `handler.rs` (routing and the
-//! write pipeline) → `store.rs` (persistence and watch history) → `fields.rs` (server-side
-//! apply) → `validation.rs`.
+//! Where to start reading: [`ApiServer::start`] (`server`) → `request` (the chain every request
+//! goes through) → `kinds` (what each built-in kind is) → `store`.
+//!
+//! - `server` — the HTTPS listener and the handle that starts and stops the store.
+//! - `request` — authentication, decoding, routing, reads, the write pipeline, deletes, `/scale`.
+//! - `kinds` — the built-in kinds as table entries: names, subresources, typed checks, rules,
+//!   defaults and `kubectl get` columns.
+//! - `registry` — the kinds served now: the built-ins and those applied CRDs add.
+//! - `validation` — structure (typed forms and CRD schemas), names and metadata.
+//! - `defaults` — ClusterIP and NodePort allocation, Namespace, Secret and CRD status defaults.
+//! - `fields` — server-side apply: managed fields, ownership and conflicts.
+//! - `patch` — merge, JSON and strategic merge patches; `shape` — how lists merge.
+//! - `selectors` — label and field selectors; `table` — server-side `Table`s.
+//! - `openapi` — OpenAPI v3 documents; `convert` — core ↔ events.k8s.io Events.
+//! - `store` — persistence in redb, resourceVersions and watch history.
+//! - `tls` — the CA, serving certificate, token and kubeconfig; `error` — `Status` errors.
 #![forbid(unsafe_code)]
 
 mod convert;
 mod defaults;
 mod error;
 mod fields;
-mod handler;
+mod kinds;
 mod openapi;
 mod patch;
 mod registry;
+mod request;
 mod selectors;
 mod server;
 mod shape;
@@ -31,6 +45,6 @@ mod tls;
 mod validation;
 
 pub use error::{ApiError, Cause};
-pub use handler::{Admission, KUBE_VERSION};
+pub use request::{Admission, KUBE_VERSION};
 pub use server::{ApiServer, Config};
 pub use tls::write_kubeconfig;

@@ -50,6 +50,8 @@ pub struct ResourceDef {
     pub categories: Vec<String>,
     /// Whether `/status` is a subresource (spec and status written separately).
     pub has_status: bool,
+    /// Whether `/scale` is a subresource (`spec.replicas` read and written as a `Scale`).
+    pub has_scale: bool,
     /// Validation.
     pub schema: Schema,
     /// Printer columns for a CRD's kind.
@@ -117,135 +119,41 @@ impl ResourceDef {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if self.has_scale {
+            out.push(json!({
+                "name": format!("{}/scale", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         out
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn builtin(
-    group: &str,
-    version: &str,
-    kind: &str,
-    plural: &str,
-    namespaced: bool,
-    short: &[&str],
-    all: bool,
-    has_status: bool,
-) -> ResourceDef {
-    ResourceDef {
-        group: group.into(),
-        version: version.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-        singular: kind.to_ascii_lowercase(),
-        namespaced,
-        short_names: short.iter().map(|s| s.to_string()).collect(),
-        categories: if all { vec!["all".into()] } else { vec![] },
-        has_status,
-        schema: Schema::Builtin,
-        printer_columns: Vec::new(),
-        crd: None,
-    }
-}
-
-/// The built-in kinds the store serves.
+/// The built-in kinds the store serves, from the table in `kinds`.
 pub fn builtins() -> Vec<ResourceDef> {
-    vec![
-        builtin(
-            "",
-            "v1",
-            "Namespace",
-            "namespaces",
-            false,
-            &["ns"],
-            false,
-            true,
-        ),
-        builtin("", "v1", "Service", "services", true, &["svc"], true, true),
-        builtin(
-            "",
-            "v1",
-            "Endpoints",
-            "endpoints",
-            true,
-            &["ep"],
-            false,
-            false,
-        ),
-        builtin("", "v1", "Secret", "secrets", true, &[], false, false),
-        builtin(
-            "",
-            "v1",
-            "ConfigMap",
-            "configmaps",
-            true,
-            &["cm"],
-            false,
-            false,
-        ),
-        builtin("", "v1", "Node", "nodes", false, &["no"], false, true),
-        builtin("", "v1", "Event", "events", true, &["ev"], false, false),
-        builtin(
-            "events.k8s.io",
-            "v1",
-            "Event",
-            "events",
-            true,
-            &["ev"],
-            false,
-            false,
-        ),
-        builtin(
-            "discovery.k8s.io",
-            "v1",
-            "EndpointSlice",
-            "endpointslices",
-            true,
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "networking.k8s.io",
-            "v1",
-            "Ingress",
-            "ingresses",
-            true,
-            &["ing"],
-            false,
-            true,
-        ),
-        builtin(
-            "networking.k8s.io",
-            "v1",
-            "IngressClass",
-            "ingressclasses",
-            false,
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "coordination.k8s.io",
-            "v1",
-            "Lease",
-            "leases",
-            true,
-            &[],
-            false,
-            false,
-        ),
-        builtin(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-            false,
-            &["crd", "crds"],
-            false,
-            true,
-        ),
-    ]
+    crate::kinds::BUILTINS
+        .iter()
+        .map(|k| ResourceDef {
+            group: k.group.into(),
+            version: k.version.into(),
+            kind: k.kind.into(),
+            plural: k.plural.into(),
+            singular: k.kind.to_ascii_lowercase(),
+            namespaced: k.namespaced,
+            short_names: k.short.iter().map(|s| s.to_string()).collect(),
+            categories: if k.in_all { vec!["all".into()] } else { vec![] },
+            has_status: k.status,
+            has_scale: k.scale,
+            schema: Schema::Builtin,
+            printer_columns: Vec::new(),
+            crd: None,
+        })
+        .collect()
 }
 
 /// The resource definitions derived from one CRD object, one per served version.
@@ -298,6 +206,7 @@ pub fn defs_from_crd(crd: &Value) -> Vec<ResourceDef> {
             short_names: strs(&names["shortNames"]),
             categories: strs(&names["categories"]),
             has_status: v["subresources"]["status"].is_object(),
+            has_scale: false,
             schema: Schema::Crd(Arc::new(schema)),
             printer_columns,
             crd: crd_name.clone(),

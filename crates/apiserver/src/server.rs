@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -17,13 +15,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{self, State};
 use crate::registry::{Registry, defs_from_crd};
+use crate::request::{self, Body, State};
 use crate::store::{DEFAULT_HISTORY, Store, Write};
 use crate::tls::{self, Credentials};
-
-/// The response body type.
-pub type Body = BoxBody<Bytes, Infallible>;
 
 /// How to run the store.
 #[derive(Clone)]
@@ -159,7 +154,7 @@ impl ApiServer {
 }
 
 async fn seed_namespaces(state: &State) -> anyhow::Result<()> {
-    let now = handler::now();
+    let now = request::now();
     let mut txn = state.store.txn().await;
     let mut writes = Vec::new();
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -221,7 +216,7 @@ async fn serve(
             };
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
-                async move { Ok::<Response<Body>, Infallible>(handler::handle(state, req).await) }
+                async move { Ok::<Response<Body>, Infallible>(request::handle(state, req).await) }
             });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), svc)

@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::registry::ResourceDef;
+use crate::kinds::{
+    self,
+    print::{age, created},
+};
+use crate::registry::{ResourceDef, Schema};
 
 /// Which object a row carries (`includeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,290 +33,9 @@ impl Include {
     }
 }
 
-/// kubectl's HumanDuration.
-pub fn human_duration(secs: i64) -> String {
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    let s = secs.max(0);
-    let (m, h, d) = (s / 60, s / 3600, s / 86400);
-    if s < 120 {
-        format!("{s}s")
-    } else if m < 10 {
-        if s % 60 == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{}s", s % 60)
-        }
-    } else if m < 180 {
-        format!("{m}m")
-    } else if h < 8 {
-        if m % 60 == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{}m", m % 60)
-        }
-    } else if h < 48 {
-        format!("{h}h")
-    } else if h < 24 * 8 {
-        if h % 24 == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{}h", h % 24)
-        }
-    } else if h < 24 * 365 * 2 {
-        format!("{d}d")
-    } else if h < 24 * 365 * 8 {
-        let y = d / 365;
-        if d % 365 == 0 {
-            format!("{y}y")
-        } else {
-            format!("{y}y{}d", d % 365)
-        }
-    } else {
-        format!("{}y", d / 365)
-    }
-}
-
-fn age(ts: &Value) -> String {
-    match ts.as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()) {
-        Some(t) => human_duration(jiff::Timestamp::now().as_second() - t.as_second()),
-        None => "<unknown>".into(),
-    }
-}
-
 fn col(name: &str, ty: &str, priority: i64, description: &str) -> Value {
     let format = if name == "Name" { "name" } else { "" };
     json!({"name": name, "type": ty, "format": format, "description": description, "priority": priority})
-}
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
-}
-
-fn or_none(s: String) -> String {
-    if s.is_empty() { "<none>".into() } else { s }
-}
-
-fn service_row(o: &Value) -> Vec<Value> {
-    let spec = &o["spec"];
-    let ty = spec["type"].as_str().unwrap_or("ClusterIP");
-    let cluster_ip = spec["clusterIP"].as_str().unwrap_or("<none>").to_string();
-    let ingress: Vec<String> = o["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| {
-            i["ip"]
-                .as_str()
-                .or(i["hostname"].as_str())
-                .map(str::to_string)
-        })
-        .collect();
-    let mut external: Vec<String> = strs(&spec["externalIPs"]);
-    let external_ip = match ty {
-        "LoadBalancer" => {
-            external.extend(ingress);
-            if external.is_empty() {
-                "<pending>".into()
-            } else {
-                external.join(",")
-            }
-        }
-        "ExternalName" => spec["externalName"]
-            .as_str()
-            .unwrap_or("<none>")
-            .to_string(),
-        _ => or_none(external.join(",")),
-    };
-    let ports: Vec<String> = spec["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let proto = p["protocol"].as_str().unwrap_or("TCP");
-            match p["nodePort"].as_i64() {
-                Some(np) if np != 0 => format!("{}:{np}/{proto}", p["port"]),
-                _ => format!("{}/{proto}", p["port"]),
-            }
-        })
-        .collect();
-    let selector = spec["selector"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default();
-    vec![
-        json!(ty),
-        json!(cluster_ip),
-        json!(external_ip),
-        json!(or_none(ports.join(","))),
-        json!(age(&o["metadata"]["creationTimestamp"])),
-        json!(or_none(selector)),
-    ]
-}
-
-fn node_row(o: &Value) -> Vec<Value> {
-    let ready = o["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .map(|c| {
-            if c["status"] == "True" {
-                "Ready"
-            } else {
-                "NotReady"
-            }
-        })
-        .unwrap_or("Unknown");
-    let mut status = ready.to_string();
-    if o["spec"]["unschedulable"].as_bool() == Some(true) {
-        status.push_str(",SchedulingDisabled");
-    }
-    let roles: Vec<String> = o["metadata"]["labels"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, _)| {
-            k.strip_prefix("node-role.kubernetes.io/")
-                .map(str::to_string)
-        })
-        .collect();
-    let addr = |t: &str| {
-        o["status"]["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["type"] == t)
-            .and_then(|a| a["address"].as_str())
-            .unwrap_or("<none>")
-            .to_string()
-    };
-    let info = &o["status"]["nodeInfo"];
-    vec![
-        json!(status),
-        json!(or_none(roles.join(","))),
-        json!(age(&o["metadata"]["creationTimestamp"])),
-        json!(info["kubeletVersion"].as_str().unwrap_or("")),
-        json!(addr("InternalIP")),
-        json!(addr("ExternalIP")),
-        json!(info["osImage"].as_str().unwrap_or("<unknown>")),
-        json!(info["kernelVersion"].as_str().unwrap_or("<unknown>")),
-    ]
-}
-
-fn ingress_row(o: &Value) -> Vec<Value> {
-    let hosts: Vec<String> = o["spec"]["rules"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| r["host"].as_str().unwrap_or("*").to_string())
-        .collect();
-    let addrs: Vec<String> = o["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| {
-            i["ip"]
-                .as_str()
-                .or(i["hostname"].as_str())
-                .map(str::to_string)
-        })
-        .collect();
-    let ports = if o["spec"]["tls"].as_array().is_some_and(|t| !t.is_empty()) {
-        "80, 443"
-    } else {
-        "80"
-    };
-    vec![
-        json!(o["spec"]["ingressClassName"].as_str().unwrap_or("<none>")),
-        json!(or_none(hosts.join(","))),
-        json!(addrs.join(",")),
-        json!(ports),
-        json!(age(&o["metadata"]["creationTimestamp"])),
-    ]
-}
-
-fn endpoints_row(o: &Value) -> Vec<Value> {
-    let mut eps = Vec::new();
-    for s in o["subsets"].as_array().into_iter().flatten() {
-        for a in s["addresses"].as_array().into_iter().flatten() {
-            for p in s["ports"].as_array().into_iter().flatten() {
-                eps.push(format!(
-                    "{}:{}",
-                    a["ip"].as_str().unwrap_or_default(),
-                    p["port"]
-                ));
-            }
-        }
-    }
-    let shown = if eps.len() > 3 {
-        format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
-    } else {
-        eps.join(",")
-    };
-    vec![
-        json!(or_none(shown)),
-        json!(age(&o["metadata"]["creationTimestamp"])),
-    ]
-}
-
-fn slice_row(o: &Value) -> Vec<Value> {
-    let ports: Vec<String> = o["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| p["port"].to_string())
-        .collect();
-    let eps: Vec<String> = o["endpoints"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|e| strs(&e["addresses"]))
-        .collect();
-    let shown = if eps.len() > 3 {
-        format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
-    } else {
-        eps.join(",")
-    };
-    vec![
-        json!(o["addressType"].as_str().unwrap_or_default()),
-        json!(or_none(ports.join(","))),
-        json!(or_none(shown)),
-        json!(age(&o["metadata"]["creationTimestamp"])),
-    ]
-}
-
-fn event_row(o: &Value) -> Vec<Value> {
-    let last = if o["lastTimestamp"].is_string() {
-        &o["lastTimestamp"]
-    } else {
-        &o["eventTime"]
-    };
-    let inv = &o["involvedObject"];
-    vec![
-        json!(age(last)),
-        json!(o["type"].as_str().unwrap_or_default()),
-        json!(o["reason"].as_str().unwrap_or_default()),
-        json!(format!(
-            "{}/{}",
-            inv["kind"]
-                .as_str()
-                .unwrap_or_default()
-                .to_ascii_lowercase(),
-            inv["name"].as_str().unwrap_or_default()
-        )),
-        json!(o["message"].as_str().unwrap_or_default()),
-    ]
 }
 
 /// Evaluate the simple JSONPath of a printer column (`.status.assigned`, `.spec.items[0].x`).
@@ -353,145 +76,36 @@ fn columns_and_cells(def: &ResourceDef) -> (Vec<Value>, Cells) {
         0,
         "CreationTimestamp is a timestamp representing the server time when this object was created.",
     );
-    let creation = |o: &Value| json!(age(&o["metadata"]["creationTimestamp"]));
-    match (def.group.as_str(), def.kind.as_str()) {
-        ("", "Service") => (
-            vec![
-                name,
-                col("Type", "string", 0, ""),
-                col("Cluster-IP", "string", 0, ""),
-                col("External-IP", "string", 0, ""),
-                col("Port(s)", "string", 0, ""),
-                age_col,
-                col("Selector", "string", 1, ""),
-            ],
-            Box::new(service_row),
-        ),
-        ("", "Node") => (
-            vec![
-                name,
-                col("Status", "string", 0, ""),
-                col("Roles", "string", 0, ""),
-                age_col,
-                col("Version", "string", 0, ""),
-                col("Internal-IP", "string", 1, ""),
-                col("External-IP", "string", 1, ""),
-                col("OS-Image", "string", 1, ""),
-                col("Kernel-Version", "string", 1, ""),
-            ],
-            Box::new(node_row),
-        ),
-        ("", "Namespace") => (
-            vec![name, col("Status", "string", 0, ""), age_col],
-            Box::new(move |o: &Value| {
-                vec![
-                    json!(o["status"]["phase"].as_str().unwrap_or("Active")),
-                    creation(o),
-                ]
-            }),
-        ),
-        ("", "Endpoints") => (
-            vec![name, col("Endpoints", "string", 0, ""), age_col],
-            Box::new(endpoints_row),
-        ),
-        ("", "Secret") => (
-            vec![
-                name,
-                col("Type", "string", 0, ""),
-                col("Data", "string", 0, ""),
-                age_col,
-            ],
-            Box::new(move |o: &Value| {
-                vec![
-                    json!(o["type"].as_str().unwrap_or("Opaque")),
-                    json!(o["data"].as_object().map_or(0, |m| m.len())),
-                    creation(o),
-                ]
-            }),
-        ),
-        ("", "ConfigMap") => (
-            vec![name, col("Data", "string", 0, ""), age_col],
-            Box::new(move |o: &Value| {
-                let n = o["data"].as_object().map_or(0, |m| m.len())
-                    + o["binaryData"].as_object().map_or(0, |m| m.len());
-                vec![json!(n), creation(o)]
-            }),
-        ),
-        ("", "Event") => (
-            vec![
-                col("Last Seen", "string", 0, ""),
-                col("Type", "string", 0, ""),
-                col("Reason", "string", 0, ""),
-                col("Object", "string", 0, ""),
-                col("Message", "string", 0, ""),
-                col("Name", "string", 1, ""),
-            ],
-            Box::new(|o: &Value| {
-                let mut r = event_row(o);
-                r.push(json!(o["metadata"]["name"].as_str().unwrap_or_default()));
-                r
-            }),
-        ),
-        ("discovery.k8s.io", "EndpointSlice") => (
-            vec![
-                name,
-                col("AddressType", "string", 0, ""),
-                col("Ports", "string", 0, ""),
-                col("Endpoints", "string", 0, ""),
-                age_col,
-            ],
-            Box::new(slice_row),
-        ),
-        ("networking.k8s.io", "Ingress") => (
-            vec![
-                name,
-                col("Class", "string", 0, ""),
-                col("Hosts", "string", 0, ""),
-                col("Address", "string", 0, ""),
-                col("Ports", "string", 0, ""),
-                age_col,
-            ],
-            Box::new(ingress_row),
-        ),
-        ("networking.k8s.io", "IngressClass") => (
-            vec![
-                name,
-                col("Controller", "string", 0, ""),
-                col("Parameters", "string", 0, ""),
-                age_col,
-            ],
-            Box::new(move |o: &Value| {
-                let p = &o["spec"]["parameters"];
-                let params = if p.is_object() {
-                    format!(
-                        "{}/{}",
-                        p["kind"].as_str().unwrap_or_default(),
-                        p["name"].as_str().unwrap_or_default()
-                    )
+    let builtin = match def.schema {
+        Schema::Builtin => kinds::find(&def.group, &def.kind).and_then(|k| k.printer),
+        Schema::Crd(_) => None,
+    };
+    match builtin {
+        Some(p) => {
+            let mut cols = if p.named { vec![name] } else { vec![] };
+            cols.extend(p.columns.iter().map(|c| {
+                if c.name == "Age" {
+                    age_col.clone()
                 } else {
-                    "<none>".into()
-                };
-                vec![
-                    json!(o["spec"]["controller"].as_str().unwrap_or_default()),
-                    json!(params),
-                    creation(o),
-                ]
-            }),
-        ),
-        ("coordination.k8s.io", "Lease") => (
-            vec![name, col("Holder", "string", 0, ""), age_col],
-            Box::new(move |o: &Value| {
-                vec![
-                    json!(o["spec"]["holderIdentity"].as_str().unwrap_or_default()),
-                    creation(o),
-                ]
-            }),
-        ),
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => (
-            vec![name, col("Created At", "date", 0, "")],
-            Box::new(|o: &Value| vec![o["metadata"]["creationTimestamp"].clone()]),
-        ),
-        _ if !def.printer_columns.is_empty() => {
+                    col(c.name, c.ty, c.priority, "")
+                }
+            }));
+            let named = p.named;
+            let row = p.row;
+            (
+                cols,
+                Box::new(move |o: &Value| {
+                    let mut cells = if named {
+                        vec![o["metadata"]["name"].clone()]
+                    } else {
+                        vec![]
+                    };
+                    cells.extend(row(o));
+                    cells
+                }),
+            )
+        }
+        None if !def.printer_columns.is_empty() => {
             let mut cols = vec![name];
             let pcs = def.printer_columns.clone();
             for pc in &pcs {
@@ -521,15 +135,17 @@ fn columns_and_cells(def: &ResourceDef) -> (Vec<Value>, Cells) {
                         })
                         .collect();
                     if !has_age {
-                        row.push(creation(o));
+                        row.push(created(o));
                     }
-                    row
+                    let mut cells = vec![o["metadata"]["name"].clone()];
+                    cells.extend(row);
+                    cells
                 }),
             )
         }
-        _ => (
+        None => (
             vec![name, age_col],
-            Box::new(move |o: &Value| vec![creation(o)]),
+            Box::new(|o: &Value| vec![o["metadata"]["name"].clone(), created(o)]),
         ),
     }
 }
@@ -543,10 +159,7 @@ pub fn table(
     cont: Option<&str>,
 ) -> Value {
     let (columns, cells) = columns_and_cells(def);
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| row(def, o, include, &cells))
-        .collect();
+    let rows: Vec<Value> = objects.iter().map(|o| row(o, include, &cells)).collect();
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if let Some(c) = cont {
         meta["continue"] = json!(c);
@@ -560,19 +173,8 @@ pub fn table(
     })
 }
 
-fn row(
-    def: &ResourceDef,
-    o: &Value,
-    include: Include,
-    cells: &dyn Fn(&Value) -> Vec<Value>,
-) -> Value {
-    let mut c = Vec::new();
-    let is_event = def.kind == "Event" && def.group.is_empty();
-    if !is_event {
-        c.push(o["metadata"]["name"].clone());
-    }
-    c.extend(cells(o));
-    let mut r = json!({"cells": c});
+fn row(o: &Value, include: Include, cells: &dyn Fn(&Value) -> Vec<Value>) -> Value {
+    let mut r = json!({"cells": cells(o)});
     match include {
         Include::None => {}
         Include::Object => r["object"] = o.clone(),
@@ -595,37 +197,49 @@ pub fn table_for_one(def: &ResourceDef, o: &Value, include: Include) -> Value {
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": o["metadata"]["resourceVersion"]},
         "columnDefinitions": columns,
-        "rows": [row(def, o, include, &cells)],
+        "rows": [row(o, include, &cells)],
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::builtins;
 
-    #[test]
-    fn durations_read_like_kubectl() {
-        for (s, want) in [
-            (5, "5s"),
-            (119, "119s"),
-            (125, "2m5s"),
-            (600, "10m"),
-            (3 * 3600 + 60, "3h1m"),
-            (10 * 3600, "10h"),
-            (3 * 86400 + 3600, "3d1h"),
-            (30 * 86400, "30d"),
-        ] {
-            assert_eq!(human_duration(s), want);
-        }
+    fn def(kind: &str) -> ResourceDef {
+        builtins().into_iter().find(|d| d.kind == kind).unwrap()
     }
 
     #[test]
-    fn service_columns_show_pending_and_ports() {
-        let o = json!({"spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.10", "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]}, "status": {"loadBalancer": {}}});
-        let r = service_row(&o);
-        assert_eq!(r[2], json!("<pending>"));
-        assert_eq!(r[3], json!("80:30080/TCP"));
-        let o2 = json!({"spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.10", "ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"ip": "192.168.56.200"}]}}});
-        assert_eq!(service_row(&o2)[2], json!("192.168.56.200"));
+    fn builtin_rows_lead_with_the_name_but_events() {
+        let svc = Arc::new(
+            json!({"metadata": {"name": "podinfo"}, "spec": {"type": "ClusterIP", "clusterIP": "10.43.0.10", "ports": [{"port": 9898}]}}),
+        );
+        let t = table(&def("Service"), &[svc], Include::None, 1, None);
+        assert_eq!(t["columnDefinitions"][0]["name"], "Name");
+        assert_eq!(t["rows"][0]["cells"][0], "podinfo");
+        assert_eq!(t["rows"][0]["cells"][4], "9898/TCP");
+        let ev = Arc::new(
+            json!({"metadata": {"name": "e1"}, "type": "Warning", "reason": "AccessDenied", "involvedObject": {"kind": "Ingress", "name": "web"}, "message": "m"}),
+        );
+        let t = table(&def("Event"), &[ev], Include::None, 1, None);
+        assert_eq!(t["columnDefinitions"][0]["name"], "Last Seen");
+        assert_eq!(t["rows"][0]["cells"][3], "ingress/web");
+    }
+
+    #[test]
+    fn columns_and_cells_agree_for_every_kind() {
+        let o = Arc::new(
+            json!({"metadata": {"name": "x", "creationTimestamp": "2026-01-01T00:00:00Z"}}),
+        );
+        for d in builtins() {
+            let t = table(&d, std::slice::from_ref(&o), Include::None, 1, None);
+            assert_eq!(
+                t["columnDefinitions"].as_array().unwrap().len(),
+                t["rows"][0]["cells"].as_array().unwrap().len(),
+                "{}",
+                d.kind
+            );
+        }
     }
 }

@@ -1,0 +1,152 @@
+//! Deletes: one object (preconditions, finalizers, dry runs) and collections.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use hyper::Response;
+use serde_json::{Value, json};
+
+use super::decode::{Ctx, parse_body};
+use super::gc::{cascade, empty_after, finish_namespace};
+use super::read::{Filter, list_prefix, present};
+use super::response::{Body, json_response};
+use super::state::{State, now};
+use super::target::Target;
+use super::write::crd_side_effects;
+use crate::error::{ApiError, ApiResult};
+use crate::store::{Txn, Write};
+
+pub(super) async fn delete(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    t: &Target,
+    name: &str,
+) -> ApiResult<Response<Body>> {
+    let opts: Value = if ctx.body.is_empty() {
+        json!({})
+    } else {
+        parse_body(&ctx.body, "application/json").unwrap_or(json!({}))
+    };
+    let mut txn = state.store.txn().await;
+    let key = t.def.key(t.namespace.as_deref(), name);
+    let old = txn
+        .get(&key)
+        .ok_or_else(|| ApiError::not_found(&t.def.plural, &t.def.group, name))?;
+    if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str() {
+        if Some(rv) != old["metadata"]["resourceVersion"].as_str() {
+            return Err(ApiError::conflict(&t.def.plural, &t.def.group, name));
+        }
+    }
+    if let Some(uid) = opts["preconditions"]["uid"].as_str() {
+        if Some(uid) != old["metadata"]["uid"].as_str() {
+            return Err(ApiError::conflict(&t.def.plural, &t.def.group, name));
+        }
+    }
+    let dry = ctx.dry_run()
+        || opts["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    let (resp, code) = delete_in_txn(state, &mut txn, t, &key, &old, dry)?;
+    Ok(json_response(code, &present(&t.def, &resp), &[]))
+}
+
+pub(super) fn delete_in_txn(
+    state: &State,
+    txn: &mut Txn<'_>,
+    t: &Target,
+    key: &str,
+    old: &Value,
+    dry: bool,
+) -> ApiResult<(Value, StatusCode)> {
+    let now = now();
+    let has_finalizers = old["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    let is_ns = t.def.kind == "Namespace" && t.def.group.is_empty();
+    if has_finalizers || is_ns {
+        let mut o = old.clone();
+        if o["metadata"]["deletionTimestamp"].is_null() {
+            o["metadata"]["deletionTimestamp"] = json!(now);
+            o["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        }
+        if is_ns {
+            o["status"]["phase"] = json!("Terminating");
+        }
+        if dry {
+            return Ok((o, StatusCode::OK));
+        }
+        let mut writes = vec![Write::Put(key.to_string(), o.clone())];
+        if is_ns {
+            writes.extend(cascade(txn, &state.registry, &t.def, &o, &now));
+            let ns = o["metadata"]["name"].as_str().unwrap_or_default();
+            let removing: Vec<String> = writes
+                .iter()
+                .filter_map(|w| match w {
+                    Write::Delete(k) => Some(k.clone()),
+                    _ => None,
+                })
+                .collect();
+            // Everything left is being deleted: the namespace goes at once.
+            if empty_after(txn, &state.registry, ns, &removing) {
+                writes.push(Write::Delete(key.to_string()));
+            }
+        }
+        let stored = txn.commit(writes)?;
+        let out = stored
+            .into_iter()
+            .find(|s| s["metadata"]["uid"] == o["metadata"]["uid"])
+            .map(|s| (*s).clone())
+            .unwrap_or(o);
+        return Ok((out, StatusCode::OK));
+    }
+    if dry {
+        return Ok((old.clone(), StatusCode::OK));
+    }
+    let mut writes = cascade(txn, &state.registry, &t.def, old, &now);
+    writes.push(Write::Delete(key.to_string()));
+    if let Some(ns) = old["metadata"]["namespace"].as_str() {
+        let removing: Vec<String> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Delete(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(w) = finish_namespace(txn, &state.registry, ns, &removing) {
+            writes.push(w);
+        }
+    }
+    let stored = txn.commit(writes)?;
+    crd_side_effects(state, &t.def, old, true);
+    let out = stored
+        .into_iter()
+        .find(|s| s["metadata"]["uid"] == old["metadata"]["uid"])
+        .map(|s| (*s).clone())
+        .unwrap_or_else(|| old.clone());
+    Ok((out, StatusCode::OK))
+}
+
+pub(super) async fn delete_collection(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    t: &Target,
+) -> ApiResult<Response<Body>> {
+    let filter = Filter::from(ctx)?;
+    let mut txn = state.store.txn().await;
+    let victims: Vec<(String, Arc<Value>)> = txn
+        .list(&list_prefix(t))
+        .into_iter()
+        .filter(|(_, o)| filter.matches(o))
+        .collect();
+    let mut items = Vec::new();
+    for (k, o) in victims {
+        let (v, _) = delete_in_txn(state, &mut txn, t, &k, &o, ctx.dry_run())?;
+        items.push(present(&t.def, &v));
+    }
+    let rv = txn.resource_version();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+        &[],
+    ))
+}

@@ -1,0 +1,44 @@
+//! What every request shares: the store, the served kinds, the token, admission plug-ins, and
+//! the clock as Kubernetes writes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Shared state of a running store.
+pub struct State {
+    /// Objects.
+    pub store: Store,
+    /// Served kinds.
+    pub registry: Registry,
+    /// The bearer token.
+    pub token: String,
+    /// Bookmark period for watches that ask for them.
+    pub bookmark_interval: Duration,
+    /// Extra validation of writes (admission).
+    pub admission: Vec<Arc<dyn Admission>>,
+}
+
+/// Validation a write must pass beyond its schema, like a validating admission webhook.
+pub trait Admission: Send + Sync {
+    /// Problems with `obj` (a create or update of `group`/`kind`, spec part), given the other
+    /// objects of the same resource; empty when it may be written.
+    fn validate(
+        &self,
+        group: &str,
+        kind: &str,
+        obj: &Value,
+        others: &[Arc<Value>],
+    ) -> Vec<crate::Cause>;
+}
+
+/// Now, as Kubernetes writes timestamps.
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
