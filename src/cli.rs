@@ -31,6 +31,8 @@ pub enum Command {
     Controller(ControllerArgs),
     /// The speaker alone (a DaemonSet with hostNetwork and CAP_NET_RAW in a cluster).
     Speaker(SpeakerArgs),
+    /// The GitOps module alone: syncs Applications from Git (its own Deployment and RBAC).
+    Gitops(GitopsArgs),
     /// The ingress proxy alone, against a cluster or a running store.
     Proxy(metalgate_proxy::cli::ProxyArgs),
 }
@@ -42,7 +44,7 @@ pub struct SpeakerArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Namespace of the IPAddressPools and L2Advertisements.
-    #[arg(long, default_value = "metalgate-system")]
+    #[arg(long, default_value = metalgate_k8s::NAMESPACE)]
     pub namespace: String,
     /// This node's name.
     #[arg(long, env = "NODE_NAME")]
@@ -50,6 +52,49 @@ pub struct SpeakerArgs {
     /// This node's address: the speakers gossip on it (UDP 7946).
     #[arg(long, env = "NODE_IP")]
     pub node_ip: Option<IpAddr>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (`none` for off).
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    pub admin_listen: Listen,
+}
+
+/// `metalgate gitops`.
+#[derive(Debug, Clone, Args)]
+pub struct GitopsArgs {
+    /// Kubeconfig (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Applications and of the leader Lease.
+    #[arg(long, default_value = metalgate_k8s::NAMESPACE)]
+    pub namespace: String,
+    /// This replica's node name (for the Lease holder and Events).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Where the Git cache and checkouts live (`DATA_DIR/gitops`).
+    #[arg(long, default_value = "/var/lib/metalgate")]
+    pub data_dir: PathBuf,
+    /// How often each Application is compared with Git without a trigger.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    pub poll: std::time::Duration,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (`none` for off).
+    #[arg(long, default_value = "0.0.0.0:7473")]
+    pub admin_listen: Listen,
+}
+
+/// A listen address, or `none` for no listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "none" {
+            return Ok(Listen(None));
+        }
+        s.parse()
+            .map(|a| Listen(Some(a)))
+            .map_err(|e| format!("{s:?} is not an address like 0.0.0.0:7472 (or none): {e}"))
+    }
 }
 
 /// `metalgate controller`.
@@ -59,7 +104,7 @@ pub struct ControllerArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Namespace of the IPAddressPools and of the leader Lease.
-    #[arg(long, default_value = "metalgate-system")]
+    #[arg(long, default_value = metalgate_k8s::NAMESPACE)]
     pub namespace: String,
     /// The spec.loadBalancerClass served (Services without a class are served too).
     #[arg(long, default_value = "metalgate.io/lb")]
@@ -73,9 +118,13 @@ pub struct ControllerArgs {
     /// How often the GitOps module compares each Application with Git without a trigger.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub gitops_poll: std::time::Duration,
-    /// Run the IPAM controller only, without the GitOps module.
+    /// Run the IPAM controller only, without the GitOps module (`metalgate gitops` runs it
+    /// apart, with its own ServiceAccount).
     #[arg(long)]
     pub no_gitops: bool,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (`none` for off).
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    pub admin_listen: Listen,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -182,8 +231,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Serve `/metrics`, `/healthz` and `/readyz` here (off unless given).
-    #[arg(long)]
-    pub metrics_listen: Option<SocketAddr>,
+    #[arg(long, visible_alias = "metrics-listen")]
+    pub admin_listen: Option<SocketAddr>,
     /// The proxy component's settings.
     #[command(flatten)]
     pub proxy: metalgate_proxy::cli::ProxyOpts,
@@ -196,6 +245,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lab(cmd) => crate::lab::dispatch(cmd).await,
         Command::Controller(a) => crate::run::controller(a).await.map(|_| ExitCode::SUCCESS),
         Command::Speaker(a) => crate::run::speaker(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Gitops(a) => crate::run::gitops(a).await.map(|_| ExitCode::SUCCESS),
         Command::Proxy(a) => metalgate_proxy::cli::run(a)
             .await
             .map(|_| ExitCode::SUCCESS),

@@ -82,7 +82,7 @@ async fn external_ip(client: &kube::Client) -> Outcome {
             "no controller in this build yet: EXTERNAL-IP stays <pending>".into(),
         );
     }
-    let api: Api<Service> = Api::namespaced(client.clone(), "metalgate-system");
+    let api: Api<Service> = Api::namespaced(client.clone(), metalgate_k8s::NAMESPACE);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ip = api

@@ -233,14 +233,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    // 3. metalgate's own CRDs (standalone mode has nobody else to install them), then the
-    //    manifests.
+    // 3. metalgate's namespace and CRDs (standalone mode has nobody else to install them), then
+    //    the manifests.
     if server.is_some() {
         install_crds(&kube_client).await?;
     }
     let failed = apply_manifests(&kube_client, &args.manifests).await;
 
-    if let Some(addr) = args.metrics_listen {
+    if let Some(addr) = args.admin_listen {
         if selected.iter().any(|(n, _)| *n == metalgate_proxy::NAME) {
             metalgate_proxy::report_starting();
         }
@@ -312,9 +312,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Server-side apply metalgate's CRDs.
+/// Server-side apply metalgate's namespace and CRDs: a fresh store has neither, and the
+/// components' Leases and pools live there.
 async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
-    let text = metalgate_k8s::crd::yaml()?;
+    let text = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n---\n{}",
+        metalgate_k8s::NAMESPACE,
+        metalgate_k8s::crd::yaml()?
+    );
     let (docs, errors) = manifests::parse(Path::new("<built-in CRDs>"), &text);
     let report = manifests::apply(client, &docs, "metalgate").await;
     if let Some(e) = errors.into_iter().chain(report.errors).next() {
@@ -348,6 +353,7 @@ async fn alone(
     kubeconfig: Option<&Path>,
     node_name: Option<String>,
     node_ip: Option<IpAddr>,
+    admin_listen: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ComponentContext> {
     let client = match kubeconfig {
         Some(k) => client::from_kubeconfig(k).await?,
@@ -355,6 +361,14 @@ async fn alone(
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
+    if let Some(addr) = admin_listen {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metalgate_k8s::admin::serve(addr, stop).await {
+                tracing::error!(%addr, error = %format!("{e:#}"), "admin endpoint failed");
+            }
+        });
+    }
     Ok(ComponentContext {
         client,
         node: NodeIdentity {
@@ -367,7 +381,13 @@ async fn alone(
 
 /// `metalgate controller`: the controller alone, against a cluster or a store.
 pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> {
-    let ctx = alone(args.kubeconfig.as_deref(), args.node_name, None).await?;
+    let ctx = alone(
+        args.kubeconfig.as_deref(),
+        args.node_name,
+        None,
+        args.admin_listen.0,
+    )
+    .await?;
     let cfg = metalgate_controller::Config {
         namespace: args.namespace.clone(),
         class: args.lb_class,
@@ -391,10 +411,34 @@ pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> 
 
 /// `metalgate speaker`: the speaker alone, against a cluster or a store.
 pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
-    let ctx = alone(args.kubeconfig.as_deref(), args.node_name, args.node_ip).await?;
+    let ctx = alone(
+        args.kubeconfig.as_deref(),
+        args.node_name,
+        args.node_ip,
+        args.admin_listen.0,
+    )
+    .await?;
     let cfg = metalgate_speaker::announcer::Config {
         namespace: args.namespace,
         local_delivery: false,
     };
     metalgate_speaker::announcer::run(ctx, cfg).await
+}
+
+/// `metalgate gitops`: the GitOps module alone, with its own ServiceAccount.
+pub async fn gitops(args: crate::cli::GitopsArgs) -> anyhow::Result<()> {
+    let ctx = alone(
+        args.kubeconfig.as_deref(),
+        args.node_name,
+        None,
+        args.admin_listen.0,
+    )
+    .await?;
+    let cfg = metalgate_gitops::runner::Config {
+        namespace: args.namespace,
+        data_dir: args.data_dir,
+        poll: args.poll,
+        ..Default::default()
+    };
+    metalgate_gitops::runner::run(ctx, cfg).await
 }

@@ -368,3 +368,59 @@ fn joining_an_api_server_needs_its_ca_or_an_explicit_insecure_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("NOT verified"), "{err}");
 }
+
+/// GET `path` on loopback `port`: the status code, or `None` while nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn components_alone_serve_their_admin_endpoint_for_probes() {
+    // What the manifests' liveness and readiness probes ask of `metalgate controller` and
+    // `metalgate gitops` run as their own Deployments.
+    let dir = tempfile::tempdir().unwrap();
+    let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
+    for (cmd, extra) in [
+        ("controller", vec!["--no-gitops"]),
+        ("gitops", vec!["--data-dir", dir.path().to_str().unwrap()]),
+    ] {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+            .arg(cmd)
+            .args(["--kubeconfig", mg.kubeconfig().to_str().unwrap()])
+            .args(["--admin-listen", &format!("127.0.0.1:{port}")])
+            .args(&extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let mut seen = (None, None);
+        while std::time::Instant::now() < deadline {
+            seen = (http_status(port, "/healthz"), http_status(port, "/readyz"));
+            if seen == (Some(200), Some(200)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let metrics = http_status(port, "/metrics");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            seen,
+            (Some(200), Some(200)),
+            "metalgate {cmd}: /healthz, /readyz"
+        );
+        assert_eq!(metrics, Some(200), "metalgate {cmd}: /metrics");
+    }
+}

@@ -61,7 +61,7 @@ impl Default for Config {
             },
             classes: ClassSettings::default(),
             publish_service: Some(ObjKey {
-                namespace: "metalgate-system".into(),
+                namespace: metalgate_k8s::NAMESPACE.into(),
                 name: "metalgate-proxy".into(),
             }),
             access_log: true,

@@ -1,4 +1,4 @@
-//! The admin endpoint (`metalgate run --metrics-listen ADDR`, `metalgate proxy --admin-listen`): `/metrics` (Prometheus text
+//! The admin endpoint (`metalgate run --admin-listen ADDR`, `metalgate proxy --admin-listen`): `/metrics` (Prometheus text
 //! format, every registered component), `/healthz` and `/readyz` (every registered readiness
 //! check; 503 while one is not ready).
 

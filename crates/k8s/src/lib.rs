@@ -29,3 +29,7 @@ pub mod process;
 pub mod reflect;
 
 pub use component::{Component, ComponentContext, NodeIdentity};
+
+/// The namespace metalgate's own objects live in (pools, advertisements, Applications, Leases),
+/// unless a command's `--namespace` says otherwise.
+pub const NAMESPACE: &str = "metalgate-system";

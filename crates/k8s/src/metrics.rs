@@ -1,5 +1,5 @@
 //! A process-wide registry of Prometheus text-format sources. Components register a function
-//! that renders their metrics; `metalgate run --metrics-listen` serves them all at `/metrics`.
+//! that renders their metrics; `metalgate run --admin-listen` serves them all at `/metrics`.
 
 use std::sync::{Arc, Mutex};
 
