@@ -38,7 +38,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            namespace: "metalgate-system".into(),
+            namespace: metalgate_k8s::NAMESPACE.into(),
             class: crate::desired::DEFAULT_CLASS.into(),
         }
     }
@@ -97,6 +97,28 @@ struct State {
     /// The last failure reported per Service (so an Event is not repeated every pass).
     failures: HashMap<String, String>,
     pools_in_use: Vec<Pool>,
+    /// Each pool's usage as last computed, for `/metrics`.
+    usage: Arc<std::sync::Mutex<BTreeMap<String, metalgate_k8s::crd::IPAddressPoolStatus>>>,
+}
+
+/// Pool usage in the Prometheus text format.
+fn render_usage(usage: &BTreeMap<String, metalgate_k8s::crd::IPAddressPoolStatus>) -> String {
+    let mut out = String::from(
+        "# HELP metalgate_controller_pool_addresses Addresses of a pool by family and state (assigned or available).\n# TYPE metalgate_controller_pool_addresses gauge\n",
+    );
+    for (pool, s) in usage {
+        for (family, state, n) in [
+            ("ipv4", "assigned", s.assigned_ipv4),
+            ("ipv4", "available", s.available_ipv4),
+            ("ipv6", "assigned", s.assigned_ipv6),
+            ("ipv6", "available", s.available_ipv6),
+        ] {
+            out.push_str(&format!(
+                "metalgate_controller_pool_addresses{{pool=\"{pool}\",family=\"{family}\",state=\"{state}\"}} {n}\n"
+            ));
+        }
+    }
+    out
 }
 
 fn key(svc: &Service) -> String {
@@ -288,6 +310,10 @@ impl State {
     }
 
     async fn pool_status(&self, pools: &[Arc<IPAddressPool>]) {
+        self.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| pools.iter().any(|p| p.name_any() == *name));
         for p in pools {
             let s = self.alloc.stats(&p.name_any());
             let clamp = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);
@@ -297,6 +323,10 @@ impl State {
                 available_ipv4: clamp(s.available_v4),
                 available_ipv6: clamp(s.available_v6),
             };
+            self.usage
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(p.name_any(), want.clone());
             if p.status.as_ref() == Some(&want) {
                 continue;
             }
@@ -442,7 +472,13 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         seen: HashMap::new(),
         failures: HashMap::new(),
         pools_in_use: Vec::new(),
+        usage: Default::default(),
     };
+    let usage = st.usage.clone();
+    metalgate_k8s::metrics::register(
+        "controller",
+        Arc::new(move || render_usage(&usage.lock().unwrap_or_else(|e| e.into_inner()))),
+    );
     let ns_labels =
         |namespaces: &reflector::Store<Namespace>| -> HashMap<String, BTreeMap<String, String>> {
             namespaces

@@ -54,7 +54,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            namespace: "metalgate-system".into(),
+            namespace: metalgate_k8s::NAMESPACE.into(),
             local_delivery: false,
         }
     }
@@ -82,6 +82,8 @@ fn local_route(ip: std::net::Ipv4Addr, add: bool) {
 pub struct Counters {
     /// Replies sent.
     pub replied: AtomicU64,
+    /// Times this node started announcing an IP (its first assignment, or a takeover).
+    pub takeovers: AtomicU64,
     drops: [AtomicU64; Drop::ALL.len()],
 }
 
@@ -457,15 +459,31 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let counters = Arc::new(Counters::default());
     {
         let c = counters.clone();
+        let announced = shared.clone();
+        let node = me.clone();
         metalgate_k8s::metrics::register(
             "speaker",
             Arc::new(move || {
-                let mut out = metalgate_k8s::metrics::counter_family(
+                let mut owned = String::from(
+                    "# HELP metalgate_speaker_announced IPs this node answers ARP for (1 per IP and interface).\n# TYPE metalgate_speaker_announced gauge\n",
+                );
+                for a in announced.load().iter() {
+                    owned.push_str(&format!(
+                        "metalgate_speaker_announced{{ip=\"{}\",interface=\"{}\",node=\"{node}\"}} 1\n",
+                        a.ip, a.interface
+                    ));
+                }
+                owned.push_str(&format!(
+                    "# HELP metalgate_speaker_takeovers_total Times this node started announcing an IP (first assignment or failover).\n# TYPE metalgate_speaker_takeovers_total counter\nmetalgate_speaker_takeovers_total{{node=\"{node}\"}} {}\n",
+                    c.takeovers.load(Ordering::Relaxed)
+                ));
+                let mut out = owned;
+                out.push_str(&metalgate_k8s::metrics::counter_family(
                     "metalgate_speaker_arp_dropped_total",
                     "ARP frames the speaker did not answer, by reason.",
                     "reason",
                     &c.drops(),
-                );
+                ));
                 out.push_str(&format!(
                     "# HELP metalgate_speaker_arp_replies_total ARP replies sent.\n# TYPE metalgate_speaker_arp_replies_total counter\nmetalgate_speaker_arp_replies_total {}\n",
                     c.replied.load(Ordering::Relaxed)
@@ -650,6 +668,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         shared.store(Arc::new(announcements));
         for (ip, iface) in now.difference(&previous) {
             tracing::info!(%ip, interface = %iface, "announcing");
+            counters.takeovers.fetch_add(1, Ordering::Relaxed);
             if let Some(i) = ifaces.iter().find(|i| &i.name == iface) {
                 announce_burst(i.clone(), *ip);
             }

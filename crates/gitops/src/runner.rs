@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, Patch, PatchParams};
@@ -39,7 +40,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            namespace: "metalgate-system".into(),
+            namespace: metalgate_k8s::NAMESPACE.into(),
             data_dir: PathBuf::from("/var/lib/metalgate"),
             poll: Duration::from_secs(30),
             parallel: 4,
@@ -71,6 +72,38 @@ fn refresh_requested(app: &Application) -> bool {
         .any(|k| a.is_some_and(|a| a.contains_key(*k)))
 }
 
+/// Each Application's sync status and health (1 for the current value), and the passes made,
+/// in the Prometheus text format.
+fn render_metrics(apps: &[Arc<Application>], passes: u64) -> String {
+    let mut sync = String::from(
+        "# HELP metalgate_gitops_app_sync An Application's sync status (1 for the current one).\n# TYPE metalgate_gitops_app_sync gauge\n",
+    );
+    let mut health = String::from(
+        "# HELP metalgate_gitops_app_health An Application's health (1 for the current one).\n# TYPE metalgate_gitops_app_health gauge\n",
+    );
+    for app in apps {
+        let name = app.metadata.name.clone().unwrap_or_default();
+        let status = app.status.as_ref();
+        let s = status
+            .and_then(|s| s.sync.as_ref())
+            .map(|s| s.status.clone())
+            .unwrap_or_else(|| "Unknown".into());
+        let h = status
+            .and_then(|s| s.health.as_ref())
+            .map(|h| h.status.clone())
+            .unwrap_or_else(|| "Unknown".into());
+        sync.push_str(&format!(
+            "metalgate_gitops_app_sync{{app=\"{name}\",status=\"{s}\"}} 1\n"
+        ));
+        health.push_str(&format!(
+            "metalgate_gitops_app_health{{app=\"{name}\",status=\"{h}\"}} 1\n"
+        ));
+    }
+    format!(
+        "{sync}{health}# HELP metalgate_gitops_passes_total Reconcile passes made.\n# TYPE metalgate_gitops_passes_total counter\nmetalgate_gitops_passes_total {passes}\n"
+    )
+}
+
 /// Run until `ctx.shutdown` (or until leadership is lost).
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let client = ctx.client.clone();
@@ -84,6 +117,14 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let apps = watches.store(apps_api.clone(), watcher::Config::default());
     if apps.wait_until_ready().await.is_err() {
         anyhow::bail!("the Application watch ended before its first list");
+    }
+    let passes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let (apps, passes) = (apps.clone(), passes.clone());
+        metalgate_k8s::metrics::register(
+            NAME,
+            Arc::new(move || render_metrics(&apps.state(), passes.load(Ordering::Relaxed))),
+        );
     }
     let rctx = Arc::new(Context::new(client.clone(), &cfg.data_dir));
     let mut seen: HashMap<String, Seen> = HashMap::new();
@@ -112,6 +153,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             s.spec = spec;
             running.insert(name.clone());
             let (rctx, api, task_name) = (rctx.clone(), apps_api.clone(), name.clone());
+            let done = passes.clone();
             let handle = tasks.spawn(async move {
                 let name = task_name;
                 if trigger == Trigger::Refresh {
@@ -128,6 +170,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                     }
                 }
                 reconcile(&rctx, &app, trigger).await;
+                done.fetch_add(1, Ordering::Relaxed);
             });
             by_task.insert(handle.id(), name);
         }
