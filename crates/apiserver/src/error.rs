@@ -238,6 +238,13 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// 403: the authorizer said no (`message` names user, verb, resource and namespace).
+    pub fn forbidden(message: impl Into<String>, resource: &str, name: &str) -> Self {
+        let mut e = Self::new(403, "Forbidden", message);
+        e.details = Some((resource.to_string(), name.to_string()));
+        e
+    }
+
     /// The `Status` object.
     pub fn to_status(&self) -> Value {
         let mut status = json!({

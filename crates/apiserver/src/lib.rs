@@ -27,6 +27,7 @@
 //! - `tls` — the CA, serving certificate, token and kubeconfig; `error` — `Status` errors.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod convert;
 mod defaults;
 mod error;

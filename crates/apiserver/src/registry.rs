@@ -52,6 +52,8 @@ pub struct ResourceDef {
     pub has_status: bool,
     /// Whether `/scale` is a subresource (`spec.replicas` read and written as a `Scale`).
     pub has_scale: bool,
+    /// Whether objects are only created and answered, never stored (access reviews).
+    pub answered: bool,
     /// Validation.
     pub schema: Schema,
     /// Printer columns for a CRD's kind.
@@ -101,12 +103,26 @@ impl ResourceDef {
 
     /// The entry in an `APIResourceList`.
     pub fn discovery_entries(&self) -> Vec<Value> {
+        let verbs = if self.answered {
+            json!(["create"])
+        } else {
+            json!([
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch"
+            ])
+        };
         let mut out = vec![json!({
             "name": self.plural,
             "singularName": self.singular,
             "namespaced": self.namespaced,
             "kind": self.kind,
-            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            "verbs": verbs,
             "shortNames": self.short_names,
             "categories": self.categories,
         })];
@@ -117,6 +133,17 @@ impl ResourceDef {
                 "namespaced": self.namespaced,
                 "kind": self.kind,
                 "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if self.kind == "ServiceAccount" && self.group.is_empty() {
+            out.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
             }));
         }
         if self.has_scale {
@@ -149,6 +176,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             categories: if k.in_all { vec!["all".into()] } else { vec![] },
             has_status: k.status,
             has_scale: k.scale,
+            answered: k.answered,
             schema: Schema::Builtin,
             printer_columns: Vec::new(),
             crd: None,
@@ -207,6 +235,7 @@ pub fn defs_from_crd(crd: &Value) -> Vec<ResourceDef> {
             categories: strs(&names["categories"]),
             has_status: v["subresources"]["status"].is_object(),
             has_scale: false,
+            answered: false,
             schema: Schema::Crd(Arc::new(schema)),
             printer_columns,
             crd: crd_name.clone(),

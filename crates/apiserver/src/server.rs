@@ -84,6 +84,7 @@ impl ApiServer {
             store,
             registry,
             token: creds.token.clone(),
+            sa_key: crate::auth::tokens::key(&creds.sa_secret),
             bookmark_interval: cfg.bookmark_interval,
             admission: cfg.admission.clone(),
         });

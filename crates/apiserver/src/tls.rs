@@ -20,6 +20,8 @@ pub struct Credentials {
     pub ca_pem: String,
     /// The bearer token clients must send.
     pub token: String,
+    /// The secret ServiceAccount tokens are signed with (32 bytes).
+    pub sa_secret: Vec<u8>,
     /// Serving certificate chain (leaf first).
     pub cert_chain: Vec<CertificateDer<'static>>,
     /// Serving key (PKCS#8 DER).
@@ -66,6 +68,12 @@ pub fn load_or_create(dir: &Path, sans: &[String]) -> anyhow::Result<Credentials
     let ca_key_path = dir.join("ca.key");
     let ca_path = dir.join("ca.crt");
     let token_path = dir.join("token");
+    let sa_key_path = dir.join("serviceaccount.key");
+    if !sa_key_path.exists() {
+        let bytes: [u8; 32] = rand::random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&sa_key_path, &hex)?;
+    }
     if !ca_key_path.exists() || !ca_path.exists() {
         let key = KeyPair::generate()?;
         let cert = ca_params()?.self_signed(&key)?;
@@ -83,6 +91,15 @@ pub fn load_or_create(dir: &Path, sans: &[String]) -> anyhow::Result<Credentials
     // only its name and key, both of which are fixed.
     let issuer = Issuer::new(ca_params()?, ca_key);
     let token = fs::read_to_string(&token_path)?.trim().to_string();
+    let sa_hex = fs::read_to_string(&sa_key_path)?;
+    let sa_secret: Vec<u8> = (0..sa_hex.trim().len() / 2)
+        .filter_map(|i| u8::from_str_radix(sa_hex.trim().get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    anyhow::ensure!(
+        sa_secret.len() == 32,
+        "{} is not 64 hex digits",
+        sa_key_path.display()
+    );
 
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params
@@ -113,6 +130,7 @@ pub fn load_or_create(dir: &Path, sans: &[String]) -> anyhow::Result<Credentials
     Ok(Credentials {
         ca_pem,
         token,
+        sa_secret,
         cert_chain: vec![cert.der().clone(), ca_der],
         key_der: key.serialize_der(),
     })

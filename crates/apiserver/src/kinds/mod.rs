@@ -91,6 +91,8 @@ pub struct Kind {
     pub scale: bool,
     /// Whether the kind has a spec, so that `metadata.generation` counts its changes.
     pub spec: bool,
+    /// Whether objects are only created and answered, never stored (access reviews).
+    pub answered: bool,
     /// Structure: types and unknown fields, from the typed form.
     pub structure: fn(&Value, &mut Findings),
     /// The rules the API documents for the kind, each cause naming its field.
@@ -133,6 +135,7 @@ const BASE: Kind = Kind {
     status: false,
     scale: false,
     spec: true,
+    answered: false,
     structure: no_structure,
     rules: no_rules,
     defaults: no_defaults,
@@ -500,6 +503,34 @@ pub static BUILTINS: &[Kind] = &[
         spec: false,
         structure: typed::<api::admissionregistration::v1::MutatingWebhookConfiguration>,
         printer: Some(cluster::WEBHOOKS),
+        ..BASE
+    },
+    // Asked, answered, never stored.
+    Kind {
+        group: "authorization.k8s.io",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        namespaced: false,
+        answered: true,
+        structure: typed::<api::authorization::v1::SelfSubjectAccessReview>,
+        ..BASE
+    },
+    Kind {
+        group: "authorization.k8s.io",
+        kind: "SubjectAccessReview",
+        plural: "subjectaccessreviews",
+        namespaced: false,
+        answered: true,
+        structure: typed::<api::authorization::v1::SubjectAccessReview>,
+        ..BASE
+    },
+    Kind {
+        group: "authentication.k8s.io",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        namespaced: false,
+        answered: true,
+        structure: typed::<api::authentication::v1::SelfSubjectReview>,
         ..BASE
     },
     Kind {

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use crate::auth::UserInfo;
 use crate::error::{ApiError, ApiResult};
 
 /// The largest request body accepted (kube-apiserver's limit is 3 MiB).
@@ -20,6 +21,8 @@ pub(super) struct Ctx {
     pub(super) query: HashMap<String, String>,
     pub(super) headers: HeaderMap,
     pub(super) body: Bytes,
+    /// Who asks (`None` on a public path without a token).
+    pub(super) user: Option<UserInfo>,
 }
 
 impl Ctx {
@@ -29,6 +32,7 @@ impl Ctx {
         query: HashMap<String, String>,
         headers: HeaderMap,
         body: Incoming,
+        user: Option<UserInfo>,
     ) -> ApiResult<Ctx> {
         let body = Limited::new(body, MAX_BODY)
             .collect()
@@ -48,6 +52,7 @@ impl Ctx {
             query,
             headers,
             body,
+            user,
         })
     }
 

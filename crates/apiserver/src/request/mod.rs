@@ -1,24 +1,28 @@
 //! The request path, laid out as kube-apiserver's chain: authentication → decode → route to a
 //! resource → reads, or writes through admission and validation → storage → encode.
 //!
-//! - `authn` — who is asking (the bearer token).
+//! - `authn` — who is asking (the admin's token or a ServiceAccount's), impersonation.
+//! - `authz` — RBAC on the store's Roles and bindings; 403 as kube-apiserver words it.
 //! - `decode` — query, headers, body (JSON/YAML, 3 MiB), field manager and validation.
 //! - `discovery` — groups, resources and OpenAPI documents.
 //! - `target` — which resource, namespace, name and subresource a URL names.
 //! - `read` — get, list and watch.
 //! - `admit` — the write pipeline: metadata, structure, defaults, rules, admission, fields.
-//! - `write` — create, update, patch and apply; `scale` — the `/scale` subresource; `delete` — deletes; `gc` — what a delete takes
+//! - `write` — create, update, patch and apply; `scale` — the `/scale` subresource;
+//!   `reviews` — TokenRequests and access reviews, answered and never stored; `delete` — deletes; `gc` — what a delete takes
 //!   with it.
 //! - `response` — JSON answers and `Status` errors.
 
 mod admit;
 mod authn;
+mod authz;
 mod decode;
 mod delete;
 mod discovery;
 mod gc;
 mod read;
 mod response;
+mod reviews;
 mod scale;
 mod state;
 mod target;
@@ -37,13 +41,16 @@ use crate::fields::Part;
 use crate::openapi;
 use crate::table::{self, Include};
 
-use authn::authenticate;
+use crate::auth::request_info::request_info;
+use authn::{authenticate, impersonate};
+use authz::check;
 use decode::Ctx;
 use delete::{delete, delete_collection};
 use discovery::{group_entry, group_list, gv_openapi, resource_list};
 use read::{list, present, watch};
 pub use response::Body;
 use response::{error_response, full, json_response};
+use reviews::{answer, token_request};
 use scale::scale;
 pub use state::{Admission, State, now};
 use target::parse_target;
@@ -74,8 +81,19 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult<Response
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
 
-    authenticate(state, &path, &parts.headers)?;
-    let ctx = Ctx::read(parts.method.clone(), query, parts.headers, body).await?;
+    // Authentication, impersonation, authorization — before the body is read.
+    let user = match authenticate(state, &path, &parts.headers).await? {
+        Some(caller) => {
+            let user = impersonate(state, caller, &parts.headers).await?;
+            let pairs: Vec<(String, String)> =
+                query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let attrs = request_info(parts.method.as_str(), &path, &pairs);
+            check(state, &user, &attrs).await?;
+            Some(user)
+        }
+        None => None,
+    };
+    let ctx = Ctx::read(parts.method.clone(), query, parts.headers, body, user).await?;
 
     let segs: Vec<&str> = path
         .trim_matches('/')
@@ -132,6 +150,15 @@ async fn resource_request(
     }
     let mut t = parse_target(&state.registry, g, v, rest)?;
     t.admission = state.admission.clone();
+    if t.def.answered {
+        return match (&ctx.method, &t.name) {
+            (&Method::POST, None) => answer(state, ctx, &t).await,
+            (m, _) => Err(ApiError::method_not_allowed(format!(
+                "{m} is not supported on {}: create one, it is answered",
+                t.def.plural
+            ))),
+        };
+    }
     let part = match t.sub.as_deref() {
         None => {
             if t.def.has_status {
@@ -142,6 +169,10 @@ async fn resource_request(
         }
         Some("status") if t.def.has_status => Part::Status,
         Some("finalize") if t.def.kind == "Namespace" => Part::Spec,
+        Some("token") if t.def.kind == "ServiceAccount" && ctx.method == Method::POST => {
+            let name = t.name.clone().unwrap_or_default();
+            return token_request(state, ctx, &t, &name).await;
+        }
         Some("scale") if t.def.has_scale => {
             let name = t
                 .name

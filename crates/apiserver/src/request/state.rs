@@ -15,8 +15,10 @@ pub struct State {
     pub store: Store,
     /// Served kinds.
     pub registry: Registry,
-    /// The bearer token.
+    /// The admin's bearer token.
     pub token: String,
+    /// The key ServiceAccount tokens are signed with.
+    pub sa_key: ring::hmac::Key,
     /// Bookmark period for watches that ask for them.
     pub bookmark_interval: Duration,
     /// Extra validation of writes (admission).
