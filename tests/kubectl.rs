@@ -462,3 +462,163 @@ fn a_deployment_whose_selector_misses_its_template_is_refused_by_field() {
     let neg = mg.kubectl(&["scale", "deploy", "web", "--replicas=-1"]);
     assert!(!neg.status.success());
 }
+
+#[test]
+fn kubectl_create_generators_and_auth_commands_work_through_protobuf() {
+    let dir = tempfile::tempdir().unwrap();
+    let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
+    let said = |args: &[&str]| mg.kubectl_ok(args).trim().to_string();
+    assert_eq!(
+        said(&["create", "namespace", "apps"]),
+        "namespace/apps created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "configmap",
+            "ui",
+            "-n",
+            "apps",
+            "--from-literal=PODINFO_UI_COLOR=#34577c"
+        ]),
+        "configmap/ui created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "-n",
+            "apps",
+            "--from-literal=password=s3cret"
+        ]),
+        "secret/pw created"
+    );
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["podinfo.192.168.56.200.nip.io".into()]).unwrap();
+    let crt = write(dir.path(), "tls.crt", &cert.cert.pem());
+    let key = write(dir.path(), "tls.key", &cert.signing_key.serialize_pem());
+    assert_eq!(
+        said(&[
+            "create",
+            "secret",
+            "tls",
+            "podinfo-tls",
+            "-n",
+            "apps",
+            "--cert",
+            crt.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap()
+        ]),
+        "secret/podinfo-tls created"
+    );
+    assert_eq!(
+        said(&["create", "serviceaccount", "bot", "-n", "apps"]),
+        "serviceaccount/bot created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "role",
+            "read-config",
+            "-n",
+            "apps",
+            "--verb=get,list",
+            "--resource=configmaps"
+        ]),
+        "role.rbac.authorization.k8s.io/read-config created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "rolebinding",
+            "bot-reads",
+            "-n",
+            "apps",
+            "--role=read-config",
+            "--serviceaccount=apps:bot"
+        ]),
+        "rolebinding.rbac.authorization.k8s.io/bot-reads created"
+    );
+
+    // What the user reads back.
+    let cm = said(&[
+        "get",
+        "configmap",
+        "ui",
+        "-n",
+        "apps",
+        "-o",
+        "jsonpath={.data.PODINFO_UI_COLOR}",
+    ]);
+    assert_eq!(cm, "#34577c");
+    let secrets = said(&["get", "secrets", "-n", "apps"]);
+    assert!(
+        secrets.contains("pw") && secrets.contains("Opaque"),
+        "{secrets}"
+    );
+    assert!(
+        secrets.contains("podinfo-tls") && secrets.contains("kubernetes.io/tls"),
+        "{secrets}"
+    );
+
+    // kubectl auth can-i --as: impersonation and a SelfSubjectAccessReview.
+    let can = |args: &[&str]| {
+        let out = mg.kubectl(args);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let bot = "--as=system:serviceaccount:apps:bot";
+    assert_eq!(
+        can(&["auth", "can-i", "get", "configmaps", "-n", "apps", bot]),
+        "yes"
+    );
+    assert_eq!(
+        can(&["auth", "can-i", "delete", "configmaps", "-n", "apps", bot]),
+        "no"
+    );
+    assert_eq!(
+        can(&["auth", "can-i", "get", "configmaps", "-n", "default", bot]),
+        "no"
+    );
+    assert_eq!(
+        can(&["auth", "can-i", "get", "secrets", "-n", "apps", bot]),
+        "no"
+    );
+    let whoami = said(&["auth", "whoami", bot]);
+    assert!(
+        whoami.contains("system:serviceaccount:apps:bot"),
+        "{whoami}"
+    );
+
+    // kubectl create token: a token that acts as the account.
+    let token = said(&["create", "token", "bot", "-n", "apps"]);
+    let admin = std::fs::read_to_string(mg.kubeconfig()).unwrap();
+    let as_bot: String = admin
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("token:") {
+                format!("    token: {token}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let kc = write(dir.path(), "bot.kubeconfig", &as_bot);
+    let read = common::kubectl_with(
+        &kc,
+        &["get", "configmap", "ui", "-n", "apps", "-o", "name"],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "configmap/ui");
+    let denied = common::kubectl_with(&kc, &["get", "secrets", "-n", "apps"], None);
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains(
+            "cannot list resource \"secrets\" in API group \"\" in the namespace \"apps\""
+        ),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+}

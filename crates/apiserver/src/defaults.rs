@@ -251,7 +251,7 @@ pub fn namespace(ns: &mut Value) {
 /// Default a Secret; `stringData` is folded into `data` as kube-apiserver does.
 pub fn secret(s: &mut Value) {
     use base64::Engine;
-    if s["type"].is_null() {
+    if s["type"].as_str().is_none_or(str::is_empty) {
         s["type"] = json!("Opaque");
     }
     if let Some(Value::Object(sd)) = s.as_object_mut().and_then(|m| m.shift_remove("stringData")) {

@@ -1,4 +1,5 @@
-//! Decoding a request: its query, headers and body (JSON or YAML, 3 MiB at most, as
+//! Decoding a request: its query, headers and body (JSON, YAML, or protobuf for the kinds
+//! `protobuf` maps; 3 MiB at most, as
 //! kube-apiserver limits it), the field manager and the field validation it asks for.
 
 use std::collections::HashMap;
@@ -118,6 +119,9 @@ pub(super) enum FieldValidation {
 pub(super) fn parse_body(body: &[u8], ct: &str) -> ApiResult<Value> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if ct == "application/vnd.kubernetes.protobuf" {
+        return super::protobuf::decode(body);
     }
     if ct.contains("protobuf") || ct.contains("cbor") {
         return Err(ApiError::unsupported_media(ct));

@@ -3,7 +3,8 @@
 //!
 //! - `authn` — who is asking (the admin's token or a ServiceAccount's), impersonation.
 //! - `authz` — RBAC on the store's Roles and bindings; 403 as kube-apiserver words it.
-//! - `decode` — query, headers, body (JSON/YAML, 3 MiB), field manager and validation.
+//! - `decode` — query, headers, body (JSON/YAML, 3 MiB), field manager and validation;
+//!   `protobuf` — the protobuf bodies of kubectl's typed commands.
 //! - `discovery` — groups, resources and OpenAPI documents.
 //! - `target` — which resource, namespace, name and subresource a URL names.
 //! - `read` — get, list and watch.
@@ -20,6 +21,7 @@ mod decode;
 mod delete;
 mod discovery;
 mod gc;
+mod protobuf;
 mod read;
 mod response;
 mod reviews;
