@@ -19,6 +19,8 @@
 //! - `registry` — the kinds served now: the built-ins and those applied CRDs add.
 //! - `validation` — structure (typed forms and CRD schemas), names and metadata.
 //! - `defaults` — ClusterIP and NodePort allocation, Namespace, Secret and CRD status defaults.
+//! - `gc` — the garbage collector: dependents by ownerReferences (background, foreground,
+//!   orphan).
 //! - `fields` — server-side apply: managed fields, ownership and conflicts.
 //! - `patch` — merge, JSON and strategic merge patches; `shape` — how lists merge.
 //! - `selectors` — label and field selectors; `table` — server-side `Table`s.
@@ -32,6 +34,7 @@ mod convert;
 mod defaults;
 mod error;
 mod fields;
+mod gc;
 mod kinds;
 mod openapi;
 mod patch;

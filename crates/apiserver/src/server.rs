@@ -97,6 +97,7 @@ impl ApiServer {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&creds)?);
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(listener, acceptor, state.clone(), stop.clone()));
+        tokio::spawn(crate::gc::run(state.clone(), stop.clone()));
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "API store listening");
         Ok(ApiServer {
             state,

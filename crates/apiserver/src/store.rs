@@ -53,6 +53,9 @@ pub struct Change {
     pub key: String,
     /// The object after the change (before it, for deletes, with the delete's resourceVersion).
     pub object: Arc<Value>,
+    /// For a modification, the object before it (so a watch with a selector can tell an
+    /// object that stopped or started matching).
+    pub prev: Option<Arc<Value>>,
 }
 
 /// A write to make in one transaction.
@@ -265,7 +268,8 @@ impl Txn<'_> {
                         table
                             .insert(key.as_str(), bytes.as_slice())
                             .map_err(storage_err)?;
-                        let kind = if self.inner.objects.contains_key(&key) {
+                        let prev = self.inner.objects.get(&key).cloned();
+                        let kind = if prev.is_some() {
                             EventType::Modified
                         } else {
                             EventType::Added
@@ -275,6 +279,7 @@ impl Txn<'_> {
                             kind,
                             key,
                             object: Arc::new(obj),
+                            prev,
                         });
                     }
                     Write::Delete(key) => {
@@ -293,6 +298,7 @@ impl Txn<'_> {
                             kind: EventType::Deleted,
                             key,
                             object: Arc::new(last),
+                            prev: None,
                         });
                     }
                 }

@@ -1,4 +1,5 @@
-//! Deletes: one object (preconditions, finalizers, dry runs) and collections.
+//! Deletes: one object (preconditions, finalizers, dry runs, the propagation policy the
+//! garbage collector carries out) and collections.
 
 use std::sync::Arc;
 
@@ -6,8 +7,8 @@ use http::StatusCode;
 use hyper::Response;
 use serde_json::{Value, json};
 
+use super::cascade::{cascade, empty_after, finish_namespace};
 use super::decode::{Ctx, parse_body};
-use super::gc::{cascade, empty_after, finish_namespace};
 use super::read::{Filter, list_prefix, present};
 use super::response::{Body, json_response};
 use super::state::{State, now};
@@ -46,8 +47,30 @@ pub(super) async fn delete(
         || opts["dryRun"]
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v == "All"));
-    let (resp, code) = delete_in_txn(state, &mut txn, t, &key, &old, dry)?;
+    let policy = propagation(ctx, &opts)?;
+    let (resp, code) = delete_in_txn(state, &mut txn, t, &key, &old, dry, policy)?;
     Ok(json_response(code, &present(&t.def, &resp), &[]))
+}
+
+/// How a delete treats the object's dependents (`propagationPolicy`, or the older
+/// `orphanDependents`): the finalizer the garbage collector acts on, none for Background.
+fn propagation(ctx: &Ctx, opts: &Value) -> ApiResult<Option<&'static str>> {
+    let asked = opts["propagationPolicy"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| ctx.q("propagationPolicy").map(str::to_string));
+    match asked.as_deref() {
+        None | Some("Background") => {
+            let orphan = opts["orphanDependents"].as_bool() == Some(true)
+                || ctx.q("orphanDependents") == Some("true");
+            Ok(orphan.then_some(crate::gc::ORPHAN))
+        }
+        Some("Foreground") => Ok(Some(crate::gc::FOREGROUND)),
+        Some("Orphan") => Ok(Some(crate::gc::ORPHAN)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "propagationPolicy {other:?} is not one of Background, Foreground, Orphan"
+        ))),
+    }
 }
 
 pub(super) fn delete_in_txn(
@@ -57,14 +80,26 @@ pub(super) fn delete_in_txn(
     key: &str,
     old: &Value,
     dry: bool,
+    policy: Option<&'static str>,
 ) -> ApiResult<(Value, StatusCode)> {
     let now = now();
     let has_finalizers = old["metadata"]["finalizers"]
         .as_array()
         .is_some_and(|f| !f.is_empty());
     let is_ns = t.def.kind == "Namespace" && t.def.group.is_empty();
-    if has_finalizers || is_ns {
+    let policy = policy.filter(|_| !is_ns);
+    if has_finalizers || is_ns || policy.is_some() {
         let mut o = old.clone();
+        if let Some(f) = policy {
+            let mut list = o["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !list.iter().any(|x| x == f) {
+                list.push(json!(f));
+            }
+            o["metadata"]["finalizers"] = json!(list);
+        }
         if o["metadata"]["deletionTimestamp"].is_null() {
             o["metadata"]["deletionTimestamp"] = json!(now);
             o["metadata"]["deletionGracePeriodSeconds"] = json!(0);
@@ -132,6 +167,12 @@ pub(super) async fn delete_collection(
     t: &Target,
 ) -> ApiResult<Response<Body>> {
     let filter = Filter::from(ctx)?;
+    let opts: Value = if ctx.body.is_empty() {
+        json!({})
+    } else {
+        parse_body(&ctx.body, "application/json").unwrap_or(json!({}))
+    };
+    let policy = propagation(ctx, &opts)?;
     let mut txn = state.store.txn().await;
     let victims: Vec<(String, Arc<Value>)> = txn
         .list(&list_prefix(t))
@@ -140,7 +181,7 @@ pub(super) async fn delete_collection(
         .collect();
     let mut items = Vec::new();
     for (k, o) in victims {
-        let (v, _) = delete_in_txn(state, &mut txn, t, &k, &o, ctx.dry_run())?;
+        let (v, _) = delete_in_txn(state, &mut txn, t, &k, &o, ctx.dry_run(), policy)?;
         items.push(present(&t.def, &v));
     }
     let rv = txn.resource_version();

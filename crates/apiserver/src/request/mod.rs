@@ -10,17 +10,17 @@
 //! - `read` — get, list and watch.
 //! - `admit` — the write pipeline: metadata, structure, defaults, rules, admission, fields.
 //! - `write` — create, update, patch and apply; `scale` — the `/scale` subresource;
-//!   `reviews` — TokenRequests and access reviews, answered and never stored; `delete` — deletes; `gc` — what a delete takes
-//!   with it.
+//!   `reviews` — TokenRequests and access reviews, answered and never stored; `delete` — deletes; `cascade` — what a delete
+//!   takes with it (a CRD's objects, a namespace's contents).
 //! - `response` — JSON answers and `Status` errors.
 
 mod admit;
 mod authn;
 mod authz;
+mod cascade;
 mod decode;
 mod delete;
 mod discovery;
-mod gc;
 mod protobuf;
 mod read;
 mod response;

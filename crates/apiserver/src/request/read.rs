@@ -193,26 +193,32 @@ pub(super) async fn watch(state: Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult
         Ok(Frame::data(Bytes::from(line)))
     };
     let def2 = t.def.clone();
-    let matches = move |c: &Change| -> bool {
-        c.key.starts_with(&prefix)
+    let matches = move |c: &Change| -> Option<(&'static str, Arc<Value>)> {
+        let here = c.key.starts_with(&prefix)
             && name_key
                 .as_deref()
-                .is_none_or(|n| c.object["metadata"]["name"].as_str() == Some(n))
-            && filter.matches(&c.object)
+                .is_none_or(|n| c.object["metadata"]["name"].as_str() == Some(n));
+        if !here {
+            return None;
+        }
+        selected(c, |o| filter.matches(o))
     };
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let _ = epoch.borrow_and_update();
         for o in initial {
-            if matches(&Change {
+            let c = Change {
                 rv: 0,
                 kind: EventType::Added,
                 key: key_of(&def2, &o),
                 object: o.clone(),
-            }) && tx.send(frame("ADDED", &o)).await.is_err()
-            {
-                return;
+                prev: None,
+            };
+            if let Some((ty, obj)) = matches(&c) {
+                if tx.send(frame(ty, &obj)).await.is_err() {
+                    return;
+                }
             }
         }
         if send_initial {
@@ -223,8 +229,10 @@ pub(super) async fn watch(state: Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult
         }
         for c in replay {
             last_rv = c.rv;
-            if matches(&c) && tx.send(frame(c.kind.as_str(), &c.object)).await.is_err() {
-                return;
+            if let Some((ty, obj)) = matches(&c) {
+                if tx.send(frame(ty, &obj)).await.is_err() {
+                    return;
+                }
             }
         }
         let mut tick = tokio::time::interval(interval);
@@ -242,7 +250,9 @@ pub(super) async fn watch(state: Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult
                     Ok(c) => {
                         if c.rv <= last_rv { continue; }
                         last_rv = c.rv;
-                        if matches(&c) && tx.send(frame(c.kind.as_str(), &c.object)).await.is_err() { return; }
+                        if let Some((ty, obj)) = matches(&c) {
+                            if tx.send(frame(ty, &obj)).await.is_err() { return; }
+                        }
                     }
                     Err(RecvError::Lagged(_)) => {
                         let st = ApiError::gone("too old resource version: the watch fell behind").to_status();
@@ -267,4 +277,80 @@ pub(super) async fn watch(state: Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult
             r
         })
         .expect("valid response"))
+}
+
+/// The event a watch with a selector sends for a change, as kube-apiserver's watch cache does:
+/// an object that starts matching is ADDED, one that stops matching is DELETED (its previous
+/// state, at the change's resourceVersion), one that matches before and after is MODIFIED.
+fn selected(c: &Change, passes: impl Fn(&Value) -> bool) -> Option<(&'static str, Arc<Value>)> {
+    let now = passes(&c.object);
+    match (c.kind, c.prev.as_ref().map(|p| passes(p))) {
+        (EventType::Modified, Some(false)) if now => Some(("ADDED", c.object.clone())),
+        (EventType::Modified, Some(true)) if !now => {
+            let mut gone = (**c.prev.as_ref()?).clone();
+            gone["metadata"]["resourceVersion"] = c.object["metadata"]["resourceVersion"].clone();
+            Some(("DELETED", Arc::new(gone)))
+        }
+        _ if now => Some((c.kind.as_str(), c.object.clone())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn change(kind: EventType, prev: Option<&str>, now: &str) -> Change {
+        let obj = |app: &str| {
+            Arc::new(
+                json!({"metadata": {"name": "web", "resourceVersion": "7", "labels": {"app": app}}}),
+            )
+        };
+        Change {
+            rv: 7,
+            kind,
+            key: "core/pods/apps/web".into(),
+            object: obj(now),
+            prev: prev.map(|p| {
+                let mut o = (*obj(p)).clone();
+                o["metadata"]["resourceVersion"] = json!("6");
+                Arc::new(o)
+            }),
+        }
+    }
+
+    #[test]
+    fn selector_transitions_are_added_and_deleted() {
+        let web = |o: &Value| o["metadata"]["labels"]["app"] == "web";
+        let ty = |c: Change| {
+            selected(&c, web).map(|(t, o)| {
+                (
+                    t,
+                    o["metadata"]["labels"]["app"].clone(),
+                    o["metadata"]["resourceVersion"].clone(),
+                )
+            })
+        };
+        assert_eq!(
+            ty(change(EventType::Modified, Some("web"), "web")),
+            Some(("MODIFIED", json!("web"), json!("7")))
+        );
+        assert_eq!(
+            ty(change(EventType::Modified, Some("api"), "web")),
+            Some(("ADDED", json!("web"), json!("7")))
+        );
+        // What stopped matching leaves as it was, at the new resourceVersion.
+        assert_eq!(
+            ty(change(EventType::Modified, Some("web"), "api")),
+            Some(("DELETED", json!("web"), json!("7")))
+        );
+        assert_eq!(ty(change(EventType::Modified, Some("api"), "api")), None);
+        assert_eq!(ty(change(EventType::Added, None, "api")), None);
+        assert_eq!(
+            ty(change(EventType::Deleted, None, "web")),
+            Some(("DELETED", json!("web"), json!("7")))
+        );
+    }
 }

@@ -8,8 +8,8 @@ use hyper::Response;
 use serde_json::{Value, json};
 
 use super::admit::{Prepared, check_identity, generate_name, namespace_must_exist, prepare};
+use super::cascade::{cascade, finish_namespace};
 use super::decode::{Ctx, FieldValidation};
-use super::gc::{cascade, finish_namespace};
 use super::read::present;
 use super::response::{Body, json_response};
 use super::state::{State, now};
