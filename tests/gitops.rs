@@ -155,3 +155,77 @@ spec:
     push_color(&work, "#00ff00");
     wait_color(&mg, "#00ff00", Duration::from_secs(20));
 }
+
+#[test]
+fn a_hand_edit_is_reverted_within_seconds_not_at_the_next_poll() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, bare) = (tmp.path().join("work"), tmp.path().join("ops-demo.git"));
+    std::fs::create_dir_all(&work).unwrap();
+    git(
+        tmp.path(),
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    push_color(&work, "#34577c");
+    // A poll far longer than the test: only the drift watch can bring the colour back.
+    let mg = Metalgate::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        "gitops",
+        &["--gitops-poll", "10m"],
+    );
+    let app = format!(
+        "apiVersion: metalgate.io/v1beta1
+kind: Application
+metadata: {{name: podinfo, namespace: metalgate-system}}
+spec:
+  source: {{repoURL: 'file://{}', targetRevision: main, path: apps/podinfo}}
+  destination: {{server: 'https://kubernetes.default.svc', namespace: demo}}
+  syncPolicy:
+    automated: {{prune: true, selfHeal: true}}
+    syncOptions: [CreateNamespace=true]
+",
+        bare.display()
+    );
+    let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_color(&mg, "#34577c", Duration::from_secs(20));
+    // Let the first pass's own writes settle before the edit.
+    std::thread::sleep(Duration::from_secs(2));
+
+    mg.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "podinfo-ui",
+        "-n",
+        "demo",
+        "--type=merge",
+        "-p",
+        r##"{"data":{"PODINFO_UI_COLOR":"#ff00ff"}}"##,
+    ]);
+    let took = wait_color(&mg, "#34577c", Duration::from_secs(10));
+    assert!(took < Duration::from_secs(3), "reverted after {took:?}");
+    // And reported: a history entry started by self-heal naming the field and who changed it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let history = mg.kubectl_ok(&[
+            "get",
+            "application",
+            "podinfo",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.status.history[-1].initiatedBy} {.status.history[-1].reverted}",
+        ]);
+        if history.contains("self-heal") && history.contains("data.PODINFO_UI_COLOR") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{history}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

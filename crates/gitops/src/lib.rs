@@ -21,6 +21,9 @@
 //!   run, live reads, prune deletes.
 //! - [`reconciler`]: one pass over one Application, the recipe over all of the above, ending in
 //!   the status `kubectl get applications` shows.
+//! - [`drift`]: a watch per kind in the apps' inventories; a hand edit marks its app at once;
+//! - [`runner`]: the leader-elected loop deciding when each app gets a pass (poll, a change,
+//!   the refresh annotation, drift).
 //!
 //! Start reading at [`reconciler::reconcile`] for the order of things, then [`plan::plan`] for
 //! what one sync decides.
@@ -28,6 +31,7 @@
 
 pub mod applier;
 pub mod diff;
+pub mod drift;
 pub mod git;
 pub mod health;
 pub mod object;

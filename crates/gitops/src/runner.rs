@@ -3,7 +3,7 @@
 //! refresh annotation, and on the poll — several apps at once (bounded), never two passes of one
 //! app at the same time, so two quick pushes end in the later commit's state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +15,7 @@ use metalgate_k8s::crd::Application;
 use metalgate_k8s::{Component, ComponentContext, leader, reflect};
 use tokio::task::JoinSet;
 
+use crate::drift::{Drift, Gvk};
 use crate::reconciler::{Context, Trigger, reconcile};
 
 /// The component name used by `metalgate run --components`.
@@ -72,9 +73,9 @@ fn refresh_requested(app: &Application) -> bool {
         .any(|k| a.is_some_and(|a| a.contains_key(*k)))
 }
 
-/// Each Application's sync status and health (1 for the current value), and the passes made,
-/// in the Prometheus text format.
-fn render_metrics(apps: &[Arc<Application>], passes: u64) -> String {
+/// Each Application's sync status and health (1 for the current value), the passes made and
+/// those drift started, in the Prometheus text format.
+fn render_metrics(apps: &[Arc<Application>], passes: u64, drifts: u64) -> String {
     let mut sync = String::from(
         "# HELP metalgate_gitops_app_sync An Application's sync status (1 for the current one).\n# TYPE metalgate_gitops_app_sync gauge\n",
     );
@@ -100,8 +101,17 @@ fn render_metrics(apps: &[Arc<Application>], passes: u64) -> String {
         ));
     }
     format!(
-        "{sync}{health}# HELP metalgate_gitops_passes_total Reconcile passes made.\n# TYPE metalgate_gitops_passes_total counter\nmetalgate_gitops_passes_total {passes}\n"
+        "{sync}{health}# HELP metalgate_gitops_passes_total Reconcile passes made.\n# TYPE metalgate_gitops_passes_total counter\nmetalgate_gitops_passes_total {passes}\n# HELP metalgate_gitops_drift_detected_total Passes started because a tracked object changed in the cluster.\n# TYPE metalgate_gitops_drift_detected_total counter\nmetalgate_gitops_drift_detected_total {drifts}\n"
     )
+}
+
+/// Every kind any Application's inventory holds (what the drift watches cover).
+fn inventory_kinds(apps: &[Arc<Application>]) -> BTreeSet<Gvk> {
+    apps.iter()
+        .filter_map(|a| a.status.as_ref())
+        .flat_map(|s| s.resources.iter())
+        .map(|r| (r.group.clone(), r.version.clone(), r.kind.clone()))
+        .collect()
 }
 
 /// Run until `ctx.shutdown` (or until leadership is lost).
@@ -119,37 +129,57 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         anyhow::bail!("the Application watch ended before its first list");
     }
     let passes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let drifts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     {
-        let (apps, passes) = (apps.clone(), passes.clone());
+        let (apps, passes, drifts) = (apps.clone(), passes.clone(), drifts.clone());
         metalgate_k8s::metrics::register(
             NAME,
-            Arc::new(move || render_metrics(&apps.state(), passes.load(Ordering::Relaxed))),
+            Arc::new(move || {
+                render_metrics(
+                    &apps.state(),
+                    passes.load(Ordering::Relaxed),
+                    drifts.load(Ordering::Relaxed),
+                )
+            }),
         );
     }
     let rctx = Arc::new(Context::new(client.clone(), &cfg.data_dir));
+    let mut drift = Drift::new(client.clone());
+    let drifted = drift.notified();
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut running: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
     let tick = Duration::from_secs(1).min(cfg.poll);
     loop {
+        drift.track(&inventory_kinds(&apps.state())).await;
+        let marked = drift.take();
         for app in apps.state() {
             let Some(name) = app.metadata.name.clone() else {
                 continue;
             };
             if running.contains(&name) || running.len() >= cfg.parallel.max(1) {
+                if marked.contains(&name) {
+                    drift.mark(&name);
+                }
                 continue;
             }
             let spec = serde_json::to_string(&app.spec).unwrap_or_default();
             let s = seen.entry(name.clone()).or_default();
             let trigger = if refresh_requested(&app) {
                 Some(Trigger::Refresh)
-            } else if s.spec != spec || s.at.is_none_or(|t| t.elapsed() >= cfg.poll) {
+            } else if s.spec != spec
+                || s.at.is_none_or(|t| t.elapsed() >= cfg.poll)
+                || marked.contains(&name)
+            {
                 Some(Trigger::Auto)
             } else {
                 None
             };
             let Some(trigger) = trigger else { continue };
+            if marked.contains(&name) {
+                drifts.fetch_add(1, Ordering::Relaxed);
+            }
             s.spec = spec;
             running.insert(name.clone());
             let (rctx, api, task_name) = (rctx.clone(), apps_api.clone(), name.clone());
@@ -196,6 +226,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 }
             }
             _ = watches.changed() => {}
+            _ = drifted.notified() => {}
             _ = tokio::time::sleep(tick) => {}
         }
     }
