@@ -229,3 +229,117 @@ spec:
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// POST a GitHub push for `repo` to the admin endpoint; the status code and body.
+fn github_push(admin: u16, repo: &str, secret: Option<&str>) -> (String, String) {
+    let body = format!(
+        r#"{{"ref": "refs/heads/main", "repository": {{"clone_url": "{repo}", "html_url": "{repo}"}}}}"#
+    );
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"])
+        .args([
+            "-H",
+            "X-GitHub-Event: push",
+            "-H",
+            "Content-Type: application/json",
+        ]);
+    if let Some(s) = secret {
+        let sig = metalgate_gitops::webhook::github_signature(s, body.as_bytes());
+        cmd.args(["-H", &format!("X-Hub-Signature-256: {sig}")]);
+    }
+    let out = cmd
+        .args(["--data-binary", &body])
+        .arg(format!("http://127.0.0.1:{admin}/api/webhook"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn a_webhook_push_is_applied_at_once_and_a_bad_signature_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, bare) = (tmp.path().join("work"), tmp.path().join("ops-demo.git"));
+    std::fs::create_dir_all(&work).unwrap();
+    git(
+        tmp.path(),
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    push_color(&work, "#34577c");
+    let admin = free_port();
+    let mg = Metalgate::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        "gitops",
+        &[
+            "--gitops-poll",
+            "10m",
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    let repo = format!("file://{}", bare.display());
+    let app = format!(
+        "apiVersion: metalgate.io/v1beta1
+kind: Application
+metadata: {{name: podinfo, namespace: metalgate-system}}
+spec:
+  source: {{repoURL: '{repo}', targetRevision: main, path: apps/podinfo}}
+  destination: {{server: 'https://kubernetes.default.svc', namespace: demo}}
+  syncPolicy:
+    automated: {{prune: true}}
+    syncOptions: [CreateNamespace=true]
+"
+    );
+    let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_color(&mg, "#34577c", Duration::from_secs(20));
+
+    // No secret set: the push is taken, and applied without waiting for the 10-minute poll.
+    push_color(&work, "#00ff00");
+    let (code, body) = github_push(admin, &format!("{repo}/"), None);
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("podinfo"), "{body}");
+    let took = wait_color(&mg, "#00ff00", Duration::from_secs(10));
+    assert!(took < Duration::from_secs(3), "applied after {took:?}");
+    let (code, body) = github_push(admin, "https://github.com/someone/else.git", None);
+    assert_eq!(
+        (code.as_str(), body.as_str()),
+        ("200", r#"{"refreshed":[]}"#)
+    );
+
+    // With a secret: unsigned and wrongly signed pushes are refused; nothing moves.
+    mg.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "metalgate-gitops-webhook",
+        "-n",
+        "metalgate-system",
+        "--from-literal=github=s3cret",
+    ]);
+    push_color(&work, "#0000ff");
+    assert_eq!(github_push(admin, &repo, None).0, "401");
+    assert_eq!(github_push(admin, &repo, Some("guess")).0, "401");
+    std::thread::sleep(Duration::from_secs(2));
+    let still = mg.kubectl_ok(&[
+        "get",
+        "configmap",
+        "podinfo-ui",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.data.PODINFO_UI_COLOR}",
+    ]);
+    assert_eq!(still, "#00ff00", "a refused push changed nothing");
+    let (code, body) = github_push(admin, &repo, Some("s3cret"));
+    assert_eq!(code, "200", "{body}");
+    wait_color(&mg, "#0000ff", Duration::from_secs(5));
+}

@@ -22,8 +22,10 @@
 //! - [`reconciler`]: one pass over one Application, the recipe over all of the above, ending in
 //!   the status `kubectl get applications` shows.
 //! - [`drift`]: a watch per kind in the apps' inventories; a hand edit marks its app at once;
+//! - [`webhook`]: pushes from GitHub, Gitea or GitLab, signatures checked, matched to apps
+//!   by repository URL (pure);
 //! - [`runner`]: the leader-elected loop deciding when each app gets a pass (poll, a change,
-//!   the refresh annotation, drift).
+//!   the refresh annotation, drift, a webhook).
 //!
 //! Start reading at [`reconciler::reconcile`] for the order of things, then [`plan::plan`] for
 //! what one sync decides.
@@ -41,5 +43,6 @@ pub mod render;
 pub mod runner;
 pub mod spec;
 pub mod tracking;
+pub mod webhook;
 
 pub use object::{Manifest, ObjRef, Origin};

@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use metalgate_k8s::crd::Application;
@@ -17,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::drift::{Drift, Gvk};
 use crate::reconciler::{Context, Trigger, reconcile};
+use crate::webhook;
 
 /// The component name used by `metalgate run --components`.
 pub const NAME: &str = "gitops";
@@ -105,6 +107,75 @@ fn render_metrics(apps: &[Arc<Application>], passes: u64, drifts: u64) -> String
     )
 }
 
+/// Where Git hosts post pushes, on the admin endpoint (ArgoCD's path).
+pub const WEBHOOK_PATH: &str = "/api/webhook";
+
+/// The Applications a webhook call concerns, or why it is refused.
+async fn webhook_answer(
+    client: &kube::Client,
+    namespace: &str,
+    apps: &[Arc<Application>],
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Vec<String>, webhook::Refusal> {
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let secret: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secrets = match secret.get_opt(webhook::SECRET).await {
+        Ok(Some(s)) => s.data.unwrap_or_default(),
+        Ok(None) => Default::default(),
+        Err(e) => {
+            // Not knowing whether a secret is set must not let an unsigned push through.
+            tracing::warn!(error = %e, "reading the webhook Secret failed; refusing the push");
+            return Err(webhook::Refusal::BadPayload(format!(
+                "cannot read Secret {}: {e}",
+                webhook::SECRET
+            )));
+        }
+    };
+    webhook::verify(&pairs, body, |p| {
+        secrets
+            .get(p.key())
+            .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+    })?;
+    let payload: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| webhook::Refusal::BadPayload(format!("not JSON: {e}")))?;
+    let repos = webhook::repositories(&payload);
+    if repos.is_empty() {
+        return Err(webhook::Refusal::BadPayload(
+            "the payload names no repository".into(),
+        ));
+    }
+    Ok(apps
+        .iter()
+        .filter(|a| webhook::concerns(&repos, &a.spec.source.repo_url))
+        .filter_map(|a| a.metadata.name.clone())
+        .collect())
+}
+
+fn render_answer(answer: Result<Vec<String>, webhook::Refusal>) -> metalgate_k8s::admin::Answer {
+    use http::StatusCode;
+    use webhook::Refusal;
+    match answer {
+        Ok(apps) => (
+            StatusCode::OK,
+            serde_json::json!({"refreshed": apps}).to_string(),
+        ),
+        Err(Refusal::NotAPush(e)) => (StatusCode::OK, format!("ignored: {e} is not a push\n")),
+        Err(Refusal::Unknown) => (
+            StatusCode::BAD_REQUEST,
+            "not a GitHub, Gitea or GitLab webhook\n".into(),
+        ),
+        Err(Refusal::BadSignature(p)) => (
+            StatusCode::UNAUTHORIZED,
+            format!("bad or missing {} webhook signature\n", p.key()),
+        ),
+        Err(Refusal::BadPayload(why)) => (StatusCode::BAD_REQUEST, format!("{why}\n")),
+    }
+}
+
 /// Every kind any Application's inventory holds (what the drift watches cover).
 fn inventory_kinds(apps: &[Arc<Application>]) -> BTreeSet<Gvk> {
     apps.iter()
@@ -146,6 +217,31 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let rctx = Arc::new(Context::new(client.clone(), &cfg.data_dir));
     let mut drift = Drift::new(client.clone());
     let drifted = drift.notified();
+    let hooked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let hook_notify = Arc::new(tokio::sync::Notify::new());
+    {
+        let (apps, client, ns) = (apps.clone(), client.clone(), cfg.namespace.clone());
+        let (hooked, notify) = (hooked.clone(), hook_notify.clone());
+        metalgate_k8s::admin::register_route(
+            "POST",
+            WEBHOOK_PATH,
+            Arc::new(move |headers, body| {
+                let (apps, client, ns) = (apps.clone(), client.clone(), ns.clone());
+                let (hooked, notify) = (hooked.clone(), notify.clone());
+                Box::pin(async move {
+                    let answer = webhook_answer(&client, &ns, &apps.state(), &headers, &body).await;
+                    if let Ok(names) = &answer {
+                        hooked
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend(names.iter().cloned());
+                        notify.notify_one();
+                    }
+                    render_answer(answer)
+                })
+            }),
+        );
+    }
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut running: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<()> = JoinSet::new();
@@ -154,6 +250,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     loop {
         drift.track(&inventory_kinds(&apps.state())).await;
         let marked = drift.take();
+        let pushed = std::mem::take(&mut *hooked.lock().unwrap_or_else(|e| e.into_inner()));
         for app in apps.state() {
             let Some(name) = app.metadata.name.clone() else {
                 continue;
@@ -162,12 +259,20 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 if marked.contains(&name) {
                     drift.mark(&name);
                 }
+                if pushed.contains(&name) {
+                    hooked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name.clone());
+                }
                 continue;
             }
             let spec = serde_json::to_string(&app.spec).unwrap_or_default();
             let s = seen.entry(name.clone()).or_default();
             let trigger = if refresh_requested(&app) {
                 Some(Trigger::Refresh)
+            } else if pushed.contains(&name) {
+                Some(Trigger::Webhook)
             } else if s.spec != spec
                 || s.at.is_none_or(|t| t.elapsed() >= cfg.poll)
                 || marked.contains(&name)
@@ -227,6 +332,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             }
             _ = watches.changed() => {}
             _ = drifted.notified() => {}
+            _ = hook_notify.notified() => {}
             _ = tokio::time::sleep(tick) => {}
         }
     }

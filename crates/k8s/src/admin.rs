@@ -1,6 +1,6 @@
-//! The admin endpoint (`metalgate run --admin-listen ADDR`, `metalgate proxy --admin-listen`): `/metrics` (Prometheus text
+//! The admin endpoint (`--admin-listen ADDR` of every command): `/metrics` (Prometheus text
 //! format, every registered component), `/healthz` and `/readyz` (every registered readiness
-//! check; 503 while one is not ready).
+//! check; 503 while one is not ready), and routes components register (the GitOps webhook).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,7 +11,59 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_util::sync::CancellationToken;
 
+/// What a registered route answers: status code and a body (JSON or text).
+pub type Answer = (StatusCode, String);
+
+/// A route a component adds to the admin endpoint (`POST /api/webhook`): it gets the request's
+/// headers and body (1 MiB at most).
+pub type Route = std::sync::Arc<
+    dyn Fn(hyper::HeaderMap, Bytes) -> futures::future::BoxFuture<'static, Answer> + Send + Sync,
+>;
+
+static ROUTES: std::sync::Mutex<Vec<(String, String, Route)>> = std::sync::Mutex::new(Vec::new());
+
+/// Add (or replace) the handler of `method path`.
+pub fn register_route(method: &str, path: &str, route: Route) {
+    let mut all = ROUTES.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|(m, p, _)| !(m == method && p == path));
+    all.push((method.to_string(), path.to_string(), route));
+}
+
+/// The largest body a registered route is given.
+const MAX_BODY: usize = 1024 * 1024;
+
 async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let route = {
+        let all = ROUTES.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .find(|(_, p, _)| p == req.uri().path())
+            .map(|(m, _, r)| (m.clone(), r.clone()))
+    };
+    if let Some((method, route)) = route {
+        let (status, body) = if req.method().as_str() != method {
+            (StatusCode::METHOD_NOT_ALLOWED, format!("{} only\n", method))
+        } else {
+            use http_body_util::BodyExt;
+            let (parts, body) = req.into_parts();
+            match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+                Ok(b) => route(parts.headers, b.to_bytes()).await,
+                Err(e) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("reading the body: {e}\n"),
+                ),
+            }
+        };
+        let ct = if body.starts_with('{') {
+            "application/json"
+        } else {
+            "text/plain"
+        };
+        return Ok(Response::builder()
+            .status(status)
+            .header("content-type", ct)
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid response"));
+    }
     let (status, ct, body) = match req.uri().path() {
         "/metrics" => (
             StatusCode::OK,
