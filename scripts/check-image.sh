@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# CI's check of the image: scripts/image.sh builds it, and its binary must answer --version in
+# an empty root (no libc on disk: the binary is static) as the image's non-root user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/image.sh
+tar=dist/metalgate-image.tar
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tar -xf "$tar" -C "$work"
+mkdir "$work/root"
+for layer in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))[0]["Layers"]))' "$work/manifest.json"); do
+  tar -xf "$work/$layer" -C "$work/root"
+done
+if find "$work/root" -name 'libc.so*' -o -name 'ld-linux*' | grep -q .; then
+  echo "check-image: a libc is in the image" >&2
+  exit 1
+fi
+want="metalgate $(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)"
+got=$(chroot --userspec=65532:65532 "$work/root" /metalgate --version)
+if [ "$got" != "$want" ]; then
+  echo "check-image: /metalgate --version said '$got', not '$want'" >&2
+  exit 1
+fi
+gz=$(gzip -c "$tar" | wc -c)
+limit=$((20 * 1024 * 1024))
+if [ "$gz" -ge "$limit" ]; then
+  echo "check-image: $((gz / 1024 / 1024)) MiB compressed, over the 20 MiB goal" >&2
+  exit 1
+fi
+echo "check-image: ok — '$got' in an empty root as 65532, $((gz / 1024 / 1024)) MiB compressed"
