@@ -43,6 +43,36 @@ fn push_color(work: &Path, color: &str) -> String {
     git(work, &["rev-parse", "HEAD"])
 }
 
+/// A bare repository `ops-demo.git` and a clone `work` that pushed podinfo's first colour.
+fn workshop_repo(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (work, bare) = (tmp.join("work"), tmp.join("ops-demo.git"));
+    std::fs::create_dir_all(&work).unwrap();
+    git(
+        tmp,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    push_color(&work, "#34577c");
+    (work, bare)
+}
+
+/// The podinfo Application on `repo`, with or without self-heal.
+fn podinfo_app(repo: &str, self_heal: bool) -> String {
+    format!(
+        "apiVersion: metalgate.io/v1beta1
+kind: Application
+metadata: {{name: podinfo, namespace: metalgate-system}}
+spec:
+  source: {{repoURL: '{repo}', targetRevision: main, path: apps/podinfo}}
+  destination: {{server: 'https://kubernetes.default.svc', namespace: demo}}
+  syncPolicy:
+    automated: {{prune: true, selfHeal: {self_heal}}}
+    syncOptions: [CreateNamespace=true]
+"
+    )
+}
+
 /// Wait (at most `limit`) until the ConfigMap has `color`; how long it took.
 fn wait_color(mg: &Metalgate, color: &str, limit: Duration) -> Duration {
     let start = Instant::now();
@@ -70,15 +100,7 @@ fn wait_color(mg: &Metalgate, color: &str, limit: Duration) -> Duration {
 #[test]
 fn a_push_is_applied_on_refresh_and_on_the_poll() {
     let tmp = tempfile::tempdir().unwrap();
-    let (work, bare) = (tmp.path().join("work"), tmp.path().join("ops-demo.git"));
-    std::fs::create_dir_all(&work).unwrap();
-    git(
-        tmp.path(),
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-    push_color(&work, "#34577c");
+    let (work, bare) = workshop_repo(tmp.path());
 
     let mg = Metalgate::start_with(
         &tmp.path().join("data"),
@@ -159,15 +181,7 @@ spec:
 #[test]
 fn a_hand_edit_is_reverted_within_seconds_not_at_the_next_poll() {
     let tmp = tempfile::tempdir().unwrap();
-    let (work, bare) = (tmp.path().join("work"), tmp.path().join("ops-demo.git"));
-    std::fs::create_dir_all(&work).unwrap();
-    git(
-        tmp.path(),
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-    push_color(&work, "#34577c");
+    let (_work, bare) = workshop_repo(tmp.path());
     // A poll far longer than the test: only the drift watch can bring the colour back.
     let mg = Metalgate::start_with(
         &tmp.path().join("data"),
@@ -175,19 +189,7 @@ fn a_hand_edit_is_reverted_within_seconds_not_at_the_next_poll() {
         "gitops",
         &["--gitops-poll", "10m"],
     );
-    let app = format!(
-        "apiVersion: metalgate.io/v1beta1
-kind: Application
-metadata: {{name: podinfo, namespace: metalgate-system}}
-spec:
-  source: {{repoURL: 'file://{}', targetRevision: main, path: apps/podinfo}}
-  destination: {{server: 'https://kubernetes.default.svc', namespace: demo}}
-  syncPolicy:
-    automated: {{prune: true, selfHeal: true}}
-    syncOptions: [CreateNamespace=true]
-",
-        bare.display()
-    );
+    let app = podinfo_app(&format!("file://{}", bare.display()), true);
     let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
     assert!(
         out.status.success(),
@@ -260,15 +262,7 @@ fn github_push(admin: u16, repo: &str, secret: Option<&str>) -> (String, String)
 #[test]
 fn a_webhook_push_is_applied_at_once_and_a_bad_signature_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let (work, bare) = (tmp.path().join("work"), tmp.path().join("ops-demo.git"));
-    std::fs::create_dir_all(&work).unwrap();
-    git(
-        tmp.path(),
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-    push_color(&work, "#34577c");
+    let (work, bare) = workshop_repo(tmp.path());
     let admin = free_port();
     let mg = Metalgate::start_with(
         &tmp.path().join("data"),
@@ -282,18 +276,7 @@ fn a_webhook_push_is_applied_at_once_and_a_bad_signature_is_refused() {
         ],
     );
     let repo = format!("file://{}", bare.display());
-    let app = format!(
-        "apiVersion: metalgate.io/v1beta1
-kind: Application
-metadata: {{name: podinfo, namespace: metalgate-system}}
-spec:
-  source: {{repoURL: '{repo}', targetRevision: main, path: apps/podinfo}}
-  destination: {{server: 'https://kubernetes.default.svc', namespace: demo}}
-  syncPolicy:
-    automated: {{prune: true}}
-    syncOptions: [CreateNamespace=true]
-"
-    );
+    let app = podinfo_app(&repo, false);
     let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
     assert!(
         out.status.success(),
@@ -342,4 +325,82 @@ spec:
     let (code, body) = github_push(admin, &repo, Some("s3cret"));
     assert_eq!(code, "200", "{body}");
     wait_color(&mg, "#0000ff", Duration::from_secs(5));
+}
+
+#[test]
+fn a_failed_sync_is_retried_with_back_off_as_syncpolicy_retry_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, bare) = workshop_repo(tmp.path());
+    // A revision that cannot apply yet: its ConfigMap's namespace does not exist.
+    std::fs::write(
+        work.join("apps/podinfo/ui.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: podinfo-ui\n  namespace: later\ndata:\n  PODINFO_UI_COLOR: '#123456'\n",
+    )
+    .unwrap();
+    git(
+        &work,
+        &["commit", "-qam", "podinfo: into a namespace made later"],
+    );
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let admin = free_port();
+    let mg = Metalgate::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        "gitops",
+        &[
+            "--gitops-poll",
+            "10m",
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    let app = podinfo_app(&format!("file://{}", bare.display()), false).replace(
+        "    syncOptions: [CreateNamespace=true]\n",
+        "    syncOptions: [CreateNamespace=true]\n    retry: {limit: 5, backoff: {duration: 1s, factor: 2, maxDuration: 2s}}\n",
+    );
+    let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let condition = || {
+        mg.kubectl_ok(&[
+            "get",
+            "application",
+            "podinfo",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.status.conditions[*].type}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !condition().contains("ComparisonError") {
+        assert!(Instant::now() < deadline, "never failed: {}", condition());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The namespace appears; a retry (1 s, then 2 s) applies the revision — long before the poll.
+    mg.kubectl_ok(&["create", "namespace", "later"]);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let color = mg.kubectl(&[
+            "get",
+            "configmap",
+            "podinfo-ui",
+            "-n",
+            "later",
+            "-o",
+            "jsonpath={.data.PODINFO_UI_COLOR}",
+        ]);
+        if String::from_utf8_lossy(&color.stdout) == "#123456" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no retry applied it; {}",
+            condition()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -594,19 +594,7 @@ fn kubectl_create_generators_and_auth_commands_work_through_protobuf() {
 
     // kubectl create token: a token that acts as the account.
     let token = said(&["create", "token", "bot", "-n", "apps"]);
-    let admin = std::fs::read_to_string(mg.kubeconfig()).unwrap();
-    let as_bot: String = admin
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("token:") {
-                format!("    token: {token}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let kc = write(dir.path(), "bot.kubeconfig", &as_bot);
+    let kc = mg.kubeconfig_with_token(dir.path(), "bot.kubeconfig", &token);
     let read = common::kubectl_with(
         &kc,
         &["get", "configmap", "ui", "-n", "apps", "-o", "name"],

@@ -37,23 +37,6 @@ fn token(mg: &Metalgate, dir: &Path, ns: &str, sa: &str) -> String {
     v["status"]["token"].as_str().unwrap().to_string()
 }
 
-/// The store's kubeconfig with another bearer token.
-fn kubeconfig_with(mg: &Metalgate, dir: &Path, name: &str, token: &str) -> PathBuf {
-    let admin = std::fs::read_to_string(mg.kubeconfig()).unwrap();
-    let swapped: String = admin
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("token:") {
-                format!("    token: {token}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    write(dir, name, &swapped)
-}
-
 fn stderr_of(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -64,7 +47,7 @@ fn a_service_account_gets_what_its_role_grants_and_a_403_naming_the_rest() {
     let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
     mg.kubectl_ok(&["apply", "--server-side", "-k", &manifests()]);
     let t = token(&mg, dir.path(), "metalgate-system", "metalgate-controller");
-    let kc = kubeconfig_with(&mg, dir.path(), "controller.kubeconfig", &t);
+    let kc = mg.kubeconfig_with_token(dir.path(), "controller.kubeconfig", &t);
 
     let svcs = kubectl_with(&kc, &["get", "svc", "-A"], None);
     assert!(svcs.status.success(), "{}", stderr_of(&svcs));
@@ -118,7 +101,7 @@ fn tokens_of_deleted_accounts_and_forged_tokens_are_refused() {
     let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
     mg.kubectl_ok(&["apply", "--server-side", "-k", &manifests()]);
     let t = token(&mg, dir.path(), "metalgate-system", "metalgate-proxy");
-    let kc = kubeconfig_with(&mg, dir.path(), "proxy.kubeconfig", &t);
+    let kc = mg.kubeconfig_with_token(dir.path(), "proxy.kubeconfig", &t);
     assert!(
         kubectl_with(&kc, &["get", "ingresses", "-A"], None)
             .status
@@ -129,8 +112,7 @@ fn tokens_of_deleted_accounts_and_forged_tokens_are_refused() {
     let mut forged = t.clone().into_bytes();
     let last = forged.len() - 2;
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
-    let kc_forged = kubeconfig_with(
-        &mg,
+    let kc_forged = mg.kubeconfig_with_token(
         dir.path(),
         "forged.kubeconfig",
         &String::from_utf8(forged).unwrap(),
@@ -187,7 +169,7 @@ fn the_controller_assigns_ips_with_only_its_own_rbac_and_names_the_rule_it_lacks
     let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
     mg.kubectl_ok(&["apply", "--server-side", "-k", &manifests()]);
     let t = token(&mg, dir.path(), "metalgate-system", "metalgate-controller");
-    let kc = kubeconfig_with(&mg, dir.path(), "controller.kubeconfig", &t);
+    let kc = mg.kubeconfig_with_token(dir.path(), "controller.kubeconfig", &t);
     let log = dir.path().join("controller.log");
     let mut controller = Command::new(env!("CARGO_BIN_EXE_metalgate"))
         .args(["controller", "--no-gitops", "--admin-listen", "none"])
@@ -251,7 +233,7 @@ fn the_proxy_becomes_ready_with_only_its_own_rbac_and_not_without_secrets() {
     let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
     mg.kubectl_ok(&["apply", "--server-side", "-k", &manifests()]);
     let t = token(&mg, dir.path(), "metalgate-system", "metalgate-proxy");
-    let kc = kubeconfig_with(&mg, dir.path(), "proxy.kubeconfig", &t);
+    let kc = mg.kubeconfig_with_token(dir.path(), "proxy.kubeconfig", &t);
     let ready_with = |log: &Path| -> (bool, String) {
         let admin = free_port();
         let mut proxy = Command::new(env!("CARGO_BIN_EXE_metalgate"))

@@ -96,6 +96,23 @@ impl Metalgate {
         self.data_dir.join("kubeconfig")
     }
 
+    /// This instance's kubeconfig with another bearer token (a ServiceAccount's), written to
+    /// `dir/name`.
+    pub fn kubeconfig_with_token(&self, dir: &Path, name: &str, token: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(self.kubeconfig()).unwrap();
+        let swapped: Vec<String> = admin
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("token:") {
+                    format!("    token: {token}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        write(dir, name, &swapped.join("\n"))
+    }
+
     /// Run kubectl against this instance, bounded to 60 s.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         kubectl_with(&self.kubeconfig(), args, None)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
-use metalgate_k8s::crd::Application;
+use metalgate_k8s::crd::{Application, ApplicationStatus};
 use metalgate_k8s::{Component, ComponentContext, leader, reflect};
 use tokio::task::JoinSet;
 
@@ -66,6 +66,29 @@ struct Seen {
     spec: String,
     /// When its last pass ended.
     at: Option<Instant>,
+    /// Failed passes in a row (for `syncPolicy.retry`).
+    failures: u32,
+    /// When the next retry is due, while retries are left.
+    retry_at: Option<Instant>,
+}
+
+/// Whether a pass failed in a way a retry may mend (a render, dry-run, Git or apply error; not
+/// a spec error, which needs a new spec).
+fn failed(status: &ApplicationStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| matches!(c.type_.as_str(), "ComparisonError" | "SyncError"))
+}
+
+/// The app's retry policy, when it asks for retries (`syncPolicy.retry`), as ArgoCD: none
+/// without one.
+fn retry_policy(app: &Application) -> Option<crate::spec::Retry> {
+    app.spec.sync_policy.as_ref()?.retry.as_ref()?;
+    let name = app.metadata.name.clone().unwrap_or_default();
+    crate::spec::AppConfig::from_spec(&name, &app.spec)
+        .ok()
+        .map(|c| c.retry)
 }
 
 fn refresh_requested(app: &Application) -> bool {
@@ -244,8 +267,9 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut running: HashSet<String> = HashSet::new();
-    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut tasks: JoinSet<ApplicationStatus> = JoinSet::new();
     let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut retries: HashMap<String, Option<crate::spec::Retry>> = HashMap::new();
     let tick = Duration::from_secs(1).min(cfg.poll);
     loop {
         drift.track(&inventory_kinds(&apps.state())).await;
@@ -269,6 +293,11 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             }
             let spec = serde_json::to_string(&app.spec).unwrap_or_default();
             let s = seen.entry(name.clone()).or_default();
+            if s.spec != spec {
+                s.failures = 0;
+                s.retry_at = None;
+            }
+            let retry_due = s.retry_at.is_some_and(|t| Instant::now() >= t);
             let trigger = if refresh_requested(&app) {
                 Some(Trigger::Refresh)
             } else if pushed.contains(&name) {
@@ -276,6 +305,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             } else if s.spec != spec
                 || s.at.is_none_or(|t| t.elapsed() >= cfg.poll)
                 || marked.contains(&name)
+                || retry_due
             {
                 Some(Trigger::Auto)
             } else {
@@ -286,9 +316,12 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 drifts.fetch_add(1, Ordering::Relaxed);
             }
             s.spec = spec;
+            s.retry_at = None;
             running.insert(name.clone());
             let (rctx, api, task_name) = (rctx.clone(), apps_api.clone(), name.clone());
             let done = passes.clone();
+            let policy = retry_policy(&app);
+            retries.insert(name.clone(), policy);
             let handle = tasks.spawn(async move {
                 let name = task_name;
                 if trigger == Trigger::Refresh {
@@ -304,8 +337,9 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                         tracing::warn!(app = %name, error = %e, "could not clear the refresh annotation");
                     }
                 }
-                reconcile(&rctx, &app, trigger).await;
+                let status = reconcile(&rctx, &app, trigger).await;
                 done.fetch_add(1, Ordering::Relaxed);
+                status
             });
             by_task.insert(handle.id(), name);
         }
@@ -316,17 +350,30 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 break;
             }
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let id = match &done {
-                    Ok((id, ())) => *id,
+                let (id, status) = match done {
+                    Ok((id, status)) => (id, Some(status)),
                     Err(e) => {
                         tracing::error!(error = %e, "a sync pass failed");
-                        e.id()
+                        (e.id(), None)
                     }
                 };
                 if let Some(name) = by_task.remove(&id) {
                     running.remove(&name);
+                    let policy = retries.remove(&name).flatten();
                     if let Some(s) = seen.get_mut(&name) {
                         s.at = Some(Instant::now());
+                        if status.as_ref().is_some_and(failed) {
+                            s.failures += 1;
+                            s.retry_at = policy
+                                .filter(|p| p.limit.is_none_or(|l| s.failures <= l))
+                                .map(|p| Instant::now() + p.wait(s.failures));
+                            if let Some(at) = s.retry_at {
+                                tracing::info!(app = %name, failures = s.failures, in_ms = at.saturating_duration_since(Instant::now()).as_millis() as u64, "retrying a failed sync");
+                            }
+                        } else {
+                            s.failures = 0;
+                            s.retry_at = None;
+                        }
                     }
                 }
             }

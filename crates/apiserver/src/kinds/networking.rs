@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use super::core::first_three;
-use super::print::{age, created, or_none, selector, strs};
+use super::print::{age, created, lb_addresses, or_none, selector, strs};
 use super::{Printer, col};
 use super::{check_one_of, port_ok};
 use crate::error::Cause;
@@ -177,17 +177,7 @@ fn ingress_row(o: &Value) -> Vec<Value> {
         .flatten()
         .map(|r| r["host"].as_str().unwrap_or("*").to_string())
         .collect();
-    let addrs: Vec<String> = o["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| {
-            i["ip"]
-                .as_str()
-                .or(i["hostname"].as_str())
-                .map(str::to_string)
-        })
-        .collect();
+    let addrs = lb_addresses(o);
     let ports = if o["spec"]["tls"].as_array().is_some_and(|t| !t.is_empty()) {
         "80, 443"
     } else {

@@ -72,6 +72,21 @@ pub fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The addresses in `status.loadBalancer.ingress` (IP, or host name).
+pub fn lb_addresses(o: &Value) -> Vec<String> {
+    o["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            i["ip"]
+                .as_str()
+                .or(i["hostname"].as_str())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 /// `<none>` for an empty cell.
 pub fn or_none(s: String) -> String {
     if s.is_empty() { "<none>".into() } else { s }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::print::{age, or_none, strs};
+use super::print::{age, lb_addresses, or_none, strs};
 use super::{Printer, col, wide};
 use super::{check_one_of, ip_ok, port_ok};
 use crate::error::Cause;
@@ -197,17 +197,7 @@ fn service_row(o: &Value) -> Vec<Value> {
     let spec = &o["spec"];
     let ty = spec["type"].as_str().unwrap_or("ClusterIP");
     let cluster_ip = spec["clusterIP"].as_str().unwrap_or("<none>").to_string();
-    let ingress: Vec<String> = o["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| {
-            i["ip"]
-                .as_str()
-                .or(i["hostname"].as_str())
-                .map(str::to_string)
-        })
-        .collect();
+    let ingress = lb_addresses(o);
     let mut external: Vec<String> = strs(&spec["externalIPs"]);
     let external_ip = match ty {
         "LoadBalancer" => {

@@ -44,6 +44,17 @@ pub(super) fn cascade(
     out
 }
 
+/// The keys a list of writes deletes.
+pub(super) fn deleted_keys(writes: &[Write]) -> Vec<String> {
+    writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Delete(k) => Some(k.clone()),
+            Write::Put(..) => None,
+        })
+        .collect()
+}
+
 /// The storage prefixes of everything namespaced in `ns`.
 pub(super) fn namespaced_prefixes(reg: &Registry, ns: &str) -> Vec<String> {
     let mut prefixes: Vec<String> = reg

@@ -7,7 +7,7 @@ use http::StatusCode;
 use hyper::Response;
 use serde_json::{Value, json};
 
-use super::cascade::{cascade, empty_after, finish_namespace};
+use super::cascade::{cascade, deleted_keys, empty_after, finish_namespace};
 use super::decode::{Ctx, parse_body};
 use super::read::{Filter, list_prefix, present};
 use super::response::{Body, json_response};
@@ -114,13 +114,7 @@ pub(super) fn delete_in_txn(
         if is_ns {
             writes.extend(cascade(txn, &state.registry, &t.def, &o, &now));
             let ns = o["metadata"]["name"].as_str().unwrap_or_default();
-            let removing: Vec<String> = writes
-                .iter()
-                .filter_map(|w| match w {
-                    Write::Delete(k) => Some(k.clone()),
-                    _ => None,
-                })
-                .collect();
+            let removing = deleted_keys(&writes);
             // Everything left is being deleted: the namespace goes at once.
             if empty_after(txn, &state.registry, ns, &removing) {
                 writes.push(Write::Delete(key.to_string()));
@@ -140,13 +134,7 @@ pub(super) fn delete_in_txn(
     let mut writes = cascade(txn, &state.registry, &t.def, old, &now);
     writes.push(Write::Delete(key.to_string()));
     if let Some(ns) = old["metadata"]["namespace"].as_str() {
-        let removing: Vec<String> = writes
-            .iter()
-            .filter_map(|w| match w {
-                Write::Delete(k) => Some(k.clone()),
-                _ => None,
-            })
-            .collect();
+        let removing = deleted_keys(&writes);
         if let Some(w) = finish_namespace(txn, &state.registry, ns, &removing) {
             writes.push(w);
         }

@@ -8,7 +8,7 @@ use hyper::Response;
 use serde_json::{Value, json};
 
 use super::admit::{Prepared, check_identity, generate_name, namespace_must_exist, prepare};
-use super::cascade::{cascade, finish_namespace};
+use super::cascade::{cascade, deleted_keys, finish_namespace};
 use super::decode::{Ctx, FieldValidation};
 use super::read::present;
 use super::response::{Body, json_response};
@@ -50,13 +50,7 @@ pub(super) async fn commit_one(
         writes.extend(cascade(txn, &state.registry, &t.def, &p.obj, &now));
         writes.push(Write::Delete(key.clone()));
         if let Some(ns) = p.obj["metadata"]["namespace"].as_str() {
-            let removing: Vec<String> = writes
-                .iter()
-                .filter_map(|w| match w {
-                    Write::Delete(k) => Some(k.clone()),
-                    _ => None,
-                })
-                .collect();
+            let removing = deleted_keys(&writes);
             if let Some(w) = finish_namespace(txn, &state.registry, ns, &removing) {
                 writes.push(w);
             }
