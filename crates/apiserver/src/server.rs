@@ -58,6 +58,7 @@ pub struct ApiServer {
     creds: Credentials,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    gc: tokio::task::JoinHandle<()>,
 }
 
 impl ApiServer {
@@ -97,7 +98,7 @@ impl ApiServer {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&creds)?);
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve(listener, acceptor, state.clone(), stop.clone()));
-        tokio::spawn(crate::gc::run(state.clone(), stop.clone()));
+        let gc = tokio::spawn(crate::gc::run(state.clone(), stop.clone()));
         tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "API store listening");
         Ok(ApiServer {
             state,
@@ -105,6 +106,7 @@ impl ApiServer {
             creds,
             stop,
             task,
+            gc,
         })
     }
 
@@ -152,6 +154,8 @@ impl ApiServer {
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.task.await;
+        // The collector holds the database too: it must be gone before a restart opens it.
+        let _ = self.gc.await;
     }
 }
 
