@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::{reflector, watcher};
 use kube::{Resource, ResourceExt};
 use metalgate_ipam::{Allocator, Pool, PoolSpec, Requirement, Selector, ServiceAllocation};
@@ -362,16 +362,15 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let ev = Event {
+    reflect::publish(
+        recorder,
+        &obj.object_ref(&()),
         type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::warn!(error = %e, reason, "publishing an event failed");
-    }
+        reason,
+        "Allocate",
+        note,
+    )
+    .await;
 }
 
 async fn write_status(

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Api, Resource};
 use metalgate_k8s::reflect;
@@ -121,16 +121,15 @@ pub async fn run(
             }
             tracing::warn!(ingress = %p.ingress, field = %p.field, "{}", p.message);
             if let Some(ing) = by_key.get(&p.ingress) {
-                let ev = Event {
-                    type_: EventType::Warning,
-                    reason: p.reason.into(),
-                    note: Some(format!("{}: {}", p.field, p.message)),
-                    action: "Route".into(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&ev, &ing.object_ref(&())).await {
-                    tracing::warn!(error = %e, "publishing an event failed");
-                }
+                reflect::publish(
+                    &recorder,
+                    &ing.object_ref(&()),
+                    EventType::Warning,
+                    p.reason,
+                    "Route",
+                    format!("{}: {}", p.field, p.message),
+                )
+                .await;
             }
         }
         reported = now;
@@ -174,12 +173,21 @@ pub async fn run(
                         }
                     })
                     .collect();
+                // Server-side apply as the proxy: the address list is ours, and `kubectl get
+                // ing --show-managed-fields` says who wrote it.
                 let patch = serde_json::json!({
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "Ingress",
+                    "metadata": {"name": ik.name, "namespace": ik.namespace},
                     "status": { "loadBalancer": { "ingress": entries } }
                 });
                 let api = Api::<Ingress>::namespaced(client.clone(), &ik.namespace);
                 match api
-                    .patch_status(&ik.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch_status(
+                        &ik.name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&patch),
+                    )
                     .await
                 {
                     Ok(_) => {

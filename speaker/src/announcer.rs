@@ -16,7 +16,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use metalgate_k8s::crd::{IPAddressPool, L2Advertisement};
@@ -637,19 +637,18 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                                 format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
                                     == d.service
                             }) {
-                                let ev = Event {
-                                    type_: EventType::Warning,
-                                    reason: "IPConflict".into(),
-                                    note: Some(format!(
+                                reflect::publish(
+                                    &recorder,
+                                    &svc.object_ref(&()),
+                                    EventType::Warning,
+                                    "IPConflict",
+                                    "Probe",
+                                    format!(
                                         "{} is already in use on {} by {mac}; node {me} does not announce it and will check again",
                                         a.ip, a.interface
-                                    )),
-                                    action: "Probe".into(),
-                                    secondary: None,
-                                };
-                                if let Err(e) = recorder.publish(&ev, &svc.object_ref(&())).await {
-                                    tracing::warn!(error = %e, "publishing IPConflict failed");
-                                }
+                                    ),
+                                )
+                                .await;
                             }
                         }
                     }
@@ -726,20 +725,19 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 }
             }
             if newly {
-                let ev = Event {
-                    type_: EventType::Normal,
-                    reason: "nodeAssigned".into(),
-                    note: Some(format!(
+                reflect::publish(
+                    &recorder,
+                    &svc.object_ref(&()),
+                    EventType::Normal,
+                    "nodeAssigned",
+                    "Announce",
+                    format!(
                         "announcing {} from node {me}, interface {}",
                         d.ip,
                         d.interface.clone().unwrap_or_default()
-                    )),
-                    action: "Announce".into(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&ev, &svc.object_ref(&())).await {
-                    tracing::warn!(error = %e, "publishing nodeAssigned failed");
-                }
+                    ),
+                )
+                .await;
             }
         }
         previous = now;

@@ -564,7 +564,7 @@ async fn pass(
                 ),
             ),
         };
-        metalgate_k8s::reflect::publish(&ctx.recorder, &me_ref, type_, reason, note).await;
+        metalgate_k8s::reflect::publish(&ctx.recorder, &me_ref, type_, reason, "Sync", note).await;
     }
 
     // Health and inventory, read back after the sync.

@@ -60,20 +60,22 @@ pub fn recorder(client: &Client, controller: &str, instance: &str) -> Recorder {
     )
 }
 
-/// Publish an Event about `regarding` (a warning is logged when it cannot be written: an Event
-/// is a report, never a reason to fail).
+/// Publish an Event about `regarding` — the one way every component writes Events (a warning
+/// is logged when it cannot be written: an Event is a report, never a reason to fail).
+/// `action` is what the component was doing (`Announce`, `Route`, …).
 pub async fn publish(
     recorder: &Recorder,
     regarding: &k8s_openapi::api::core::v1::ObjectReference,
     type_: kube::runtime::events::EventType,
     reason: &str,
+    action: &str,
     note: String,
 ) {
     let ev = kube::runtime::events::Event {
         type_,
         reason: reason.into(),
         note: Some(note),
-        action: reason.into(),
+        action: action.into(),
         secondary: None,
     };
     if let Err(e) = recorder.publish(&ev, regarding).await {
