@@ -31,8 +31,10 @@ pub enum Command {
     Controller(ControllerArgs),
     /// The speaker alone (a DaemonSet with hostNetwork and CAP_NET_RAW in a cluster).
     Speaker(SpeakerArgs),
-    /// The GitOps module alone: syncs Applications from Git (its own Deployment and RBAC).
-    Gitops(GitopsArgs),
+    /// The GitOps module (`run`), and what `argocd app …` shows and does: list, status,
+    /// history, refresh, sync, validate.
+    #[command(subcommand)]
+    Gitops(crate::gitops_cli::GitopsCommand),
     /// The ingress proxy alone, against a cluster or a running store.
     Proxy(metalgate_proxy::cli::ProxyArgs),
 }
@@ -57,7 +59,7 @@ pub struct SpeakerArgs {
     pub admin_listen: Listen,
 }
 
-/// `metalgate gitops`.
+/// `metalgate gitops run`.
 #[derive(Debug, Clone, Args)]
 pub struct GitopsArgs {
     /// Kubeconfig (default: in-cluster, then KUBECONFIG, then ~/.kube/config).
@@ -245,7 +247,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lab(cmd) => crate::lab::dispatch(cmd).await,
         Command::Controller(a) => crate::run::controller(a).await.map(|_| ExitCode::SUCCESS),
         Command::Speaker(a) => crate::run::speaker(a).await.map(|_| ExitCode::SUCCESS),
-        Command::Gitops(a) => crate::run::gitops(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Gitops(cmd) => crate::gitops_cli::dispatch(cmd).await,
         Command::Proxy(a) => metalgate_proxy::cli::run(a)
             .await
             .map(|_| ExitCode::SUCCESS),

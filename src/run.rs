@@ -425,7 +425,7 @@ pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
     metalgate_speaker::announcer::run(ctx, cfg).await
 }
 
-/// `metalgate gitops`: the GitOps module alone, with its own ServiceAccount.
+/// `metalgate gitops run`: the GitOps module alone, with its own ServiceAccount.
 pub async fn gitops(args: crate::cli::GitopsArgs) -> anyhow::Result<()> {
     let ctx = alone(
         args.kubeconfig.as_deref(),

@@ -404,3 +404,96 @@ fn a_failed_sync_is_retried_with_back_off_as_syncpolicy_retry_says() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+fn metalgate(mg: &Metalgate, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+        .args(args)
+        .args(["--kubeconfig", mg.kubeconfig().to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, bare) = workshop_repo(tmp.path());
+    let mg = Metalgate::start_with(
+        &tmp.path().join("data"),
+        free_port(),
+        "gitops",
+        &["--gitops-poll", "10m"],
+    );
+    // No automated sync: only `metalgate gitops sync` applies.
+    let app = podinfo_app(&format!("file://{}", bare.display()), false)
+        .replace("    automated: {prune: true, selfHeal: false}\n", "");
+    let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (ok, said) = metalgate(&mg, &["gitops", "sync", "podinfo"]);
+    assert!(ok, "{said}");
+    assert!(said.contains("Sync:       Synced"), "{said}");
+    assert!(
+        said.contains("ConfigMap") && said.contains("podinfo-ui"),
+        "{said}"
+    );
+    wait_color(&mg, "#34577c", Duration::from_secs(5));
+
+    let sha = push_color(&work, "#ff8800");
+    let (ok, said) = metalgate(&mg, &["gitops", "refresh", "podinfo"]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("OutOfSync"),
+        "a new commit without auto-sync: {said}"
+    );
+    let (ok, said) = metalgate(&mg, &["gitops", "sync", "podinfo"]);
+    assert!(ok, "{said}");
+    wait_color(&mg, "#ff8800", Duration::from_secs(5));
+
+    let (ok, list) = metalgate(&mg, &["gitops", "list"]);
+    assert!(ok, "{list}");
+    let row: Vec<&str> = list.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..4],
+        ["podinfo", "Synced", "Healthy", &sha[..7]],
+        "{list}"
+    );
+    let (ok, history) = metalgate(&mg, &["gitops", "history", "podinfo"]);
+    assert!(ok, "{history}");
+    let newest = history.lines().nth(1).unwrap();
+    assert!(
+        newest.contains(&sha[..7])
+            && newest.contains("Ada Ops")
+            && newest.contains("podinfo: #ff8800"),
+        "{history}"
+    );
+
+    // validate: a directory as the module would read it, problems named.
+    std::fs::write(
+        work.join("apps/podinfo/broken.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a, map]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+        .args(["gitops", "validate"])
+        .arg(work.join("apps/podinfo"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("broken.yaml"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

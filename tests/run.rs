@@ -392,14 +392,17 @@ fn components_alone_serve_their_admin_endpoint_for_probes() {
     let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
     for (cmd, extra) in [
         ("controller", vec!["--no-gitops"]),
-        ("gitops", vec!["--data-dir", dir.path().to_str().unwrap()]),
+        (
+            "gitops",
+            vec!["run", "--data-dir", dir.path().to_str().unwrap()],
+        ),
     ] {
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_metalgate"))
             .arg(cmd)
+            .args(&extra)
             .args(["--kubeconfig", mg.kubeconfig().to_str().unwrap()])
             .args(["--admin-listen", &format!("127.0.0.1:{port}")])
-            .args(&extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -26,6 +26,9 @@ pub const NAME: &str = "gitops";
 pub const LEASE: &str = "metalgate-gitops";
 /// The annotations that ask for a pass now (ours, and ArgoCD's; any value).
 pub const REFRESH_ANNOTATIONS: [&str; 2] = ["metalgate.io/refresh", "argocd.argoproj.io/refresh"];
+/// The annotation that asks for a sync now, even without automated sync (`metalgate gitops
+/// sync`); cleared when the pass starts.
+pub const SYNC_ANNOTATION: &str = "metalgate.io/sync";
 
 /// How the component runs.
 #[derive(Debug, Clone)]
@@ -298,7 +301,14 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 s.retry_at = None;
             }
             let retry_due = s.retry_at.is_some_and(|t| Instant::now() >= t);
-            let trigger = if refresh_requested(&app) {
+            let sync_asked = app
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(SYNC_ANNOTATION));
+            let trigger = if sync_asked {
+                Some(Trigger::Manual)
+            } else if refresh_requested(&app) {
                 Some(Trigger::Refresh)
             } else if pushed.contains(&name) {
                 Some(Trigger::Webhook)
@@ -324,9 +334,10 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             retries.insert(name.clone(), policy);
             let handle = tasks.spawn(async move {
                 let name = task_name;
-                if trigger == Trigger::Refresh {
+                if matches!(trigger, Trigger::Refresh | Trigger::Manual) {
                     let clear: serde_json::Map<String, serde_json::Value> = REFRESH_ANNOTATIONS
                         .iter()
+                        .chain(std::iter::once(&SYNC_ANNOTATION))
                         .map(|k| (k.to_string(), serde_json::Value::Null))
                         .collect();
                     let patch = serde_json::json!({"metadata": {"annotations": clear}});

@@ -1,0 +1,344 @@
+//! `metalgate gitops list|status|history|refresh|sync|validate`: what `argocd app list|get|
+//! history|sync` show and do, read from and written to the Application objects — the module
+//! itself (`metalgate gitops run`) does the work.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use kube::api::{Api, Patch, PatchParams};
+use metalgate_k8s::crd::Application;
+
+/// `metalgate gitops …`.
+#[derive(Debug, Subcommand)]
+pub enum GitopsCommand {
+    /// Run the GitOps module: sync Applications from Git (its own Deployment in a cluster).
+    Run(crate::cli::GitopsArgs),
+    /// Every Application: sync status, health, revision, last sync.
+    List(Target),
+    /// One Application: source, sync, health, conditions and its objects.
+    Status(Named),
+    /// One Application's history: commits, authors, messages, what each sync changed.
+    History(Named),
+    /// Compare with Git now (the refresh annotation) and wait for the result.
+    Refresh(Named),
+    /// Sync now, even without automated sync, and wait for the result.
+    Sync(Named),
+    /// Render a directory as the module would, and name every bad file and document.
+    Validate {
+        /// The directory (an Application's `path` in a checkout).
+        path: PathBuf,
+        /// Read subdirectories too (`directory.recurse`).
+        #[arg(long)]
+        recurse: bool,
+    },
+}
+
+/// Where the Applications are.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Kubeconfig (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Applications.
+    #[arg(long, short = 'n', default_value = metalgate_k8s::NAMESPACE)]
+    pub namespace: String,
+}
+
+/// One Application.
+#[derive(Debug, Clone, Args)]
+pub struct Named {
+    /// The Application's name.
+    pub name: String,
+    /// Where it is.
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// The annotation that asks the module for a sync now (cleared when the pass starts).
+pub const SYNC_ANNOTATION: &str = metalgate_gitops::runner::SYNC_ANNOTATION;
+
+async fn api(t: &Target) -> anyhow::Result<Api<Application>> {
+    let client = match &t.kubeconfig {
+        Some(k) => metalgate_k8s::client::from_kubeconfig(k).await?,
+        None => metalgate_k8s::client::infer().await?,
+    };
+    Ok(Api::namespaced(client, &t.namespace))
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+/// Rows of cells as an aligned table, as kubectl prints.
+fn table(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            cells.join("   ").trim_end().to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn sync_health(app: &Application) -> (String, String, String) {
+    let s = app.status.clone().unwrap_or_default();
+    let sync = s
+        .sync
+        .as_ref()
+        .map(|x| x.status.clone())
+        .unwrap_or_else(|| "Unknown".into());
+    let health = s
+        .health
+        .as_ref()
+        .map(|x| x.status.clone())
+        .unwrap_or_else(|| "Unknown".into());
+    let rev = s
+        .sync
+        .as_ref()
+        .and_then(|x| x.revision.clone())
+        .unwrap_or_default();
+    (sync, health, rev)
+}
+
+/// `list`: one row per Application.
+pub fn render_list(apps: &[Application]) -> String {
+    let mut rows = vec![vec![
+        "NAME".to_string(),
+        "SYNC".into(),
+        "HEALTH".into(),
+        "REVISION".into(),
+        "LAST SYNC".into(),
+        "MESSAGE".into(),
+    ]];
+    for a in apps {
+        let (sync, health, rev) = sync_health(a);
+        let last = a.status.as_ref().and_then(|s| s.history.last());
+        rows.push(vec![
+            a.metadata.name.clone().unwrap_or_default(),
+            sync,
+            health,
+            short(&rev).to_string(),
+            last.map(|h| h.deployed_at.clone()).unwrap_or_default(),
+            last.and_then(|h| h.message.as_deref().map(first_line).map(str::to_string))
+                .unwrap_or_default(),
+        ]);
+    }
+    table(&rows)
+}
+
+/// `status`: an Application in words, then its objects.
+pub fn render_status(app: &Application) -> String {
+    let (sync, health, rev) = sync_health(app);
+    let s = app.status.clone().unwrap_or_default();
+    let src = &app.spec.source;
+    let mut out = format!(
+        "Name:       {}\nSource:     {} @ {} path {}\nSync:       {sync} at {}\nHealth:     {health}\n",
+        app.metadata.name.clone().unwrap_or_default(),
+        src.repo_url,
+        src.target_revision.clone().unwrap_or_else(|| "HEAD".into()),
+        src.path.clone().unwrap_or_else(|| ".".into()),
+        short(&rev),
+    );
+    if let Some(op) = &s.operation_state {
+        out.push_str(&format!(
+            "Last sync:  {} — {}\n",
+            op.phase,
+            op.message.clone().unwrap_or_default()
+        ));
+    }
+    for c in &s.conditions {
+        out.push_str(&format!("Condition:  {}: {}\n", c.type_, c.message));
+    }
+    let mut rows = vec![vec![
+        "KIND".to_string(),
+        "NAMESPACE".into(),
+        "NAME".into(),
+        "SYNC".into(),
+        "HEALTH".into(),
+    ]];
+    for r in &s.resources {
+        rows.push(vec![
+            r.kind.clone(),
+            r.namespace.clone(),
+            r.name.clone(),
+            r.status.clone().unwrap_or_default(),
+            r.health
+                .as_ref()
+                .map(|h| h.status.clone())
+                .unwrap_or_default(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&table(&rows));
+    out
+}
+
+/// `history`: newest first.
+pub fn render_history(app: &Application) -> String {
+    let mut rows = vec![vec![
+        "ID".to_string(),
+        "DATE".into(),
+        "REVISION".into(),
+        "BY".into(),
+        "AUTHOR".into(),
+        "MESSAGE".into(),
+        "CHANGES".into(),
+    ]];
+    let history = app
+        .status
+        .as_ref()
+        .map(|s| s.history.clone())
+        .unwrap_or_default();
+    for h in history.iter().rev() {
+        let mut changes = Vec::new();
+        for (what, list) in [
+            ("created", &h.created),
+            ("updated", &h.updated),
+            ("pruned", &h.pruned),
+            ("reverted", &h.reverted),
+        ] {
+            if !list.is_empty() {
+                changes.push(format!("{what} {}", list.len()));
+            }
+        }
+        rows.push(vec![
+            h.id.to_string(),
+            h.deployed_at.clone(),
+            short(&h.revision).to_string(),
+            h.initiated_by.clone().unwrap_or_default(),
+            h.author.clone().unwrap_or_default(),
+            first_line(h.message.as_deref().unwrap_or_default()).to_string(),
+            changes.join(", "),
+        ]);
+    }
+    table(&rows)
+}
+
+/// Set `annotation` on the Application and wait (at most a minute) until the module took it
+/// and finished the pass.
+async fn ask(api: &Api<Application>, name: &str, annotation: &str) -> anyhow::Result<Application> {
+    let before = api
+        .get(name)
+        .await
+        .with_context(|| format!("Application {name}"))?;
+    let was = before.status.as_ref().and_then(|s| s.reconciled_at.clone());
+    let patch = serde_json::json!({"metadata": {"annotations": {annotation: jiff::Timestamp::now().to_string()}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("annotating Application {name}"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut taken_at: Option<Instant> = None;
+    loop {
+        let now = api.get(name).await?;
+        let pending = now
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(annotation));
+        let at = now.status.as_ref().and_then(|s| s.reconciled_at.clone());
+        if !pending {
+            let taken = *taken_at.get_or_insert_with(Instant::now);
+            // reconciledAt has a resolution of a second: a pass in the same second as the last
+            // one does not move it, so a short wait after the annotation is taken also ends it.
+            if at != was || taken.elapsed() > Duration::from_secs(3) {
+                return Ok(now);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "Application {name}: the GitOps module did not take {annotation} within a minute — is `metalgate gitops run` (or the gitops component) running?"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Render `path` as a directory source; every problem on its own line.
+pub fn validate(path: &Path, recurse: bool) -> Result<usize, Vec<String>> {
+    let opts = metalgate_gitops::render::DirectoryOptions::new(recurse, None, None)
+        .map_err(|e| vec![e.to_string()])?;
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let root = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let name = path.file_name().map(PathBuf::from).unwrap_or_default();
+    metalgate_gitops::render::read_directory(root, &name, &opts)
+        .map(|m| m.len())
+        .map_err(|errs| errs.iter().map(ToString::to_string).collect())
+}
+
+/// Run a `metalgate gitops` command.
+pub async fn dispatch(cmd: GitopsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        GitopsCommand::Run(a) => crate::run::gitops(a).await.map(|_| ExitCode::SUCCESS),
+        GitopsCommand::List(t) => {
+            let apps = api(&t).await?.list(&Default::default()).await?.items;
+            println!("{}", render_list(&apps));
+            Ok(ExitCode::SUCCESS)
+        }
+        GitopsCommand::Status(n) => {
+            let app = api(&n.target).await?.get(&n.name).await?;
+            println!("{}", render_status(&app));
+            Ok(ExitCode::SUCCESS)
+        }
+        GitopsCommand::History(n) => {
+            let app = api(&n.target).await?.get(&n.name).await?;
+            println!("{}", render_history(&app));
+            Ok(ExitCode::SUCCESS)
+        }
+        GitopsCommand::Refresh(n) => {
+            let api = api(&n.target).await?;
+            let app = ask(
+                &api,
+                &n.name,
+                metalgate_gitops::runner::REFRESH_ANNOTATIONS[0],
+            )
+            .await?;
+            println!("{}", render_status(&app));
+            Ok(ExitCode::SUCCESS)
+        }
+        GitopsCommand::Sync(n) => {
+            let api = api(&n.target).await?;
+            let app = ask(&api, &n.name, SYNC_ANNOTATION).await?;
+            println!("{}", render_status(&app));
+            let failed = app
+                .status
+                .as_ref()
+                .and_then(|s| s.operation_state.as_ref())
+                .is_some_and(|o| o.phase == "Failed");
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        GitopsCommand::Validate { path, recurse } => match validate(&path, recurse) {
+            Ok(n) => {
+                println!("{}: {n} object(s), all valid", path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
