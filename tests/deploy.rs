@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Metalgate, free_port, write};
+use common::{Metalgate, Netns, free_port, write};
 
 /// Kubernetes minor versions k3s has current releases of (the VM pins one of them).
 const KUBE_VERSIONS: [&str; 3] = ["1.31.0", "1.32.0", "1.33.0"];
@@ -251,42 +251,6 @@ fn the_vagrantfile_validates() {
 fn the_dockerfile_passes_hadolint() {
     let out = run("hadolint", &["Dockerfile"]);
     assert!(out.status.success(), "{}", text(&out));
-}
-
-/// A network namespace of this test's own, with only loopback up; deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("mgt-{tag}-{}", std::process::id());
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "ip netns add {name} (needs root)");
-        let ns = Netns(name);
-        let up = ns.exec("ip", &["link", "set", "lo", "up"]);
-        assert!(up.status.success());
-        ns
-    }
-
-    fn exec(&self, cmd: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0, cmd])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
 }
 
 /// Metric families (`# TYPE name …`) in a Prometheus text exposition.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Metalgate, free_port, kubectl_with, write};
+use common::{Metalgate, Netns, free_port, kubeconfig_with_token, kubectl_with, write};
 
 fn manifests() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -278,5 +278,132 @@ fn the_proxy_becomes_ready_with_only_its_own_rbac_and_not_without_secrets() {
     assert!(
         text.contains("cannot list resource \\\"secrets\\\""),
         "the log names the missing rule:\n{text}"
+    );
+}
+
+#[test]
+fn the_speaker_is_ready_with_only_its_own_rbac_and_not_without_endpointslices() {
+    // The speaker opens raw sockets on the node's NICs: it runs, with the store, in a network
+    // namespace of the test's own (loopback only).
+    let ns = Netns::new("rbac-speaker");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut store = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            env!("CARGO_BIN_EXE_metalgate"),
+            "run",
+        ])
+        .args(["--components", "none", "--data-dir", data.to_str().unwrap()])
+        .args(["--api-listen", "127.0.0.1:6443", "--node-name", "ops-demo"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let kc = data.join("kubeconfig");
+    let kubectl = |args: &[&str]| {
+        let mut full = vec!["--kubeconfig", kc.to_str().unwrap()];
+        full.extend_from_slice(args);
+        ns.exec("kubectl", &full)
+    };
+    let up = eventually(Duration::from_secs(15), || {
+        kubectl(&["get", "ns"]).status.success()
+    });
+    let applied = kubectl(&["apply", "--server-side", "-k", &manifests()]);
+    let req = write(
+        dir.path(),
+        "tokenrequest.json",
+        r#"{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}"#,
+    );
+    let tr = kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/metalgate-system/serviceaccounts/metalgate-speaker/token",
+        "-f",
+        req.to_str().unwrap(),
+    ]);
+    let token = serde_json::from_slice::<serde_json::Value>(&tr.stdout)
+        .ok()
+        .and_then(|v| v["status"]["token"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    let sa_kc = kubeconfig_with_token(&kc, dir.path(), "speaker.kubeconfig", &token);
+    let readiness = |log: &Path| -> (bool, String, String) {
+        let mut speaker = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                env!("CARGO_BIN_EXE_metalgate"),
+                "speaker",
+            ])
+            .args([
+                "--kubeconfig",
+                sa_kc.to_str().unwrap(),
+                "--node-name",
+                "ops-demo",
+            ])
+            .args(["--admin-listen", "127.0.0.1:7472"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut body = String::new();
+        let ready = eventually(Duration::from_secs(8), || {
+            let out = ns.exec(
+                "curl",
+                &[
+                    "-s",
+                    "--max-time",
+                    "1",
+                    "-w",
+                    " %{http_code}",
+                    "http://127.0.0.1:7472/readyz",
+                ],
+            );
+            body = String::from_utf8_lossy(&out.stdout).to_string();
+            body.ends_with(" 200")
+        });
+        let _ = speaker.kill();
+        let _ = speaker.wait();
+        (
+            ready,
+            body,
+            std::fs::read_to_string(log).unwrap_or_default(),
+        )
+    };
+    let first = readiness(&dir.path().join("speaker1.log"));
+
+    let role = kubectl(&["get", "clusterrole", "metalgate-speaker", "-o", "json"]);
+    let mut role: serde_json::Value = serde_json::from_slice(&role.stdout).unwrap_or_default();
+    if let Some(rules) = role["rules"].as_array_mut() {
+        rules.retain(|r| r["resources"] != serde_json::json!(["endpointslices"]));
+    }
+    role["metadata"] = serde_json::json!({"name": "metalgate-speaker"});
+    let f = write(dir.path(), "role.json", &role.to_string());
+    let replaced = kubectl(&["replace", "-f", f.to_str().unwrap()]);
+    let second = readiness(&dir.path().join("speaker2.log"));
+    let _ = store.kill();
+    let _ = store.wait();
+
+    assert!(up, "the store did not come up in the namespace");
+    assert!(applied.status.success(), "{}", stderr_of(&applied));
+    assert!(!token.is_empty(), "no token: {}", stderr_of(&tr));
+    assert!(
+        first.0,
+        "the speaker is not ready with its own RBAC: {}\n{}",
+        first.1, first.2
+    );
+    assert!(replaced.status.success(), "{}", stderr_of(&replaced));
+    assert!(!second.0, "ready without listing EndpointSlices?");
+    assert!(second.1.contains("speaker: not ready"), "{}", second.1);
+    assert!(
+        second
+            .2
+            .contains("cannot list resource \\\"endpointslices\\\""),
+        "the log names the missing rule:\n{}",
+        second.2
     );
 }

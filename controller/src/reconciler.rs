@@ -431,11 +431,22 @@ const WRITE_CONCURRENCY: usize = 16;
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let me = format!("{}-{}", ctx.node.name, std::process::id());
+    // Ready: a standby waiting for the Lease (so a rollout can start the next replica), or the
+    // leader once every watch has listed (a watch its RBAC forbids keeps it NotReady).
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let r = ready.clone();
+        metalgate_k8s::metrics::register_readiness(
+            crate::NAME,
+            Arc::new(move || r.load(std::sync::atomic::Ordering::Relaxed)),
+        );
+    }
     let Some(lost) =
         metalgate_k8s::leader::acquire(&client, &cfg.namespace, LEASE, &me, &ctx.shutdown).await
     else {
         return Ok(());
     };
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
 
     let mut watches = reflect::Watches::new();
     let services = watches.store(
@@ -459,6 +470,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             anyhow::bail!("a watch ended before its first list");
         }
     }
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
 
     let recorder = reflect::recorder(&client, FIELD_MANAGER, &me);
     let mut st = State {

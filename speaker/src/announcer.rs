@@ -403,6 +403,33 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         all.clone(),
     );
     let slices = watches.store(Api::<EndpointSlice>::all(client.clone()), all);
+    // Ready (for the DaemonSet's probe) once every watch has listed: a watch the speaker's
+    // RBAC does not allow keeps it NotReady instead of announcing from half the picture.
+    let ready = Arc::new(AtomicBool::new(false));
+    {
+        let r = ready.clone();
+        metalgate_k8s::metrics::register_readiness(
+            "speaker",
+            Arc::new(move || r.load(Ordering::Relaxed)),
+        );
+        let (s, n, l, p, a, e) = (
+            services.clone(),
+            nodes.clone(),
+            leases.clone(),
+            pools.clone(),
+            advs.clone(),
+            slices.clone(),
+        );
+        tokio::spawn(async move {
+            let all_listed = s.wait_until_ready().await.is_ok()
+                && n.wait_until_ready().await.is_ok()
+                && l.wait_until_ready().await.is_ok()
+                && p.wait_until_ready().await.is_ok()
+                && a.wait_until_ready().await.is_ok()
+                && e.wait_until_ready().await.is_ok();
+            ready.store(all_listed, Ordering::Relaxed);
+        });
+    }
     let _ = services.wait_until_ready().await;
     let _ = nodes.wait_until_ready().await;
 

@@ -99,18 +99,7 @@ impl Metalgate {
     /// This instance's kubeconfig with another bearer token (a ServiceAccount's), written to
     /// `dir/name`.
     pub fn kubeconfig_with_token(&self, dir: &Path, name: &str, token: &str) -> PathBuf {
-        let admin = std::fs::read_to_string(self.kubeconfig()).unwrap();
-        let swapped: Vec<String> = admin
-            .lines()
-            .map(|l| {
-                if l.trim_start().starts_with("token:") {
-                    format!("    token: {token}")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
-        write(dir, name, &swapped.join("\n"))
+        kubeconfig_with_token(&self.kubeconfig(), dir, name, token)
     }
 
     /// Run kubectl against this instance, bounded to 60 s.
@@ -201,6 +190,22 @@ pub fn kubectl_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Ou
     }
 }
 
+/// The kubeconfig at `admin` with another bearer token, written to `dir/name`.
+pub fn kubeconfig_with_token(admin: &Path, dir: &Path, name: &str, token: &str) -> PathBuf {
+    let text = std::fs::read_to_string(admin).unwrap_or_default();
+    let swapped: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("token:") {
+                format!("    token: {token}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    write(dir, name, &swapped.join("\n"))
+}
+
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     if let Some(parent) = p.parent() {
@@ -208,4 +213,42 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     }
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// A network namespace of this test's own, with only loopback up; deleted when dropped.
+pub struct Netns(pub String);
+
+impl Netns {
+    /// A new namespace `mgt-TAG-PID` (root only).
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("mgt-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip netns add {name} (needs root)");
+        let ns = Netns(name);
+        let up = ns.exec("ip", &["link", "set", "lo", "up"]);
+        assert!(up.status.success());
+        ns
+    }
+
+    /// Run a command inside it.
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, cmd])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }

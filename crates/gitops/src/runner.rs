@@ -215,16 +215,27 @@ fn inventory_kinds(apps: &[Arc<Application>]) -> BTreeSet<Gvk> {
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let client = ctx.client.clone();
     let me = format!("{}-{}", ctx.node.name, std::process::id());
+    // Ready: a standby waiting for the Lease, or the leader once its Applications are listed.
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let r = ready.clone();
+        metalgate_k8s::metrics::register_readiness(
+            NAME,
+            Arc::new(move || r.load(Ordering::Relaxed)),
+        );
+    }
     let Some(lost) = leader::acquire(&client, &cfg.namespace, LEASE, &me, &ctx.shutdown).await
     else {
         return Ok(());
     };
+    ready.store(false, Ordering::Relaxed);
     let mut watches = reflect::Watches::new();
     let apps_api: Api<Application> = Api::namespaced(client.clone(), &cfg.namespace);
     let apps = watches.store(apps_api.clone(), watcher::Config::default());
     if apps.wait_until_ready().await.is_err() {
         anyhow::bail!("the Application watch ended before its first list");
     }
+    ready.store(true, Ordering::Relaxed);
     let passes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let drifts = Arc::new(std::sync::atomic::AtomicU64::new(0));
     {
