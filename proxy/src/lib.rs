@@ -5,6 +5,8 @@
 //!
 //! - [`policy`]: what an Ingress's annotations ask for (ingress-nginx's names) — pure;
 //! - [`table`]: the route table built from Ingresses, EndpointSlices and TLS Secrets — pure;
+//! - [`uri`]: the path a request is routed by, normalised as nginx does (`..`, `%2e`, `//`) —
+//!   pure;
 //! - [`discovery`]: watches those objects, rebuilds the table on every change and swaps it in
 //!   (`ArcSwap`: requests in flight keep the table they started with), writes Ingress status;
 //! - [`service`]: Pingora's `ProxyHttp` — matching, hardening, headers, endpoints, retries;
@@ -19,6 +21,7 @@ pub mod policy;
 pub mod server;
 pub mod service;
 pub mod table;
+pub mod uri;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -196,7 +196,10 @@ impl IngressProxy {
             || cl.iter().any(|v| {
                 v.to_str()
                     .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .map(str::trim)
+                    // Digits only: Rust's parse would take "+6", which no HTTP parser should.
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u64>().ok())
                     .is_none()
             })
         {
@@ -319,7 +322,15 @@ impl ProxyHttp for IngressProxy {
         };
         ctx.host = crate::table::normalize_host(&host);
         let table = self.shared.table.load_full();
-        let path = session.req_header().uri.path().to_string();
+        // Routed (and so guarded) by the normalised path, as nginx matches locations; the
+        // backend gets the request as the client sent it.
+        let path = match crate::uri::normalize_path(session.req_header().uri.path()) {
+            Ok(p) => p,
+            Err(why) => {
+                let msg = format!("bad request path ({why:?})\n");
+                return self.respond(session, ctx, 400, &[], msg).await;
+            }
+        };
         let found = table
             .find(&host, &path)
             .map(|m| (m.backend.clone(), m.upstream_path, m.tls_host));

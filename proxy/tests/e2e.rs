@@ -504,6 +504,16 @@ async fn smuggling_malformed_and_oversized_requests_never_reach_the_backend() {
             " 400 ",
         ),
         (
+            "Content-Length with a sign",
+            "POST / HTTP/1.1\r\nHost: g.test\r\nContent-Length: +6\r\n\r\nabcdef".into(),
+            " 400 ",
+        ),
+        (
+            "a path above the root",
+            "GET /../etc/passwd HTTP/1.1\r\nHost: g.test\r\n\r\n".into(),
+            " 400 ",
+        ),
+        (
             "two Content-Lengths",
             "POST / HTTP/1.1\r\nHost: g.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".into(),
             " 400 ",
@@ -764,4 +774,51 @@ async fn ingress_status_metrics_and_graceful_drain() {
         std::net::TcpStream::connect(http).is_err(),
         "listener closed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_and_escapes_are_routed_and_guarded_as_the_path_they_name() {
+    // A public path and a guarded one on the same host: `/public/../admin` must be the guarded
+    // route (refused here), never the public backend, as nginx routes it.
+    let env = Env::start().await;
+    let public = Backend::start("public").await;
+    let admin = Backend::start("admin").await;
+    env.service("public", &[public.addr]).await;
+    env.service("admin", &[admin.addr]).await;
+    env.ingress(
+        "public",
+        json!({}),
+        json!({"rules": [rule("site.test", &[("Prefix", "/public", "public")])]}),
+    )
+    .await;
+    env.ingress(
+        "admin",
+        json!({"nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8"}),
+        json!({"rules": [rule("site.test", &[("Prefix", "/admin", "admin")])]}),
+    )
+    .await;
+    env.eventually("site.test", "/public/x", |c, _| c == 200)
+        .await;
+    env.eventually("site.test", "/admin", |c, _| c == 403).await;
+    let (pub_before, admin_before) = (public.hits(), admin.hits());
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E/admin/",
+        "//admin",
+        "/public/./../admin/secret",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n");
+        let resp = raw(env.http, req.as_bytes());
+        assert!(resp.contains(" 403 "), "{path}: {resp}");
+    }
+    assert_eq!(
+        public.hits(),
+        pub_before,
+        "nothing reached the public backend"
+    );
+    assert_eq!(admin.hits(), admin_before, "nor the guarded one");
+    // The normalised path routes; the public backend still serves its own paths.
+    let (c, _) = env.get("site.test", "/public/a/../b").await;
+    assert_eq!(c, 200);
 }

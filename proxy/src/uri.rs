@@ -1,0 +1,100 @@
+//! The path a request is routed by, normalised as nginx does before it matches a location:
+//! percent-escapes decoded, `//` merged, `.` and `..` segments resolved. So `/public/../admin`,
+//! `/public/%2e%2e/admin` and `//admin` are routed — and guarded — as `/admin`. A path that
+//! climbs above the root, or holds an escaped NUL, is refused (400), as nginx refuses it.
+
+/// Why a path cannot be routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadPath {
+    /// `..` above the root.
+    AboveRoot,
+    /// `%00`, or a `%` not followed by two hex digits.
+    BadEscape,
+}
+
+fn decode(raw: &str) -> Result<String, BadPath> {
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or(BadPath::BadEscape)?;
+            if hex == 0 {
+                return Err(BadPath::BadEscape);
+            }
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The normalised form of a request path (no query).
+pub fn normalize_path(raw: &str) -> Result<String, BadPath> {
+    let decoded = decode(raw)?;
+    let mut segs: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = decoded.split('/').collect();
+    let mut trailing = false;
+    for (i, seg) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        match *seg {
+            "" => trailing = last && i > 0,
+            "." => trailing = last,
+            ".." => {
+                segs.pop().ok_or(BadPath::AboveRoot)?;
+                trailing = last;
+            }
+            s => {
+                segs.push(s);
+                trailing = false;
+            }
+        }
+    }
+    let mut out = format!("/{}", segs.join("/"));
+    if trailing && !segs.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_normalise_as_nginx_matches_them() {
+        for (raw, want) in [
+            ("/", "/"),
+            ("/admin", "/admin"),
+            ("/admin/", "/admin/"),
+            ("/public/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/%2E%2E/admin", "/admin"),
+            ("//admin", "/admin"),
+            ("/a//b///c", "/a/b/c"),
+            ("/a/./b/.", "/a/b/"),
+            ("/a/b/..", "/a/"),
+            ("/%70ublic/x", "/public/x"),
+            ("/public%2f..%2fadmin", "/admin"),
+        ] {
+            assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn climbing_above_the_root_or_bad_escapes_are_refused() {
+        for raw in ["/..", "/../etc/passwd", "/a/../../b", "/%2e%2e/x"] {
+            assert_eq!(normalize_path(raw), Err(BadPath::AboveRoot), "{raw}");
+        }
+        for raw in ["/a%00b", "/a%zz", "/a%2"] {
+            assert_eq!(normalize_path(raw), Err(BadPath::BadEscape), "{raw}");
+        }
+    }
+}
