@@ -117,6 +117,28 @@ mod tests {
             all == "ops-demo" || all == "node2",
             "node3 is excluded by its label"
         );
+        // The label decides, not the hash: for an IP node3 would own, labelled node3 is passed
+        // over, and unlabelled it owns it.
+        assert!(!eligible(&nodes[2], &[], None));
+        let ip3 = (200..=254u8)
+            .map(|i| IpAddr::from([192, 168, 56, i]))
+            .find(|ip| owner(*ip, ["ops-demo", "node2", "node3"]) == Some("node3"))
+            .expect("some IP hashes to node3");
+        let candidates = |ns: &[NodeState]| -> Vec<String> {
+            ns.iter()
+                .filter(|n| eligible(n, &[], None))
+                .map(|n| n.name.clone())
+                .collect()
+        };
+        let labelled = candidates(&nodes);
+        assert_ne!(
+            owner(ip3, labelled.iter().map(String::as_str)),
+            Some("node3")
+        );
+        let mut unlabelled = nodes.clone();
+        unlabelled[2].labels.remove(EXCLUDE_LABEL);
+        let all3 = candidates(&unlabelled);
+        assert_eq!(owner(ip3, all3.iter().map(String::as_str)), Some("node3"));
         // The same inputs give the same owner, in any order.
         let mut reversed = nodes.clone();
         reversed.reverse();
