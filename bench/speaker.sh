@@ -44,6 +44,15 @@ for r in $(seq "$RUNS"); do
   sleep 1.5
   kill -9 "$(awk -v n="metalgate@$O" '$1==n {print $2}' "${METALGATE_LAB_DIR:-/run/metalgate-lab}/pids")"
   wait $P
+  # A gap means nothing unless another node answered after it: the report must show the
+  # killed owner's MAC, then a different one answering to the end.
+  if ! python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+sys.exit(0 if len(r["macs"]) >= 2 and r["macs"][-1] != r["macs"][0] and r["replies"] > 0 else 1)' /tmp/mg-probe.json; then
+    echo "run $r: no successor answered after SIGKILL of $O: $(cat /tmp/mg-probe.json)" >&2
+    $MG lab down >/dev/null
+    exit 1
+  fi
   G=$(sed -E 's/.*"max_gap_ms":([0-9]+).*/\1/' /tmp/mg-probe.json)
   echo "run $r: SIGKILL $O, gap ${G} ms"
   GAPS+=("$G")
