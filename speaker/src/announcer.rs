@@ -403,8 +403,10 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         all.clone(),
     );
     let slices = watches.store(Api::<EndpointSlice>::all(client.clone()), all);
-    // Ready (for the DaemonSet's probe) once every watch has listed: a watch the speaker's
-    // RBAC does not allow keeps it NotReady instead of announcing from half the picture.
+    // Ready (for the DaemonSet's probe) once every watch has listed; a watch the speaker's
+    // RBAC does not allow keeps it NotReady and announcing nothing, rather than announcing from
+    // half the picture. (Each store is waited on here only: kube's `wait_until_ready` wakes one
+    // waiter, so a second task waiting on a clone could hang this one.)
     let ready = Arc::new(AtomicBool::new(false));
     {
         let r = ready.clone();
@@ -412,26 +414,17 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             "speaker",
             Arc::new(move || r.load(Ordering::Relaxed)),
         );
-        let (s, n, l, p, a, e) = (
-            services.clone(),
-            nodes.clone(),
-            leases.clone(),
-            pools.clone(),
-            advs.clone(),
-            slices.clone(),
-        );
-        tokio::spawn(async move {
-            let all_listed = s.wait_until_ready().await.is_ok()
-                && n.wait_until_ready().await.is_ok()
-                && l.wait_until_ready().await.is_ok()
-                && p.wait_until_ready().await.is_ok()
-                && a.wait_until_ready().await.is_ok()
-                && e.wait_until_ready().await.is_ok();
-            ready.store(all_listed, Ordering::Relaxed);
-        });
     }
-    let _ = services.wait_until_ready().await;
-    let _ = nodes.wait_until_ready().await;
+    let listed = services.wait_until_ready().await.is_ok()
+        && nodes.wait_until_ready().await.is_ok()
+        && leases.wait_until_ready().await.is_ok()
+        && pools.wait_until_ready().await.is_ok()
+        && advs.wait_until_ready().await.is_ok()
+        && slices.wait_until_ready().await.is_ok();
+    if !listed {
+        anyhow::bail!("a watch ended before its first list");
+    }
+    ready.store(true, Ordering::Relaxed);
 
     // Gossip among speakers, when this node's address is known.
     let (alive_tx, mut alive_rx) = watch::channel(BTreeSet::<String>::new());
