@@ -95,6 +95,18 @@ fn condition(type_: &str, message: impl Into<String>) -> ApplicationCondition {
 pub async fn reconcile(ctx: &Context, app: &Application, trigger: Trigger) -> ApplicationStatus {
     let name = app.metadata.name.clone().unwrap_or_default();
     let ns = app.metadata.namespace.clone().unwrap_or_default();
+    // The Application as it is now, not as the caller's cache last saw it: a pass that started
+    // from a status older than the previous pass's write would write that old history back.
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
+    let fresh = match api.get_opt(&name).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return app.status.clone().unwrap_or_default(),
+        Err(e) => {
+            tracing::debug!(app = %name, error = %e, "reading the Application failed; using the cached one");
+            app.clone()
+        }
+    };
+    let app = &fresh;
     let previous = app.status.clone().unwrap_or_default();
     let status = match pass(ctx, &name, app, &previous, trigger).await {
         Ok(s) => s,
