@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Metalgate, free_port, write};
+use common::{Metalgate, eventually, free_port, write};
 
 const APPS: &str = "\
 apiVersion: v1
@@ -650,17 +650,6 @@ fn names_in_apps(mg: &Metalgate) -> String {
     mg.kubectl_ok(&["get", "deploy,rs,pods", "-n", "apps", "-o", "name"])
 }
 
-fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 #[test]
 fn deleting_an_owner_cascades_in_background_foreground_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
@@ -678,7 +667,7 @@ fn deleting_an_owner_cascades_in_background_foreground_or_not_at_all() {
     );
     mg.kubectl_ok(&["delete", "deployment", "podinfo", "-n", "apps"]);
     assert!(
-        until(Duration::from_secs(10), || names_in_apps(&mg).is_empty()),
+        eventually(Duration::from_secs(10), || names_in_apps(&mg).is_empty()),
         "left after a background delete: {}",
         names_in_apps(&mg)
     );
@@ -693,7 +682,7 @@ fn deleting_an_owner_cascades_in_background_foreground_or_not_at_all() {
         "apps",
         "--cascade=orphan",
     ]);
-    assert!(until(Duration::from_secs(10), || !names_in_apps(&mg)
+    assert!(eventually(Duration::from_secs(10), || !names_in_apps(&mg)
         .contains("deployment")));
     std::thread::sleep(Duration::from_millis(500));
     let left = names_in_apps(&mg);
@@ -737,14 +726,14 @@ fn deleting_an_owner_cascades_in_background_foreground_or_not_at_all() {
         ])
     };
     assert!(
-        until(Duration::from_secs(10), || {
+        eventually(Duration::from_secs(10), || {
             let m = marked();
             m.contains("foregroundDeletion") && m.contains('T')
         }),
         "{}",
         marked()
     );
-    assert!(until(Duration::from_secs(10), || {
+    assert!(eventually(Duration::from_secs(10), || {
         let rs = mg.kubectl_ok(&[
             "get",
             "rs",
@@ -775,7 +764,7 @@ fn deleting_an_owner_cascades_in_background_foreground_or_not_at_all() {
         "{\"metadata\":{\"finalizers\":null}}",
     ]);
     assert!(
-        until(Duration::from_secs(15), || names_in_apps(&mg).is_empty()),
+        eventually(Duration::from_secs(15), || names_in_apps(&mg).is_empty()),
         "the cascade did not finish after the restart: {}",
         names_in_apps(&mg)
     );

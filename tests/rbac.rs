@@ -7,9 +7,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Metalgate, Netns, free_port, kubeconfig_with_token, kubectl_with, write};
+use common::{Metalgate, Netns, eventually, free_port, kubeconfig_with_token, kubectl_with, write};
 
 fn manifests() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -149,18 +149,6 @@ fn tokens_of_deleted_accounts_and_forged_tokens_are_refused() {
             .status
             .success()
     );
-}
-
-/// Wait until `probe` says yes, for at most `limit`.
-fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if probe() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    false
 }
 
 #[test]

@@ -190,6 +190,18 @@ pub fn kubectl_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Ou
     }
 }
 
+/// Wait until `probe` says yes, asking every 100 ms for at most `limit`; whether it did.
+pub fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if probe() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 /// The kubeconfig at `admin` with another bearer token, written to `dir/name`.
 pub fn kubeconfig_with_token(admin: &Path, dir: &Path, name: &str, token: &str) -> PathBuf {
     let text = std::fs::read_to_string(admin).unwrap_or_default();
