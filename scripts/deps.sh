@@ -17,6 +17,8 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v arping >/dev/null 2>&1 || missing+=(iputils-arping)
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The gossip-partition test cuts UDP 7946 inside one lab node's namespace.
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 # ... and a browser: the lab test opens the workshop's pages in headless Chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The GitOps tests make real repositories with git and serve them with git-daemon

@@ -23,6 +23,34 @@ pub struct ProbeReport {
     pub max_gap_ms: u64,
     /// Milliseconds from the first reply of the last MAC to the end.
     pub first_of_last_mac_ms: u64,
+    /// Requests answered by more than one MAC (two hosts claiming the IP at once).
+    pub double_answered: u32,
+    /// From the first request answered twice to the last one, in ms (0 if none).
+    pub double_span_ms: u64,
+}
+
+/// Requests answered by two or more MACs, and the time from the first such request to the
+/// last: a reply belongs to the request sent in the interval it arrived in.
+fn doubles(replies: &[(Duration, String)], interval: Duration) -> (u32, u64) {
+    let mut slots: std::collections::BTreeMap<u128, std::collections::BTreeSet<&str>> =
+        Default::default();
+    let step = interval.as_micros().max(1);
+    for (t, mac) in replies {
+        slots
+            .entry(t.as_micros() / step)
+            .or_default()
+            .insert(mac.as_str());
+    }
+    let double: Vec<u128> = slots
+        .iter()
+        .filter(|(_, m)| m.len() > 1)
+        .map(|(k, _)| *k)
+        .collect();
+    let span = match (double.first(), double.last()) {
+        (Some(a), Some(b)) => ((b - a + 1) * step / 1000) as u64,
+        _ => 0,
+    };
+    (double.len() as u32, span)
 }
 
 /// Probe `ip` from `iface` every `interval`, `count` times.
@@ -99,11 +127,36 @@ pub fn probe(
         .take_while(|r| Some(&r.1) == replies.last().map(|l| &l.1))
         .count();
     let first_of_last = replies.get(replies.len() - run).map(|r| r.0);
+    let (double_answered, double_span_ms) = doubles(&replies, interval);
     Ok(ProbeReport {
         sent,
         replies: replies.len() as u32,
         macs,
         max_gap_ms: max_gap.as_millis() as u64,
         first_of_last_mac_ms: first_of_last.map(|d| d.as_millis() as u64).unwrap_or(0),
+        double_answered,
+        double_span_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_from_two_macs_in_one_interval_are_counted_with_their_span() {
+        let ms = Duration::from_millis;
+        let r = |t: u64, m: &str| (ms(t), m.to_string());
+        let replies = vec![
+            r(1, "a"),
+            r(21, "a"),
+            r(22, "b"),
+            r(41, "a"),
+            r(61, "a"),
+            r(62, "b"),
+            r(81, "b"),
+        ];
+        assert_eq!(doubles(&replies, ms(20)), (2, 60));
+        assert_eq!(doubles(&replies[..2], ms(20)), (0, 0));
+    }
 }

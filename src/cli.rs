@@ -51,9 +51,14 @@ pub struct SpeakerArgs {
     /// This node's name.
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
-    /// This node's address: the speakers gossip on it (UDP 7946).
+    /// This node's address: the speakers gossip on it (UDP 7946), authenticated with the key
+    /// in --memberlist-secret.
     #[arg(long, env = "NODE_IP")]
     pub node_ip: Option<IpAddr>,
+    /// The Secret (in --namespace) with the gossip keys: `secretkey` signs, `secretkey-*` are
+    /// also accepted (rotation). Without it there is no gossip.
+    #[arg(long, default_value = metalgate_k8s::MEMBERLIST_SECRET)]
+    pub memberlist_secret: String,
     /// Serve `/metrics`, `/healthz` and `/readyz` here (`none` for off).
     #[arg(long, default_value = "0.0.0.0:7472")]
     pub admin_listen: Listen,
@@ -111,6 +116,9 @@ pub struct ControllerArgs {
     /// The spec.loadBalancerClass served (Services without a class are served too).
     #[arg(long, default_value = "metalgate.io/lb")]
     pub lb_class: String,
+    /// The Secret (in --namespace) with the speakers' gossip key; created when missing.
+    #[arg(long, default_value = metalgate_k8s::MEMBERLIST_SECRET)]
+    pub memberlist_secret: String,
     /// This replica's node name (for the Lease holder and Events).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,

@@ -391,6 +391,7 @@ pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> 
     let cfg = metalgate_controller::Config {
         namespace: args.namespace.clone(),
         class: args.lb_class,
+        memberlist_secret: args.memberlist_secret,
     };
     if args.no_gitops {
         return metalgate_controller::reconciler::run(ctx, cfg).await;
@@ -421,6 +422,7 @@ pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
     let cfg = metalgate_speaker::announcer::Config {
         namespace: args.namespace,
         local_delivery: false,
+        memberlist_secret: args.memberlist_secret,
     };
     metalgate_speaker::announcer::run(ctx, cfg).await
 }

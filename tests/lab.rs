@@ -800,6 +800,56 @@ fn failover_on_sigkill_and_lossless_handoff_on_sigterm() {
     );
 }
 
+#[test]
+fn a_gossip_only_partition_leaves_two_speakers_answering_for_at_most_the_bound() {
+    let (_lab, _teardown) = lab_up(3);
+    let owner = owner_of_vip();
+    let owner_mac = eth1_mac(&format!("mg-{owner}"));
+    // The laptop asks every 20 ms for 7 s; after 1 s the owner's node is cut off from the
+    // others' gossip (UDP 7946 dropped both ways in its namespace) while the API stays
+    // reachable: the others lose it from the gossip and take the VIP over, until its presence
+    // Lease, still renewed, says it is alive.
+    let running = probe(350);
+    std::thread::sleep(Duration::from_millis(1000));
+    let ns = format!("mg-{owner}");
+    for (chain, port) in [
+        ("INPUT", "--dport"),
+        ("INPUT", "--sport"),
+        ("OUTPUT", "--dport"),
+        ("OUTPUT", "--sport"),
+    ] {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &ns, "iptables", "-A", chain, "-p", "udp"])
+            .args([port, "7946", "-j", "DROP"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "iptables in {ns}");
+    }
+    let report = running.join().unwrap();
+    let span = report["double_span_ms"].as_u64().unwrap();
+    let doubles = report["double_answered"].as_u64().unwrap();
+    eprintln!(
+        "gossip partition of {owner}: {doubles} requests answered twice, over {span} ms (bound 2000 ms)"
+    );
+    // Written down in speaker/src/presence.rs as PARTITION_BOUND.
+    assert!(
+        span <= 2000,
+        "two speakers answered for {span} ms ({doubles} requests answered twice)"
+    );
+    let macs: Vec<String> = serde_json::from_value(report["macs"].clone()).unwrap();
+    assert_eq!(
+        macs.last(),
+        Some(&owner_mac),
+        "the owner (alive, only its gossip cut) answers in the end: {report}"
+    );
+    // The last 2.5 s (well after the bound) were answered by the owner alone.
+    assert!(
+        report["first_of_last_mac_ms"].as_u64().unwrap() < 4500,
+        "{report}"
+    );
+}
+
 /// A host the test adds to the lab's network, removed when the test ends.
 struct Intruder;
 impl Intruder {

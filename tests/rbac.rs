@@ -187,6 +187,16 @@ fn the_controller_assigns_ips_with_only_its_own_rbac_and_names_the_rule_it_lacks
     let assigned = eventually(Duration::from_secs(15), || {
         ip_of("metalgate-proxy", "metalgate-system") == "192.168.56.200"
     });
+    // And, as itself, it created the speakers' gossip key (a random one, base64 of 32 bytes).
+    let gossip_key = mg.kubectl_ok(&[
+        "get",
+        "secret",
+        "metalgate-memberlist",
+        "-n",
+        "metalgate-system",
+        "-o",
+        "jsonpath={.data.secretkey}",
+    ]);
 
     // Without services/status, the next assignment is refused and the log says which rule.
     let role = mg.kubectl_ok(&["get", "clusterrole", "metalgate-controller", "-o", "json"]);
@@ -211,6 +221,11 @@ fn the_controller_assigns_ips_with_only_its_own_rbac_and_names_the_rule_it_lacks
     let _ = controller.wait();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(assigned, "no IP with the controller's own RBAC:\n{text}");
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(gossip_key.trim())
+        .unwrap_or_default();
+    assert_eq!(key.len(), 44, "no gossip key Secret created:\n{text}");
     assert!(refused, "no 403 naming services/status in the log:\n{text}");
     assert_eq!(web_ip, "", "nothing is written without the rule");
 }
@@ -317,7 +332,7 @@ fn the_speaker_is_ready_with_only_its_own_rbac_and_not_without_endpointslices() 
         .and_then(|v| v["status"]["token"].as_str().map(str::to_string))
         .unwrap_or_default();
     let sa_kc = kubeconfig_with_token(&kc, dir.path(), "speaker.kubeconfig", &token);
-    let readiness = |log: &Path| -> (bool, String, String) {
+    let readiness = |log: &Path| -> (bool, String, String, bool) {
         let mut speaker = Command::new("ip")
             .args([
                 "netns",
@@ -331,6 +346,8 @@ fn the_speaker_is_ready_with_only_its_own_rbac_and_not_without_endpointslices() 
                 sa_kc.to_str().unwrap(),
                 "--node-name",
                 "ops-demo",
+                "--node-ip",
+                "127.0.0.1",
             ])
             .args(["--admin-listen", "127.0.0.1:7472"])
             .env("RUST_LOG", "info")
@@ -354,14 +371,32 @@ fn the_speaker_is_ready_with_only_its_own_rbac_and_not_without_endpointslices() 
             body = String::from_utf8_lossy(&out.stdout).to_string();
             body.ends_with(" 200")
         });
+        // Once ready, it reads the gossip keys (its one Secret) with its own RBAC.
+        let keyed = ready
+            && eventually(Duration::from_secs(12), || {
+                std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .contains("gossip keys loaded")
+            });
         let _ = speaker.kill();
         let _ = speaker.wait();
         (
             ready,
             body,
             std::fs::read_to_string(log).unwrap_or_default(),
+            keyed,
         )
     };
+    // The key the controller would create (it is not running here).
+    let created = kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "metalgate-memberlist",
+        "-n",
+        "metalgate-system",
+        "--from-literal=secretkey=0123456789abcdef0123456789abcdef",
+    ]);
     let first = readiness(&dir.path().join("speaker1.log"));
 
     let role = kubectl(&["get", "clusterrole", "metalgate-speaker", "-o", "json"]);
@@ -383,6 +418,12 @@ fn the_speaker_is_ready_with_only_its_own_rbac_and_not_without_endpointslices() 
         first.0,
         "the speaker is not ready with its own RBAC: {}\n{}",
         first.1, first.2
+    );
+    assert!(created.status.success(), "{}", stderr_of(&created));
+    assert!(
+        first.3,
+        "the speaker did not load its gossip keys with its own RBAC:\n{}",
+        first.2
     );
     assert!(replaced.status.success(), "{}", stderr_of(&replaced));
     assert!(!second.0, "ready without listing EndpointSlices?");

@@ -8,11 +8,13 @@
 //! - `metalgate_ipam`: who gets which IP — pure;
 //! - [`reconciler`]: the loop that watches, allocates and writes (status, annotation, Events,
 //!   pool status), after rebuilding the allocation from Service status so no IP moves;
+//! - [`memberlist`]: creates the speakers' gossip-key Secret when it is missing;
 //! - a coordination Lease ([`reconciler::LEASE`], via `metalgate_k8s::leader`) so two replicas
 //!   never both write.
 #![forbid(unsafe_code)]
 
 pub mod desired;
+pub mod memberlist;
 pub mod reconciler;
 
 use metalgate_k8s::{Component, ComponentContext};

@@ -33,6 +33,8 @@ pub struct Config {
     pub namespace: String,
     /// The `spec.loadBalancerClass` served (Services without a class are served too).
     pub class: String,
+    /// The speakers' gossip-key Secret (in `namespace`), created when missing.
+    pub memberlist_secret: String,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
         Config {
             namespace: metalgate_k8s::NAMESPACE.into(),
             class: crate::desired::DEFAULT_CLASS.into(),
+            memberlist_secret: metalgate_k8s::MEMBERLIST_SECRET.into(),
         }
     }
 }
@@ -447,6 +450,21 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         return Ok(());
     };
     ready.store(false, std::sync::atomic::Ordering::Relaxed);
+
+    // The speakers gossip only with a key; make sure there is one (the leader does it, so two
+    // replicas do not race to create two).
+    match crate::memberlist::ensure(&client, &cfg.namespace, &cfg.memberlist_secret).await {
+        Ok(crate::memberlist::Outcome::Created) => tracing::info!(
+            secret = %format!("{}/{}", cfg.namespace, cfg.memberlist_secret),
+            "created the speakers' gossip key"
+        ),
+        Ok(crate::memberlist::Outcome::Present) => {}
+        Err(e) => tracing::error!(
+            secret = %format!("{}/{}", cfg.namespace, cfg.memberlist_secret),
+            error = %format!("{e:#}"),
+            "cannot make sure the speakers' gossip key exists; they gossip only once it does"
+        ),
+    }
 
     let mut watches = reflect::Watches::new();
     let services = watches.store(

@@ -31,11 +31,15 @@ use crate::arp::{self, Announcement, Drop};
 use crate::election::NodeState;
 use crate::membership::{self, SpeakerId};
 use crate::plan::{L2Adv, LocalInterface, PoolInfo, plan};
+use crate::presence;
 
 /// A node counts as alive while its Lease is younger than this.
 pub const LEASE_FRESH: Duration = Duration::from_secs(25);
 /// The annotation naming the node that announces a Service's IP.
 pub const ANNOUNCING_NODE: &str = "metalgate.io/announcing-node";
+/// How long a starting speaker waits for the gossip keys' Secret (the controller creates it).
+const KEYS_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a leaving speaker keeps answering after it left the gossip.
 pub const HANDOFF: Duration = Duration::from_millis(400);
 /// The field manager of the speaker's writes.
@@ -49,6 +53,8 @@ pub struct Config {
     /// Standalone mode (no kube-proxy): make owned IPs deliverable to local listeners with a
     /// `local` route, so the proxy on the owner receives the VIP's traffic.
     pub local_delivery: bool,
+    /// The Secret (in `namespace`) holding the gossip keys; the controller creates it.
+    pub memberlist_secret: String,
 }
 
 impl Default for Config {
@@ -56,6 +62,7 @@ impl Default for Config {
         Config {
             namespace: metalgate_k8s::NAMESPACE.into(),
             local_delivery: false,
+            memberlist_secret: crate::keyring::SECRET.into(),
         }
     }
 }
@@ -402,7 +409,12 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         Api::<L2Advertisement>::namespaced(client.clone(), &cfg.namespace),
         all.clone(),
     );
-    let slices = watches.store(Api::<EndpointSlice>::all(client.clone()), all);
+    let slices = watches.store(Api::<EndpointSlice>::all(client.clone()), all.clone());
+    // The other speakers' presence Leases: a second sign of life for a gossip-only partition.
+    let presence_leases = watches.store(
+        Api::<Lease>::namespaced(client.clone(), &cfg.namespace),
+        all.labels(presence::LABEL),
+    );
     // Ready (for the DaemonSet's probe) once every watch has listed; a watch the speaker's
     // RBAC does not allow keeps it NotReady and announcing nothing, rather than announcing from
     // half the picture. (Each store is waited on here only: kube's `wait_until_ready` wakes one
@@ -420,7 +432,8 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         && leases.wait_until_ready().await.is_ok()
         && pools.wait_until_ready().await.is_ok()
         && advs.wait_until_ready().await.is_ok()
-        && slices.wait_until_ready().await.is_ok();
+        && slices.wait_until_ready().await.is_ok()
+        && presence_leases.wait_until_ready().await.is_ok();
     if !listed {
         anyhow::bail!("a watch ended before its first list");
     }
@@ -430,27 +443,65 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let (alive_tx, mut alive_rx) = watch::channel(BTreeSet::<String>::new());
     let (peers_tx, peers_rx) = watch::channel(Vec::<SocketAddr>::new());
     let gossip_stop = CancellationToken::new();
-    let gossip = match ctx.node.ip {
-        Some(ip) => {
+    let rejected = Arc::new(membership::Rejected::default());
+    // Gossip is authenticated: without the keys there is none (liveness then comes from node
+    // Leases, and failover is slow), never an unauthenticated one.
+    let keys = match ctx.node.ip {
+        Some(_) => {
+            let keys = membership::watch_keys(
+                client.clone(),
+                &cfg.namespace,
+                &cfg.memberlist_secret,
+                KEYS_WAIT,
+                ctx.shutdown.clone(),
+            )
+            .await;
+            if keys.is_none() {
+                tracing::error!(
+                    secret = %format!("{}/{}", cfg.namespace, cfg.memberlist_secret),
+                    "no usable gossip key within {KEYS_WAIT:?}: no gossip among speakers until restart; liveness falls back to node Leases (slow failover)"
+                );
+            }
+            keys
+        }
+        None => None,
+    };
+    let gossip = match (ctx.node.ip, keys) {
+        (Some(ip), Some(keys)) => {
             let id = SpeakerId {
                 node: me.clone(),
                 addr: SocketAddr::new(ip, membership::PORT),
                 bump: 0,
             };
             let stop = gossip_stop.clone();
+            let rejected = rejected.clone();
             Some(tokio::spawn(async move {
-                if let Err(e) = membership::run(id, peers_rx, alive_tx, stop).await {
+                if let Err(e) = membership::run(id, peers_rx, alive_tx, keys, rejected, stop).await
+                {
                     tracing::error!(error = %e, "speaker gossip failed");
                 }
             }))
         }
-        None => {
+        (Some(_), None) => None,
+        (None, _) => {
             tracing::warn!(
                 "no --node-ip: no gossip among speakers; liveness falls back to node Leases (slow failover)"
             );
             None
         }
     };
+    // With gossip, renew this speaker's presence Lease (stopped before leaving the gossip, so
+    // a planned hand-off is not taken for a partition).
+    let presence_stop = CancellationToken::new();
+    let renewer = gossip.as_ref().map(|_| {
+        tokio::spawn(membership::renew(
+            client.clone(),
+            cfg.namespace.clone(),
+            me.clone(),
+            presence_stop.clone(),
+        ))
+    });
+    let mut presence = presence::Presence::new(std::time::Instant::now());
 
     // Before announcing anything, give the gossip a moment to find the speakers that are up
     // (those with fresh Leases), so a starting speaker does not claim IPs others hold.
@@ -479,6 +530,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let counters = Arc::new(Counters::default());
     {
         let c = counters.clone();
+        let rej = rejected.clone();
         let announced = shared.clone();
         let node = me.clone();
         metalgate_k8s::metrics::register(
@@ -503,6 +555,12 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                     "ARP frames the speaker did not answer, by reason.",
                     "reason",
                     &c.drops(),
+                ));
+                out.push_str(&metalgate_k8s::metrics::counter_family(
+                    "metalgate_speaker_gossip_rejected_total",
+                    "Gossip packets dropped as unauthenticated, by reason.",
+                    "reason",
+                    &rej.by_reason(),
                 ));
                 out.push_str(&format!(
                     "# HELP metalgate_speaker_arp_replies_total ARP replies sent.\n# TYPE metalgate_speaker_arp_replies_total counter\nmetalgate_speaker_arp_replies_total {}\n",
@@ -579,7 +637,34 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         let svc_refs: Vec<&Service> = svc_state.iter().map(|s| s.as_ref()).collect();
         let node_objs = nodes.state();
         update_peers(&node_objs, &peers_tx);
-        let alive_now = alive_rx.borrow_and_update().clone();
+        let mut alive_now = alive_rx.borrow_and_update().clone();
+        // A speaker the gossip lost but whose presence Lease is still renewed is cut off from
+        // the gossip, not dead: keep it live (the partition bound, `presence`).
+        let now_i = std::time::Instant::now();
+        let presence_state = presence_leases.state();
+        presence.observe(
+            presence_state
+                .iter()
+                .filter_map(|l| {
+                    let node = presence::node_of(l.metadata.name.as_deref()?)?;
+                    let renewed = l.spec.as_ref()?.renew_time.as_ref()?;
+                    Some((node, renewed.0.to_string()))
+                })
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|(n, v)| (*n, v.as_str())),
+            &alive_now,
+            now_i,
+        );
+        let cut_off: Vec<String> = node_objs
+            .iter()
+            .map(|n| n.name_any())
+            .filter(|n| !alive_now.contains(n) && presence.partitioned(n, now_i))
+            .collect();
+        if !cut_off.is_empty() {
+            tracing::warn!(nodes = ?cut_off, "gossip lost these speakers but their presence Leases are renewed: a gossip partition; keeping them live");
+        }
+        alive_now.extend(cut_off);
         let node_state = node_states(
             &node_objs,
             &leases.state(),
@@ -774,6 +859,10 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     }
     // Planned hand-off, make before break: leave the gossip so a successor takes over and
     // sends its gratuitous ARP, and keep answering meanwhile.
+    presence_stop.cancel();
+    if let Some(r) = renewer {
+        let _ = r.await;
+    }
     gossip_stop.cancel();
     if let Some(g) = gossip {
         let _ = g.await;

@@ -5,6 +5,9 @@
 //! IP → owning node → ARP replies and gratuitous ARP on the NIC of the IP's subnet.
 //!
 //! - [`arp`]: frames in, a reply or a typed drop reason out — pure;
+//! - [`keyring`]: the gossip keys — HMAC seal and open, rotation — pure;
+//! - [`membership`]: which speakers are alive (SWIM gossip, authenticated);
+//! - [`presence`]: who is cut off from the gossip but alive (presence Leases) — pure;
 //! - [`election`]: which node owns an IP (sha256 order over eligible nodes) — pure;
 //! - [`plan`]: a cluster snapshot to what this node announces, on which interface — pure;
 //! - [`announcer`]: the I/O — watches, ARP on every interface (pnet), gratuitous ARP.
@@ -13,8 +16,10 @@
 pub mod announcer;
 pub mod arp;
 pub mod election;
+pub mod keyring;
 pub mod membership;
 pub mod plan;
+pub mod presence;
 
 use metalgate_k8s::{Component, ComponentContext};
 

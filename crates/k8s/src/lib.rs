@@ -33,3 +33,7 @@ pub use component::{Component, ComponentContext, NodeIdentity};
 /// The namespace metalgate's own objects live in (pools, advertisements, Applications, Leases),
 /// unless a command's `--namespace` says otherwise.
 pub const NAMESPACE: &str = "metalgate-system";
+
+/// The Secret (in [`NAMESPACE`]) holding the speakers' gossip keys: the controller creates it
+/// with a random key when missing, the speakers read it.
+pub const MEMBERLIST_SECRET: &str = "metalgate-memberlist";
