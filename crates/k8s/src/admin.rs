@@ -1,6 +1,7 @@
 //! The admin endpoint (`--admin-listen ADDR` of every command): `/metrics` (Prometheus text
 //! format, every registered component), `/healthz` and `/readyz` (every registered readiness
-//! check; 503 while one is not ready), and routes components register (the GitOps webhook).
+//! check; 503 while one is not ready), routes components register (the GitOps webhook), and
+//! handlers for every path under a prefix (the GitOps web UI under `/`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,10 +30,36 @@ pub fn register_route(method: &str, path: &str, route: Route) {
     all.push((method.to_string(), path.to_string(), route));
 }
 
+/// A response body: whole ([`full`]) or streamed (server-sent events).
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
+/// A whole response body.
+pub fn full(body: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt;
+    Full::new(body.into()).boxed_unsync()
+}
+
+/// A handler for every path under a prefix: the request with its body read (1 MiB at most),
+/// any response (headers, cookies, a streamed body).
+pub type Handler = std::sync::Arc<
+    dyn Fn(Request<Bytes>) -> futures::future::BoxFuture<'static, Response<Body>> + Send + Sync,
+>;
+
+static HANDLERS: std::sync::Mutex<Vec<(String, Handler)>> = std::sync::Mutex::new(Vec::new());
+
+/// Add (or replace) the handler of every path under `prefix` that no route, `/metrics`,
+/// `/healthz` or `/readyz` answers; the longest prefix wins.
+pub fn register_handler(prefix: &str, handler: Handler) {
+    let mut all = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|(p, _)| p != prefix);
+    all.push((prefix.to_string(), handler));
+    all.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+}
+
 /// The largest body a registered route is given.
 const MAX_BODY: usize = 1024 * 1024;
 
-async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
     let route = {
         let all = ROUTES.lock().unwrap_or_else(|e| e.into_inner());
         all.iter()
@@ -61,8 +88,31 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
         return Ok(Response::builder()
             .status(status)
             .header("content-type", ct)
-            .body(Full::new(Bytes::from(body)))
+            .body(full(body))
             .expect("valid response"));
+    }
+    let builtin = matches!(req.uri().path(), "/metrics" | "/healthz" | "/readyz");
+    let handler = (!builtin)
+        .then(|| {
+            let all = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
+            all.iter()
+                .find(|(p, _)| req.uri().path().starts_with(p.as_str()))
+                .map(|(_, h)| h.clone())
+        })
+        .flatten();
+    if let Some(h) = handler {
+        use http_body_util::BodyExt;
+        let (parts, body) = req.into_parts();
+        return Ok(
+            match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+                Ok(b) => h(Request::from_parts(parts, b.to_bytes())).await,
+                Err(e) => Response::builder()
+                    .status(StatusCode::PAYLOAD_TOO_LARGE)
+                    .header("content-type", "text/plain")
+                    .body(full(format!("reading the body: {e}\n")))
+                    .expect("valid response"),
+            },
+        );
     }
     let (status, ct, body) = match req.uri().path() {
         "/metrics" => (
@@ -97,7 +147,7 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
     Ok(Response::builder()
         .status(status)
         .header("content-type", ct)
-        .body(Full::new(Bytes::from(body)))
+        .body(full(body))
         .expect("valid response"))
 }
 
