@@ -4,98 +4,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::workshop::{git, podinfo_app, push_color, wait_color, workshop_repo};
 use common::{Metalgate, free_port};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada Ops")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Ops")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn push_color(work: &Path, color: &str) -> String {
-    std::fs::create_dir_all(work.join("apps/podinfo")).unwrap();
-    std::fs::write(
-        work.join("apps/podinfo/ui.yaml"),
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: podinfo-ui\ndata:\n  PODINFO_UI_COLOR: '{color}'\n"),
-    )
-    .unwrap();
-    git(work, &["add", "-A"]);
-    git(work, &["commit", "-q", "-m", &format!("podinfo: {color}")]);
-    git(work, &["push", "-q", "origin", "HEAD:main"]);
-    git(work, &["rev-parse", "HEAD"])
-}
-
-/// A bare repository `ops-demo.git` and a clone `work` that pushed podinfo's first colour.
-fn workshop_repo(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (work, bare) = (tmp.join("work"), tmp.join("ops-demo.git"));
-    std::fs::create_dir_all(&work).unwrap();
-    git(
-        tmp,
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-    push_color(&work, "#34577c");
-    (work, bare)
-}
-
-/// The podinfo Application on `repo`, with or without self-heal.
-fn podinfo_app(repo: &str, self_heal: bool) -> String {
-    format!(
-        "apiVersion: metalgate.io/v1beta1
-kind: Application
-metadata: {{name: podinfo, namespace: metalgate-system}}
-spec:
-  source: {{repoURL: '{repo}', targetRevision: main, path: apps/podinfo}}
-  destination: {{server: 'https://kubernetes.default.svc', namespace: demo}}
-  syncPolicy:
-    automated: {{prune: true, selfHeal: {self_heal}}}
-    syncOptions: [CreateNamespace=true]
-"
-    )
-}
-
-/// Wait (at most `limit`) until the ConfigMap has `color`; how long it took.
-fn wait_color(mg: &Metalgate, color: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let out = mg.kubectl(&[
-            "get",
-            "configmap",
-            "podinfo-ui",
-            "-n",
-            "demo",
-            "-o",
-            "jsonpath={.data.PODINFO_UI_COLOR}",
-        ]);
-        if String::from_utf8_lossy(&out.stdout) == color {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "podinfo-ui never turned {color} within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn a_push_is_applied_on_refresh_and_on_the_poll() {

@@ -2,6 +2,8 @@
 //! loopback with its own data directory, and the real `kubectl` pointed at it.
 #![allow(dead_code)]
 
+pub mod workshop;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
