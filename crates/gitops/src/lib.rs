@@ -24,6 +24,7 @@
 //! - [`drift`]: a watch per kind in the apps' inventories; a hand edit marks its app at once;
 //! - [`webhook`]: pushes from GitHub, Gitea or GitLab, signatures checked, matched to apps
 //!   by repository URL (pure);
+//! - [`ui`]: the web UI and ArgoCD's JSON paths, on the admin listener under `/`;
 //! - [`runner`]: the leader-elected loop deciding when each app gets a pass (poll, a change,
 //!   the refresh annotation, drift, a webhook).
 //!
@@ -43,6 +44,7 @@ pub mod render;
 pub mod runner;
 pub mod spec;
 pub mod tracking;
+pub mod ui;
 pub mod webhook;
 
 pub use object::{Manifest, ObjRef, Origin};

@@ -400,7 +400,12 @@ async fn pass(
     let new_revision = synced_revision.as_deref() != Some(&commit.sha);
     // As ArgoCD: auto-sync follows new commits; a change made in the cluster is reverted only
     // with selfHeal (else the app is OutOfSync and the diff says what differs).
-    let healing = cfg.automated && cfg.self_heal && !new_revision && needs_sync;
+    let paused = app
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(crate::runner::PAUSE_ANNOTATION));
+    let healing = cfg.automated && cfg.self_heal && !paused && !new_revision && needs_sync;
     let should_sync = match trigger {
         Trigger::Manual => true,
         _ => cfg.automated && (new_revision || healing),

@@ -29,6 +29,9 @@ pub const REFRESH_ANNOTATIONS: [&str; 2] = ["metalgate.io/refresh", "argocd.argo
 /// The annotation that asks for a sync now, even without automated sync (`metalgate gitops
 /// sync`); cleared when the pass starts.
 pub const SYNC_ANNOTATION: &str = "metalgate.io/sync";
+/// The annotation that pauses self-heal (any value; the UI's Pause button): a hand edit stays
+/// in place and the app shows OutOfSync, as for a manual rollback; new commits still sync.
+pub const PAUSE_ANNOTATION: &str = "metalgate.io/pause-self-heal";
 
 /// How the component runs.
 #[derive(Debug, Clone)]
@@ -224,6 +227,8 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             Arc::new(move || r.load(Ordering::Relaxed)),
         );
     }
+    // The UI is served by every replica, the leader or not.
+    crate::ui::start(client.clone(), &cfg.namespace, ctx.shutdown.clone()).await;
     let Some(lost) = leader::acquire(&client, &cfg.namespace, LEASE, &me, &ctx.shutdown).await
     else {
         return Ok(());

@@ -1,0 +1,108 @@
+//! The web UI people look at (`argocd.192.168.56.200.nip.io` in the workshop): served on the
+//! module's admin listener under `/`, server-rendered, with a few lines of plain JS for live
+//! updates. Anonymous visitors read; Refresh, Sync and Pause self-heal need the admin password
+//! (a session cookie and a CSRF token per form). The same data is JSON at ArgoCD's paths.
+//!
+//! - [`view`]: an Application's status → what a card and a page show — pure;
+//! - [`html`]: the pages, every value escaped — pure;
+//! - [`auth`]: the password Secret, sessions, CSRF tokens, cookies — pure but for randomness;
+//! - [`assets`]: the stylesheet and the script, compiled in;
+//! - [`server`]: routes, the Applications' cache, the annotation writes, the event stream.
+
+pub mod assets;
+pub mod auth;
+pub mod html;
+pub mod server;
+pub mod view;
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use metalgate_k8s::crd::Application;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Create the admin Secret with a random password unless it exists (ArgoCD's initial admin
+/// secret); an existing one is never changed.
+pub async fn ensure_admin_secret(client: &kube::Client, namespace: &str) -> anyhow::Result<bool> {
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    if api.get_opt(auth::SECRET).await?.is_some() {
+        return Ok(false);
+    }
+    let password = auth::token();
+    anyhow::ensure!(!password.is_empty(), "no randomness for the admin password");
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(auth::SECRET.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/part-of".to_string(),
+                    "metalgate".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some([(auth::KEY.to_string(), password)].into()),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Serve the UI on the admin listener (under `/`) until `shutdown`: every replica serves it,
+/// leader or not, from its own cache of the Applications in `namespace`.
+pub async fn start(client: kube::Client, namespace: &str, shutdown: CancellationToken) {
+    match ensure_admin_secret(&client, namespace).await {
+        Ok(true) => tracing::info!(
+            secret = %format!("{namespace}/{}", auth::SECRET),
+            "created the UI's admin password"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            secret = %format!("{namespace}/{}", auth::SECRET),
+            error = %format!("{e:#}"),
+            "cannot make sure the UI's admin Secret exists; nobody can log in until it does"
+        ),
+    }
+    let api: Api<Application> = Api::namespaced(client.clone(), namespace);
+    let (reader, writer) = reflector::store();
+    let (tx, rx) = watch::channel(0u64);
+    let events =
+        reflector(writer, watcher(api.clone(), watcher::Config::default())).default_backoff();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                ev = events.next() => match ev {
+                    Some(_) => { tx.send_modify(|n| *n += 1); }
+                    None => return,
+                },
+            }
+        }
+    });
+    let ui = Arc::new(server::Ui {
+        apps: reader,
+        api,
+        secrets: Api::namespaced(client, namespace),
+        sessions: Mutex::new(auth::Sessions::default()),
+        changes: rx,
+    });
+    metalgate_k8s::admin::register_handler(
+        "/",
+        Arc::new(move |req| {
+            let ui = ui.clone();
+            Box::pin(ui.handle(req))
+        }),
+    );
+}
