@@ -78,7 +78,10 @@ struct Inner {
 
 /// The store.
 pub struct Store {
-    db: Database,
+    /// The open database; `None` after a failed write until the next write reopens it (redb
+    /// refuses every write after an I/O error until it is opened again).
+    db: std::sync::Mutex<Option<Database>>,
+    path: std::path::PathBuf,
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Arc<Change>>,
     /// Bumped to end every open watch stream (clients reconnect).
@@ -120,7 +123,8 @@ impl Store {
         }
         let (changes, _) = broadcast::channel(4096);
         Ok(Store {
-            db,
+            db: std::sync::Mutex::new(Some(db)),
+            path: path.to_path_buf(),
             inner: Mutex::new(Inner {
                 objects,
                 rv,
@@ -131,6 +135,30 @@ impl Store {
             changes,
             epoch: watch::channel(0).0,
         })
+    }
+
+    /// Run one write transaction on the database. After a failed one (a full disk, say) the
+    /// database is closed, and the next write opens it again — redb then recovers it to its
+    /// last commit — so the store writes again once the fault is gone, without a restart.
+    /// Callers hold the `inner` lock, so writes never race here.
+    fn with_db<T>(&self, write: impl FnOnce(&Database) -> ApiResult<T>) -> ApiResult<T> {
+        let mut slot = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let db = Database::create(&self.path).map_err(|e| {
+                storage_err(format!(
+                    "reopening {} after a failed write: {e}",
+                    self.path.display()
+                ))
+            })?;
+            tracing::info!(path = %self.path.display(), "store database reopened after a failed write");
+            *slot = Some(db);
+        }
+        let result = write(slot.as_ref().expect("opened above"));
+        if let Err(e) = &result {
+            tracing::warn!(path = %self.path.display(), error = %e.message, "a store write failed; the database is reopened on the next write");
+            *slot = None;
+        }
+        result
     }
 
     /// Begin a read-modify-write; writes from others wait until it ends.
@@ -210,12 +238,14 @@ impl Store {
     pub async fn compact(&self) -> ApiResult<()> {
         let mut inner = self.inner.lock().await;
         let rv = inner.rv + 1;
-        let wtx = self.db.begin_write().map_err(storage_err)?;
-        wtx.open_table(META)
-            .map_err(storage_err)?
-            .insert("rv", rv)
-            .map_err(storage_err)?;
-        wtx.commit().map_err(storage_err)?;
+        self.with_db(|db| {
+            let wtx = db.begin_write().map_err(storage_err)?;
+            wtx.open_table(META)
+                .map_err(storage_err)?
+                .insert("rv", rv)
+                .map_err(storage_err)?;
+            wtx.commit().map_err(storage_err)
+        })?;
         inner.rv = rv;
         inner.history.clear();
         inner.oldest_resumable = rv;
@@ -256,57 +286,58 @@ impl Txn<'_> {
         }
         let mut rv = self.inner.rv;
         let mut changes = Vec::with_capacity(writes.len());
-        let wtx = self.store.db.begin_write().map_err(storage_err)?;
-        {
-            let mut table = wtx.open_table(OBJECTS).map_err(storage_err)?;
-            for w in writes {
-                rv += 1;
-                match w {
-                    Write::Put(key, mut obj) => {
-                        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-                        let bytes = serde_json::to_vec(&obj).map_err(storage_err)?;
-                        table
-                            .insert(key.as_str(), bytes.as_slice())
-                            .map_err(storage_err)?;
-                        let prev = self.inner.objects.get(&key).cloned();
-                        let kind = if prev.is_some() {
-                            EventType::Modified
-                        } else {
-                            EventType::Added
-                        };
-                        changes.push(Change {
-                            rv,
-                            kind,
-                            key,
-                            object: Arc::new(obj),
-                            prev,
-                        });
-                    }
-                    Write::Delete(key) => {
-                        table.remove(key.as_str()).map_err(storage_err)?;
-                        let mut last = self
-                            .inner
-                            .objects
-                            .get(&key)
-                            .map(|o| (**o).clone())
-                            .unwrap_or(Value::Null);
-                        if last.is_object() {
-                            last["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let objects = &self.inner.objects;
+        self.store.with_db(|db| {
+            let wtx = db.begin_write().map_err(storage_err)?;
+            {
+                let mut table = wtx.open_table(OBJECTS).map_err(storage_err)?;
+                for w in writes {
+                    rv += 1;
+                    match w {
+                        Write::Put(key, mut obj) => {
+                            obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+                            let bytes = serde_json::to_vec(&obj).map_err(storage_err)?;
+                            table
+                                .insert(key.as_str(), bytes.as_slice())
+                                .map_err(storage_err)?;
+                            let prev = objects.get(&key).cloned();
+                            let kind = if prev.is_some() {
+                                EventType::Modified
+                            } else {
+                                EventType::Added
+                            };
+                            changes.push(Change {
+                                rv,
+                                kind,
+                                key,
+                                object: Arc::new(obj),
+                                prev,
+                            });
                         }
-                        changes.push(Change {
-                            rv,
-                            kind: EventType::Deleted,
-                            key,
-                            object: Arc::new(last),
-                            prev: None,
-                        });
+                        Write::Delete(key) => {
+                            table.remove(key.as_str()).map_err(storage_err)?;
+                            let mut last = objects
+                                .get(&key)
+                                .map(|o| (**o).clone())
+                                .unwrap_or(Value::Null);
+                            if last.is_object() {
+                                last["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+                            }
+                            changes.push(Change {
+                                rv,
+                                kind: EventType::Deleted,
+                                key,
+                                object: Arc::new(last),
+                                prev: None,
+                            });
+                        }
                     }
                 }
+                let mut meta = wtx.open_table(META).map_err(storage_err)?;
+                meta.insert("rv", rv).map_err(storage_err)?;
             }
-            let mut meta = wtx.open_table(META).map_err(storage_err)?;
-            meta.insert("rv", rv).map_err(storage_err)?;
-        }
-        wtx.commit().map_err(storage_err)?;
+            wtx.commit().map_err(storage_err)
+        })?;
 
         let inner = &mut *self.inner;
         inner.rv = rv;
