@@ -21,6 +21,8 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 # ... and a browser: the lab test opens the workshop's pages in headless Chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# ... and drives it over WebDriver for the GitOps UI's browser test (tests/ui_browser.rs).
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # The GitOps tests make real repositories with git and serve them with git-daemon
 # (gix spawns git-upload-pack for file:// URLs).
 command -v git >/dev/null 2>&1 || missing+=(git)
