@@ -9,8 +9,9 @@
 //! ```
 //!
 //! `mg-ops-demo` runs `metalgate run` with the embedded store on 192.168.56.10:6443 (the VM's
-//! k3s server); the other nodes join it (k3s agents). Demo backends stand in for podinfo,
-//! argocd-server and grafana. Nothing is added to the host's own network namespace.
+//! k3s server); the other nodes join it (k3s agents). Demo backends stand in for podinfo and
+//! grafana; argocd.… is metalgate's own GitOps UI. Nothing is added to the host's own network
+//! namespace.
 //!
 //! The network is planned as data ([`network_plan`]) and applied by running `ip`; `down`
 //! removes every namespace, process and file the lab made, whatever state `up` left.
@@ -77,9 +78,8 @@ pub const NODES: [LabNode; 3] = [
 ];
 
 /// The demo backends: (node index, kind, port).
-pub const BACKENDS: [(usize, crate::demo::Kind, u16); 5] = [
+pub const BACKENDS: [(usize, crate::demo::Kind, u16); 4] = [
     (0, crate::demo::Kind::Podinfo, 9898),
-    (0, crate::demo::Kind::Argocd, 8080),
     (0, crate::demo::Kind::Grafana, 3000),
     (1, crate::demo::Kind::Podinfo, 9898),
     (2, crate::demo::Kind::Podinfo, 9898),

@@ -177,6 +177,28 @@ fn via_vip() -> Outcome {
     }
 }
 
+/// The GitOps UI through the VIP (every node's admin listener serves it).
+fn gitops_ui() -> Outcome {
+    if !available(metalgate_proxy::NAME) {
+        return Outcome::NotYet("no proxy in this build yet".into());
+    }
+    match curl(&format!("http://{}/", HOSTS[1])) {
+        Ok(body) if body.contains("<title>Applications · metalgate</title>") => {
+            let totals = body
+                .split(r#"id="totals">"#)
+                .nth(1)
+                .and_then(|r| r.split('<').next())
+                .unwrap_or("?");
+            Outcome::Ok(format!("the GitOps UI: {totals}"))
+        }
+        Ok(body) => Outcome::Failed(format!(
+            "not the GitOps UI: {}",
+            body.chars().take(80).collect::<String>()
+        )),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
 fn backend(ip: &str, port: u16, kind: crate::demo::Kind) -> Outcome {
     match curl(&format!("http://{ip}:{port}/")) {
         Ok(body) => match kind {
@@ -222,6 +244,7 @@ pub async fn smoke() -> anyhow::Result<ExitCode> {
     ));
     rows.push((format!("arping {VIP}"), arping(nodes)));
     rows.push((format!("curl http://{}/", HOSTS[0]), via_vip()));
+    rows.push((format!("curl http://{}/", HOSTS[1]), gitops_ui()));
 
     let width = rows.iter().map(|(c, _)| c.len()).max().unwrap_or(10);
     println!("\n{:<width$}  RESULT", "CHECK");
