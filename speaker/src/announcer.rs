@@ -3,9 +3,9 @@
 //!
 //! Liveness comes from gossip among the speakers ([`crate::membership`]) when the node's
 //! address is known; otherwise from the API: Ready, and a Lease in `kube-node-lease` renewed
-//! within [`LEASE_FRESH`] (slow failover).
+//! within [`crate::snapshot::LEASE_FRESH`] (slow failover).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,13 +28,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::arp::{self, Announcement, Drop};
-use crate::election::NodeState;
 use crate::membership::{self, SpeakerId};
 use crate::plan::{L2Adv, LocalInterface, PoolInfo, plan};
 use crate::presence;
+use crate::snapshot::{
+    self, SPEAKER_MACS, lease_fresh, node_states, pool_info, ready_endpoint_nodes, speaker_macs,
+};
 
-/// A node counts as alive while its Lease is younger than this.
-pub const LEASE_FRESH: Duration = Duration::from_secs(25);
 /// The annotation naming the node that announces a Service's IP.
 pub const ANNOUNCING_NODE: &str = "metalgate.io/announcing-node";
 /// How long a starting speaker waits for the gossip keys' Secret (the controller creates it).
@@ -252,141 +252,14 @@ fn announce_burst(iface: NetworkInterface, ip: std::net::Ipv4Addr) {
     });
 }
 
-fn node_states(
-    nodes: &[Arc<Node>],
-    leases: &[Arc<Lease>],
-    me: &str,
-    gossip: Option<&BTreeSet<String>>,
-) -> Vec<NodeState> {
-    nodes
-        .iter()
-        .map(|n| {
-            let name = n.name_any();
-            let cond = |t: &str| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .and_then(|c| c.iter().find(|c| c.type_ == t))
-                    .map(|c| c.status == "True")
-            };
-            // With gossip, a speaker is alive while the others hear it; without, while its
-            // node's Lease is fresh.
-            let fresh = match gossip {
-                Some(alive) => alive.contains(&name),
-                None => lease_fresh(leases, &name),
-            };
-            NodeState {
-                // The API's Ready condition is the second signal: a node marked NotReady is
-                // out even while its speaker gossips; with gossip, a Ready that the API can no
-                // longer update (the store is gone) does not keep a dead node in.
-                alive: match gossip {
-                    Some(_) => cond("Ready") != Some(false) && (fresh || name == me),
-                    None => cond("Ready") == Some(true) && (fresh || name == me),
-                },
-                network_unavailable: cond("NetworkUnavailable") == Some(true),
-                labels: n.labels().clone(),
-                name,
-            }
-        })
-        .collect()
-}
-
-/// The annotation on a Node listing its speaker's MACs.
-pub const SPEAKER_MACS: &str = "metalgate.io/speaker-macs";
-
-/// The MACs of every speaker in the cluster, from their Nodes.
-fn speaker_macs(nodes: &[Arc<Node>]) -> BTreeSet<String> {
-    nodes
-        .iter()
-        .filter_map(|n| n.annotations().get(SPEAKER_MACS).cloned())
-        .flat_map(|v| {
-            v.split(',')
-                .map(|m| m.trim().to_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .filter(|m| !m.is_empty())
-        .collect()
-}
-
-/// The gossip addresses of every node (InternalIP, gossip port).
+/// Tell the gossip the nodes' addresses, when they changed.
 fn update_peers(nodes: &[Arc<Node>], peers_tx: &watch::Sender<Vec<SocketAddr>>) {
-    let peers: Vec<SocketAddr> = nodes
-        .iter()
-        .filter_map(|n| {
-            n.status
-                .as_ref()?
-                .addresses
-                .as_ref()?
-                .iter()
-                .find(|a| a.type_ == "InternalIP")?
-                .address
-                .parse::<std::net::IpAddr>()
-                .ok()
-        })
-        .map(|ip| SocketAddr::new(ip, membership::PORT))
-        .collect();
+    let peers = snapshot::peer_addrs(nodes);
     peers_tx.send_if_modified(|cur| {
         let changed = *cur != peers;
         *cur = peers;
         changed
     });
-}
-
-fn lease_fresh(leases: &[Arc<Lease>], name: &str) -> bool {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    leases
-        .iter()
-        .find(|l| l.name_any() == name)
-        .and_then(|l| {
-            l.spec
-                .as_ref()?
-                .renew_time
-                .as_ref()
-                .map(|t| now - t.0.as_second() < LEASE_FRESH.as_secs() as i64)
-        })
-        .unwrap_or(false)
-}
-
-fn pool_info(p: &IPAddressPool) -> PoolInfo {
-    let ranges = p
-        .spec
-        .addresses
-        .iter()
-        .filter_map(|a| {
-            if let Some((x, y)) = a.split_once('-') {
-                Some((x.trim().parse().ok()?, y.trim().parse().ok()?))
-            } else {
-                let net: Ipv4Net = a.parse().ok()?;
-                Some((net.network(), net.broadcast()))
-            }
-        })
-        .collect();
-    PoolInfo {
-        name: p.name_any(),
-        labels: p.labels().clone(),
-        ranges,
-    }
-}
-
-fn ready_endpoint_nodes(slices: &[Arc<EndpointSlice>]) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in slices {
-        let Some(svc) = s.labels().get("kubernetes.io/service-name") else {
-            continue;
-        };
-        let key = format!("{}/{svc}", s.namespace().unwrap_or_default());
-        for ep in &s.endpoints {
-            if ep.conditions.as_ref().and_then(|c| c.ready) != Some(false) {
-                if let Some(n) = &ep.node_name {
-                    out.entry(key.clone()).or_default().push(n.clone());
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Run the speaker until `ctx.shutdown`.

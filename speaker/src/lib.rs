@@ -10,6 +10,7 @@
 //! - [`presence`]: who is cut off from the gossip but alive (presence Leases) — pure;
 //! - [`election`]: which node owns an IP (sha256 order over eligible nodes) — pure;
 //! - [`plan`]: a cluster snapshot to what this node announces, on which interface — pure;
+//! - [`snapshot`]: the watched objects → node states, pools, endpoints, peers — pure;
 //! - [`announcer`]: the I/O — watches, ARP on every interface (pnet), gratuitous ARP.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod keyring;
 pub mod membership;
 pub mod plan;
 pub mod presence;
+pub mod snapshot;
 
 use metalgate_k8s::{Component, ComponentContext};
 
