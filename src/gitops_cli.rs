@@ -1,6 +1,6 @@
-//! `metalgate gitops list|status|history|refresh|sync|validate`: what `argocd app list|get|
-//! history|sync` show and do, read from and written to the Application objects — the module
-//! itself (`metalgate gitops run`) does the work.
+//! `metalgate gitops list|status|history|diff|refresh|sync|validate`: what `argocd app list|
+//! get|history|diff|sync` show and do, read from and written to the Application objects — the
+//! module itself (`metalgate gitops run`) does the work; `diff` reads Git and the cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,6 +22,9 @@ pub enum GitopsCommand {
     Status(Named),
     /// One Application's history: commits, authors, messages, what each sync changed.
     History(Named),
+    /// What differs between Git (the app's target revision) and the cluster, field by field,
+    /// with who changed it; exit 1 when something differs (as `argocd app diff`), 2 on error.
+    Diff(Named),
     /// Compare with Git now (the refresh annotation) and wait for the result.
     Refresh(Named),
     /// Sync now, even without automated sync, and wait for the result.
@@ -296,6 +299,34 @@ pub async fn dispatch(cmd: GitopsCommand) -> anyhow::Result<ExitCode> {
             let app = api(&n.target).await?.get(&n.name).await?;
             println!("{}", render_status(&app));
             Ok(ExitCode::SUCCESS)
+        }
+        GitopsCommand::Diff(n) => {
+            let client = match &n.target.kubeconfig {
+                Some(k) => metalgate_k8s::client::from_kubeconfig(k).await?,
+                None => metalgate_k8s::client::infer().await?,
+            };
+            let app = Api::<Application>::namespaced(client.clone(), &n.target.namespace)
+                .get(&n.name)
+                .await?;
+            // Git data for this one comparison only.
+            let dir = std::env::temp_dir().join(format!("metalgate-diff-{}", std::process::id()));
+            let ctx = metalgate_gitops::reconciler::Context::new(client, &dir);
+            let result = metalgate_gitops::compare::diff(&ctx, &app).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            match result {
+                Ok(d) => {
+                    print!("{}", d.render());
+                    Ok(if d.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", n.name);
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         GitopsCommand::History(n) => {
             let app = api(&n.target).await?.get(&n.name).await?;

@@ -392,6 +392,34 @@ fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
         "{history}"
     );
 
+    // diff: nothing differs after the sync; a hand edit is named by field, values and manager,
+    // and the exit code says so (as `argocd app diff`).
+    let (ok, diff) = metalgate(&mg, &["gitops", "diff", "podinfo"]);
+    assert!(ok, "{diff}");
+    assert!(
+        diff.contains("0 changed, 0 missing, 0 not in Git"),
+        "{diff}"
+    );
+    mg.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "podinfo-ui",
+        "-n",
+        "demo",
+        "-p",
+        r##"{"data":{"PODINFO_UI_COLOR":"#abcdef"}}"##,
+    ]);
+    let (ok, diff) = metalgate(&mg, &["gitops", "diff", "podinfo"]);
+    assert!(!ok, "diff exits 1 when something differs: {diff}");
+    assert!(
+        diff.contains(r##"data.PODINFO_UI_COLOR: Git "#ff8800", cluster "#abcdef"  (changed by kubectl-patch)"##),
+        "{diff}"
+    );
+    assert!(
+        diff.contains(&format!("revision {} podinfo: #ff8800", &sha[..7])),
+        "{diff}"
+    );
+
     // validate: a directory as the module would read it, problems named.
     std::fs::write(
         work.join("apps/podinfo/broken.yaml"),

@@ -19,6 +19,7 @@
 //! - [`health`]: ArgoCD's health rules per kind; an app is as healthy as its worst object;
 //! - [`applier`]: the one writer — server-side apply with the tracking id, an all-or-nothing dry
 //!   run, live reads, prune deletes.
+//! - [`compare`]: `metalgate gitops diff` — Git against the cluster, read only;
 //! - [`reconciler`]: one pass over one Application, the recipe over all of the above, ending in
 //!   the status `kubectl get applications` shows.
 //! - [`drift`]: a watch per kind in the apps' inventories; a hand edit marks its app at once;
@@ -33,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod applier;
+pub mod compare;
 pub mod diff;
 pub mod drift;
 pub mod git;

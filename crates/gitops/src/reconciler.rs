@@ -129,9 +129,9 @@ pub async fn reconcile(ctx: &Context, app: &Application, trigger: Trigger) -> Ap
     status
 }
 
-struct Failure {
-    kind: &'static str,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
 }
 
 fn fail(kind: &'static str, message: impl Into<String>) -> Failure {
@@ -170,7 +170,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The revision's commit, checked out: (sha, commit facts, checkout directory).
-async fn checkout(ctx: &Context, cfg: &AppConfig) -> Result<(CommitInfo, PathBuf), Failure> {
+pub(crate) async fn checkout(
+    ctx: &Context,
+    cfg: &AppConfig,
+) -> Result<(CommitInfo, PathBuf), Failure> {
     let (cache, url, rev) = (
         ctx.cache.clone(),
         cfg.repo_url.clone(),
@@ -209,7 +212,7 @@ async fn checkout(ctx: &Context, cfg: &AppConfig) -> Result<(CommitInfo, PathBuf
 }
 
 /// Render the app's path of a checkout.
-async fn render_checkout(
+pub(crate) async fn render_checkout(
     name: &str,
     cfg: &AppConfig,
     root: &Path,
@@ -308,7 +311,7 @@ async fn tool(
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn api_version_of(r: &ResourceStatus) -> String {
+pub(crate) fn api_version_of(r: &ResourceStatus) -> String {
     if r.group.is_empty() {
         r.version.clone()
     } else {
@@ -316,7 +319,7 @@ fn api_version_of(r: &ResourceStatus) -> String {
     }
 }
 
-fn obj_ref_of(r: &ResourceStatus) -> ObjRef {
+pub(crate) fn obj_ref_of(r: &ResourceStatus) -> ObjRef {
     ObjRef {
         group: r.group.clone(),
         kind: r.kind.clone(),
