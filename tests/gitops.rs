@@ -438,3 +438,109 @@ fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_private_repository_is_read_with_the_credentials_of_its_repository_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_work, _bare) = workshop_repo(tmp.path());
+    let (server, ca_pem) = common::git_http::GitHttp::start(tmp.path(), "ada", "t0ken");
+    let ca = common::write(tmp.path(), "git-ca.pem", &ca_pem);
+    let url = format!("https://{}/ops-demo.git", server.addr);
+    // The module trusts the test's CA as it would a company CA: through SSL_CERT_FILE.
+    let mg = Metalgate::start_with_env(
+        &tmp.path().join("data"),
+        free_port(),
+        "gitops",
+        &["--gitops-poll", "10m"],
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    );
+    mg.kubectl_stdin(&["apply", "-f", "-"], &podinfo_app(&url, false));
+    // Without credentials: the app says why, and nothing is applied.
+    let mut conditions = String::new();
+    let refused = common::eventually(Duration::from_secs(15), || {
+        conditions = mg.kubectl_ok(&[
+            "get",
+            "application",
+            "podinfo",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.status.conditions[*].message}",
+        ]);
+        conditions.contains(&url)
+    });
+    assert!(refused, "no condition naming the repository: {conditions}");
+    assert!(
+        conditions.contains("no repository Secret in metalgate-system matches"),
+        "{conditions}"
+    );
+    let cm = mg.kubectl(&["get", "configmap", "podinfo-ui", "-n", "demo"]);
+    assert!(!cm.status.success(), "applied without credentials?");
+
+    // A wrong password is still refused; the right one, in an ArgoCD-style repository Secret,
+    // is used on the next pass.
+    let secret = |password: &str| {
+        format!(
+            "apiVersion: v1
+kind: Secret
+metadata:
+  name: ops-demo-repo
+  namespace: metalgate-system
+  labels: {{argocd.argoproj.io/secret-type: repository}}
+stringData: {{url: '{url}', username: ada, password: '{password}'}}
+"
+        )
+    };
+    mg.kubectl_stdin(&["apply", "-f", "-"], &secret("guess"));
+    mg.kubectl_ok(&[
+        "annotate",
+        "application",
+        "podinfo",
+        "-n",
+        "metalgate-system",
+        "metalgate.io/refresh=1",
+        "--overwrite",
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !mg.kubectl(&["get", "configmap", "podinfo-ui", "-n", "demo"])
+            .status
+            .success()
+    );
+    mg.kubectl_stdin(&["apply", "-f", "-"], &secret("t0ken"));
+    mg.kubectl_ok(&[
+        "annotate",
+        "application",
+        "podinfo",
+        "-n",
+        "metalgate-system",
+        "metalgate.io/refresh=2",
+        "--overwrite",
+    ]);
+    let applied = common::eventually(Duration::from_secs(15), || {
+        mg.kubectl(&[
+            "get",
+            "configmap",
+            "podinfo-ui",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.data.PODINFO_UI_COLOR}",
+        ])
+        .stdout
+            == b"#34577c"
+    });
+    let status = mg.kubectl_ok(&[
+        "get",
+        "application",
+        "podinfo",
+        "-n",
+        "metalgate-system",
+        "-o",
+        "jsonpath={.status.conditions}",
+    ]);
+    assert!(
+        applied,
+        "not applied with the repository Secret's credentials: {status}"
+    );
+}

@@ -2,6 +2,7 @@
 //! loopback with its own data directory, and the real `kubectl` pointed at it.
 #![allow(dead_code)]
 
+pub mod git_http;
 pub mod workshop;
 
 use std::io::{BufRead, BufReader, Read};
@@ -37,7 +38,19 @@ impl Metalgate {
 
     /// Start with these components.
     pub fn start_with(data_dir: &Path, port: u16, components: &str, extra: &[&str]) -> Metalgate {
+        Self::start_with_env(data_dir, port, components, extra, &[])
+    }
+
+    /// Start with these components and environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        port: u16,
+        components: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Metalgate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+            .envs(envs.iter().copied())
             .args(["run", "--data-dir"])
             .arg(data_dir)
             .args([

@@ -117,7 +117,8 @@ pub async fn diff(ctx: &Context, app: &Application) -> Result<AppDiff, String> {
             .collect::<Vec<_>>()
             .join("; ")
     })?;
-    let (commit, root) = checkout(ctx, &cfg)
+    let app_ns = app.metadata.namespace.clone().unwrap_or_default();
+    let (commit, root) = checkout(ctx, &cfg, &app_ns)
         .await
         .map_err(|f| format!("{}: {}", f.kind, f.message))?;
     let (_, mut desired) = render_checkout(&name, &cfg, &root)

@@ -184,9 +184,9 @@ impl Cache {
         creds: Option<&Credentials>,
     ) -> Result<Vec<RemoteRef>, GitError> {
         let repo = self.open(url)?;
-        let remote_err = |e: &dyn std::fmt::Display| GitError::Remote {
+        let remote_err = |e: &dyn std::error::Error| GitError::Remote {
             url: url.into(),
-            message: e.to_string(),
+            message: chain(e),
         };
         let remote = repo
             .remote_at(url)
@@ -218,9 +218,9 @@ impl Cache {
         full: bool,
     ) -> Result<Vec<RemoteRef>, GitError> {
         let repo = self.open(url)?;
-        let remote_err = |e: &dyn std::fmt::Display| GitError::Remote {
+        let remote_err = |e: &dyn std::error::Error| GitError::Remote {
             url: url.into(),
-            message: e.to_string(),
+            message: chain(e),
         };
         let remote = repo
             .remote_at(url)
@@ -307,11 +307,30 @@ impl Cache {
     }
 }
 
+/// An error with its causes ("handshake failed: …: HTTP 401"), so a condition says why.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 fn with_creds<'a, 'r, T: gix::protocol::transport::client::blocking_io::Transport>(
     conn: gix::remote::Connection<'a, 'static, 'r, T>,
     creds: Option<&Credentials>,
 ) -> gix::remote::Connection<'a, 'static, 'r, T> {
-    let Some(c) = creds.cloned() else { return conn };
+    // Without credentials, none: gix would otherwise ask on the terminal (and hang a
+    // `metalgate run` started from one).
+    let Some(c) = creds.cloned() else {
+        return conn.with_credentials(|_| Ok(None));
+    };
     conn.with_credentials(move |action| match action {
         gix::credentials::helper::Action::Get(ctx) => {
             Ok(Some(gix::credentials::protocol::Outcome {

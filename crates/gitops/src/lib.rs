@@ -15,6 +15,7 @@
 //!   allow-empty and mass-deletion guards;
 //! - [`git`]: gix — list a remote's refs without fetching, one shallow fetch per repository,
 //!   check a commit out; [`git::resolve`] reads `targetRevision` (pure);
+//! - [`repo_creds`]: which repository Secret's credentials a URL gets (ArgoCD's rules, pure);
 //! - [`diff`]: the fields Git sets that the cluster does not match, and who changed them;
 //! - [`health`]: ArgoCD's health rules per kind; an app is as healthy as its worst object;
 //! - [`applier`]: the one writer — server-side apply with the tracking id, an all-or-nothing dry
@@ -43,6 +44,7 @@ pub mod object;
 pub mod plan;
 pub mod reconciler;
 pub mod render;
+pub mod repo_creds;
 pub mod runner;
 pub mod spec;
 pub mod tracking;

@@ -170,20 +170,54 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The revision's commit, checked out: (sha, commit facts, checkout directory).
+/// The credentials for `url` from the repository Secrets in `namespace` (none when there is
+/// no matching Secret, or the module may not list Secrets there).
+async fn credentials(
+    ctx: &Context,
+    namespace: &str,
+    url: &str,
+) -> Result<Option<git::Credentials>, Failure> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(ctx.client.clone(), namespace);
+    let mut secrets = Vec::new();
+    for label in crate::repo_creds::TYPE_LABELS {
+        match api
+            .list(&kube::api::ListParams::default().labels(label))
+            .await
+        {
+            Ok(l) => secrets.extend(l.items),
+            Err(e) => tracing::debug!(error = %e, "listing repository Secrets failed"),
+        }
+    }
+    crate::repo_creds::find(&secrets, url).map_err(|e| fail("ComparisonError", e))
+}
+
 pub(crate) async fn checkout(
     ctx: &Context,
     cfg: &AppConfig,
+    namespace: &str,
 ) -> Result<(CommitInfo, PathBuf), Failure> {
-    let (cache, url, rev) = (
+    let creds = credentials(ctx, namespace, &cfg.repo_url).await?;
+    let (cache, url, rev, c) = (
         ctx.cache.clone(),
         cfg.repo_url.clone(),
         cfg.revision.clone(),
+        creds.clone(),
     );
     let resolved = blocking(move || {
-        let refs = cache.ls_remote(&url, None)?;
+        let refs = cache.ls_remote(&url, c.as_ref())?;
         git::resolve(&url, &refs, &rev)
     })
-    .await?;
+    .await
+    .map_err(|mut f| {
+        if creds.is_none() && f.message.contains("No credentials were returned") {
+            f.message = format!(
+                "{}: the repository asks for credentials, and no repository Secret in {namespace} matches its URL (labelled argocd.argoproj.io/secret-type: repository, with url, username and password)",
+                cfg.repo_url
+            );
+        }
+        f
+    })?;
     let (cache, url, sha) = (
         ctx.cache.clone(),
         cfg.repo_url.clone(),
@@ -194,7 +228,7 @@ pub(crate) async fn checkout(
     let target = dir.clone();
     let info = blocking(move || {
         if !cache.has_commit(&url, &sha) {
-            cache.fetch(&url, None, full)?;
+            cache.fetch(&url, creds.as_ref(), full)?;
         }
         if !target.exists() {
             let tmp = target.with_extension("partial");
@@ -338,7 +372,8 @@ async fn pass(
     let cfg = AppConfig::from_spec(name, &app.spec)
         .map_err(|errs| fail("InvalidSpecError", join(&errs)))?;
     let started = now();
-    let (commit, root) = checkout(ctx, &cfg).await?;
+    let app_ns = app.metadata.namespace.clone().unwrap_or_default();
+    let (commit, root) = checkout(ctx, &cfg, &app_ns).await?;
     let (source_type, mut desired) = render_checkout(name, &cfg, &root).await?;
 
     // An app-of-apps root usually holds its own Application: never wait on or judge itself.
