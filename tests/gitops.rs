@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::workshop::{git, podinfo_app, push_color, wait_color, workshop_repo};
+use common::workshop::{git, podinfo_app, push_color, start_gitops, wait_color, workshop_repo};
 use common::{Metalgate, free_port};
 
 #[test]
@@ -176,18 +176,7 @@ fn github_push(admin: u16, repo: &str, secret: Option<&str>) -> (String, String)
 fn a_webhook_push_is_applied_at_once_and_a_bad_signature_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (work, bare) = workshop_repo(tmp.path());
-    let admin = free_port();
-    let mg = Metalgate::start_with(
-        &tmp.path().join("data"),
-        free_port(),
-        "gitops",
-        &[
-            "--gitops-poll",
-            "10m",
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ],
-    );
+    let (mg, admin) = start_gitops(tmp.path());
     let repo = format!("file://{}", bare.display());
     let app = podinfo_app(&repo, false);
     let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
@@ -255,18 +244,7 @@ fn a_failed_sync_is_retried_with_back_off_as_syncpolicy_retry_says() {
         &["commit", "-qam", "podinfo: into a namespace made later"],
     );
     git(&work, &["push", "-q", "origin", "HEAD:main"]);
-    let admin = free_port();
-    let mg = Metalgate::start_with(
-        &tmp.path().join("data"),
-        free_port(),
-        "gitops",
-        &[
-            "--gitops-poll",
-            "10m",
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ],
-    );
+    let (mg, _) = start_gitops(tmp.path());
     let app = podinfo_app(&format!("file://{}", bare.display()), false).replace(
         "    syncOptions: [CreateNamespace=true]\n",
         "    syncOptions: [CreateNamespace=true]\n    retry: {limit: 5, backoff: {duration: 1s, factor: 2, maxDuration: 2s}}\n",

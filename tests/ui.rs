@@ -8,8 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::workshop::{podinfo_app, push_color, wait_color, workshop_repo};
-use common::{Metalgate, eventually, free_port};
+use common::eventually;
+use common::workshop::{podinfo_app, push_color, start_gitops, wait_color, workshop_repo};
 
 /// A response: status code, headers (lower-cased names), body.
 struct Answer {
@@ -63,18 +63,7 @@ fn csrf_of(html: &str) -> String {
 fn visitors_read_admins_act_with_csrf_and_the_page_follows_git_and_drift() {
     let tmp = tempfile::tempdir().unwrap();
     let (work, bare) = workshop_repo(tmp.path());
-    let admin = free_port();
-    let mg = Metalgate::start_with(
-        &tmp.path().join("data"),
-        free_port(),
-        "gitops",
-        &[
-            "--gitops-poll",
-            "10m",
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ],
-    );
+    let (mg, admin) = start_gitops(tmp.path());
     let base = format!("http://127.0.0.1:{admin}");
     let repo = format!("file://{}", bare.display());
     mg.kubectl_stdin(&["apply", "-f", "-"], &podinfo_app(&repo, true));

@@ -10,8 +10,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::workshop::{podinfo_app, push_color, wait_color, workshop_repo};
-use common::{Metalgate, free_port};
+use common::free_port;
+use common::workshop::{podinfo_app, push_color, start_gitops, wait_color, workshop_repo};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// chromedriver, ended when dropped.
@@ -97,18 +97,7 @@ async fn shot(c: &Client, name: &str) {
 async fn a_browser_sees_the_apps_logs_in_refreshes_after_a_push_and_sees_drift() {
     let tmp = tempfile::tempdir().unwrap();
     let (work, bare) = workshop_repo(tmp.path());
-    let admin = free_port();
-    let mg = Metalgate::start_with(
-        &tmp.path().join("data"),
-        free_port(),
-        "gitops",
-        &[
-            "--gitops-poll",
-            "10m",
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ],
-    );
+    let (mg, admin) = start_gitops(tmp.path());
     let base = format!("http://127.0.0.1:{admin}");
     let repo = format!("file://{}", bare.display());
     mg.kubectl_stdin(&["apply", "-f", "-"], &podinfo_app(&repo, true));

@@ -4,8 +4,6 @@
 //! rotation is the operator's edit; see `metalgate_speaker::keyring`).
 
 use base64::Engine;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
 use ring::rand::SecureRandom;
 
 /// What [`ensure`] found or did.
@@ -28,33 +26,13 @@ pub fn fresh_key() -> anyhow::Result<String> {
 
 /// Create `namespace/name` with a random `secretkey` unless it exists.
 pub async fn ensure(client: &kube::Client, namespace: &str, name: &str) -> anyhow::Result<Outcome> {
-    let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    if api.get_opt(name).await?.is_some() {
-        return Ok(Outcome::Present);
-    }
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(namespace.into()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/part-of".to_string(),
-                    "metalgate".to_string(),
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        },
-        type_: Some("Opaque".into()),
-        string_data: Some([("secretkey".to_string(), fresh_key()?)].into()),
-        ..Default::default()
-    };
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(Outcome::Created),
-        // Another replica (or the operator) was first: theirs stands.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(Outcome::Present),
-        Err(e) => Err(e.into()),
-    }
+    let created =
+        metalgate_k8s::secrets::ensure(client, namespace, name, "secretkey", fresh_key).await?;
+    Ok(if created {
+        Outcome::Created
+    } else {
+        Outcome::Present
+    })
 }
 
 #[cfg(test)]

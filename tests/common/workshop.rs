@@ -93,3 +93,21 @@ pub fn wait_color(mg: &Metalgate, color: &str, limit: Duration) -> Duration {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `metalgate run` with the GitOps module only, a 10-minute poll (so only triggers apply) and
+/// its admin listener (webhook, UI) on a free loopback port, which is returned.
+pub fn start_gitops(tmp: &Path) -> (Metalgate, u16) {
+    let admin = super::free_port();
+    let mg = Metalgate::start_with(
+        &tmp.join("data"),
+        super::free_port(),
+        "gitops",
+        &[
+            "--gitops-poll",
+            "10m",
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    (mg, admin)
+}

@@ -14,7 +14,8 @@
 //! - [`process`]: logging and the runtime around each binary's command;
 //! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`, `Application`);
 //! - [`leader`]: one active replica per component, by a coordination Lease;
-//! - [`reflect`]: cached watches that wake a component on any change, and its Event recorder.
+//! - [`reflect`]: cached watches that wake a component on any change, and its Event recorder;
+//! - [`secrets`]: Secrets a component creates for itself, with a generated value, when missing.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod node;
 pub mod process;
 pub mod reflect;
+pub mod secrets;
 
 pub use component::{Component, ComponentContext, NodeIdentity};
 

@@ -18,8 +18,7 @@ pub mod view;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use metalgate_k8s::crd::Application;
 use tokio::sync::watch;
@@ -28,34 +27,12 @@ use tokio_util::sync::CancellationToken;
 /// Create the admin Secret with a random password unless it exists (ArgoCD's initial admin
 /// secret); an existing one is never changed.
 pub async fn ensure_admin_secret(client: &kube::Client, namespace: &str) -> anyhow::Result<bool> {
-    let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    if api.get_opt(auth::SECRET).await?.is_some() {
-        return Ok(false);
-    }
-    let password = auth::token();
-    anyhow::ensure!(!password.is_empty(), "no randomness for the admin password");
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(auth::SECRET.into()),
-            namespace: Some(namespace.into()),
-            labels: Some(
-                [(
-                    "app.kubernetes.io/part-of".to_string(),
-                    "metalgate".to_string(),
-                )]
-                .into(),
-            ),
-            ..Default::default()
-        },
-        type_: Some("Opaque".into()),
-        string_data: Some([(auth::KEY.to_string(), password)].into()),
-        ..Default::default()
-    };
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    metalgate_k8s::secrets::ensure(client, namespace, auth::SECRET, auth::KEY, || {
+        let password = auth::token();
+        anyhow::ensure!(!password.is_empty(), "no randomness for the admin password");
+        Ok(password)
+    })
+    .await
 }
 
 /// Serve the UI on the admin listener (under `/`) until `shutdown`: every replica serves it,
