@@ -18,8 +18,10 @@ fn decode(raw: &str) -> Result<String, BadPath> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
+            // Two hex digits exactly: `from_str_radix` alone would take `%+1` as 0x01.
             let hex = b
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or(BadPath::BadEscape)?;
