@@ -15,9 +15,15 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 pub fn json_patch(target: &mut Value, patch: &Value) -> ApiResult<()> {
     let p: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &p).map_err(|e| {
+    // On a copy, without json_patch's own rollback: undoing some failed operations (a `move`
+    // into itself after an earlier one applied) panics inside the crate — found by the
+    // property test below. The target changes only when every operation applied.
+    let mut work = target.clone();
+    json_patch::patch_unsafe(&mut work, &p).map_err(|e| {
         ApiError::unprocessable_patch(format!("the JSON patch could not be applied: {e}"))
-    })
+    })?;
+    *target = work;
+    Ok(())
 }
 
 /// Apply a strategic merge patch.
@@ -290,5 +296,80 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code, 422);
+    }
+}
+
+/// Randomised documents and patches (#13 item 8): no input panics, a bad patch is an error
+/// with a message. Bounded for CI; `PROPTEST_CASES=100000` for a longer run.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::registry::builtins;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z/:.-]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        "[a-z]{1,6}",
+                        Just("spec".to_string()),
+                        Just("ports".to_string()),
+                        Just("$patch".to_string()),
+                        Just("$retainKeys".to_string()),
+                        Just("$setElementOrder/ports".to_string()),
+                        Just("name".to_string()),
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn ops() -> impl Strategy<Value = Value> {
+        proptest::collection::vec(
+            (
+                prop_oneof![Just("add"), Just("remove"), Just("replace"), Just("move"), Just("copy"), Just("test"), Just("bogus")],
+                prop_oneof![Just("/spec"), Just("/spec/ports/0"), Just("/spec/ports/-"), Just("/a/b"), Just(""), Just("/~1x")],
+                json(),
+            )
+                .prop_map(|(op, path, value)| serde_json::json!({"op": op, "path": path, "from": "/spec", "value": value})),
+            0..4,
+        )
+        .prop_map(Value::Array)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1000)
+        ))]
+
+        #[test]
+        fn patches_never_panic_and_errors_say_why(doc in json(), patch in json(), ops in ops()) {
+            let def = builtins().into_iter().find(|d| d.kind == "Service").expect("Service");
+            let shape = crate::shape::Shape::new(&def);
+            let mut t = doc.clone();
+            merge_patch(&mut t, &patch);
+            let mut t = doc.clone();
+            if let Err(e) = strategic_merge_patch(&mut t, &patch, &shape) {
+                prop_assert!(!e.message.is_empty());
+            }
+            let mut t = doc.clone();
+            if let Err(e) = json_patch(&mut t, &ops) {
+                prop_assert!(!e.message.is_empty());
+            }
+            // A patch that is not a list of operations is a 400, not a panic.
+            let mut t = doc;
+            prop_assert!(json_patch(&mut t, &patch).is_err() || patch.is_array());
+        }
     }
 }
