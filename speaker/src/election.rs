@@ -23,25 +23,7 @@ pub struct NodeState {
 /// The label that keeps a node out of load balancing.
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
-/// Whether labels match a Kubernetes label selector.
-pub fn matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
-        let vals = e.values.clone().unwrap_or_default();
-        match e.operator.as_str() {
-            "In" => labels.get(&e.key).is_some_and(|v| vals.contains(v)),
-            "NotIn" => labels.get(&e.key).is_none_or(|v| !vals.contains(v)),
-            "Exists" => labels.contains_key(&e.key),
-            "DoesNotExist" => !labels.contains_key(&e.key),
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
-}
+pub use metalgate_k8s::selector::matches;
 
 /// Whether a node may announce, given the L2Advertisement's node selectors (any of them; none
 /// means every node) and, for `externalTrafficPolicy: Local`, the nodes with ready endpoints.

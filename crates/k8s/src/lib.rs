@@ -15,7 +15,8 @@
 //! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`, `Application`);
 //! - [`leader`]: one active replica per component, by a coordination Lease;
 //! - [`reflect`]: cached watches that wake a component on any change, and its Event recorder;
-//! - [`secrets`]: Secrets a component creates for itself, with a generated value, when missing.
+//! - [`secrets`]: Secrets a component creates for itself, with a generated value, when missing;
+//! - [`selector`]: label selectors evaluated as kube-apiserver does.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod node;
 pub mod process;
 pub mod reflect;
 pub mod secrets;
+pub mod selector;
 
 pub use component::{Component, ComponentContext, NodeIdentity};
 
