@@ -19,6 +19,11 @@ command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The gossip-partition test cuts UDP 7946 inside one lab node's namespace.
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+# The lab's node agent runs pods as processes that die with it (setpriv --pdeathsig), with
+# their ServiceAccount token mounted (unshare); its test finds a pod's process (pgrep).
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 # ... and a browser: the lab test opens the workshop's pages in headless Chromium.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # ... and drives it over WebDriver for the GitOps UI's browser test (tests/ui_browser.rs).

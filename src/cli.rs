@@ -220,8 +220,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
     /// Components to run, comma-separated: controller, gitops, speaker, proxy; `all` or `none`.
+    /// `agent` (the lab's node agent: workload controllers and a kubelet running known images
+    /// as processes) runs only when named, e.g. `all,agent` or `agent`.
     #[arg(long, default_value = "all")]
     pub components: String,
+    /// The agent's pod addresses on this node: each pod that is not `hostNetwork` gets its own
+    /// network namespace and an address from here (without it, pods share the node's).
+    #[arg(long)]
+    pub pod_cidr: Option<ipnet::Ipv4Net>,
     /// How often the GitOps module compares each Application with Git without a trigger.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub gitops_poll: std::time::Duration,

@@ -139,6 +139,43 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     tracing::info!("{name}: shutting down");
 }
 
+/// The agent's settings: pods reach the API server where this node does, and trust its CA.
+fn agent_config(
+    args: &RunArgs,
+    server: Option<&ApiServer>,
+) -> anyhow::Result<metalgate_agent::Config> {
+    let (url, ca) = match (server, &args.api_server) {
+        (Some(s), _) => {
+            let host: IpAddr = if args.api_listen.ip().is_unspecified() {
+                args.node_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]))
+            } else {
+                args.api_listen.ip()
+            };
+            let url = format!(
+                "https://{}",
+                std::net::SocketAddr::new(host, s.local_addr().port())
+            );
+            (url, Some(args.data_dir.join("tls").join("ca.crt")))
+        }
+        (None, Some(url)) => (url.clone(), args.ca_file.clone()),
+        (None, None) => bail!(
+            "the agent needs the embedded store or --api-server (a kubeconfig does not say where pods reach the API)"
+        ),
+    };
+    let api = url
+        .strip_prefix("https://")
+        .and_then(|hp| hp.trim_end_matches('/').rsplit_once(':'))
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
+        .with_context(|| format!("the API server URL {url:?} has no host and port"))?;
+    Ok(metalgate_agent::Config {
+        pod_cidr: args.pod_cidr,
+        data_dir: args.data_dir.clone(),
+        api: Some(api),
+        ca_file: ca,
+        namespace: metalgate_k8s::NAMESPACE.into(),
+    })
+}
+
 /// `metalgate run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     client::install_crypto_provider();
@@ -147,7 +184,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         poll: args.gitops_poll,
         ..Default::default()
     };
-    let selected = select_components(&args.components, args.proxy.config()?, gitops)?;
+    // The agent is never part of `all`: it runs workloads, which only the lab asks for.
+    let mut names: Vec<&str> = args.components.split(',').map(str::trim).collect();
+    let with_agent = names.contains(&metalgate_agent::NAME);
+    names.retain(|n| *n != metalgate_agent::NAME);
+    let rest = if with_agent && names.iter().all(|n| n.is_empty()) {
+        "none".to_string()
+    } else {
+        names.join(",")
+    };
+    let mut selected = select_components(&rest, args.proxy.config()?, gitops)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
 
@@ -253,6 +299,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     // 4. Components.
+    if with_agent {
+        selected.push((
+            metalgate_agent::NAME,
+            Some(metalgate_agent::component(agent_config(
+                &args,
+                server.as_ref(),
+            )?)),
+        ));
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for (name, component) in selected {
         match component {

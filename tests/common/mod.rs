@@ -27,6 +27,8 @@ pub struct Metalgate {
     pub port: u16,
     pub stderr: mpsc::Receiver<String>,
     pub ready_line: String,
+    /// The network namespace it runs in (kubectl then runs there too).
+    pub netns: Option<String>,
 }
 
 impl Metalgate {
@@ -49,15 +51,68 @@ impl Metalgate {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Metalgate {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+        Self::spawn(
+            None,
+            "127.0.0.1",
+            "test-node",
+            data_dir,
+            port,
+            components,
+            extra,
+            envs,
+        )
+    }
+
+    /// Start inside network namespace `netns` (which the test made), listening on `ip` there,
+    /// as node `node`. Stopped with SIGTERM when dropped, so what it started can stop too.
+    pub fn start_in(
+        netns: &str,
+        ip: &str,
+        node: &str,
+        data_dir: &Path,
+        components: &str,
+        extra: &[&str],
+    ) -> Metalgate {
+        Self::spawn(
+            Some(netns),
+            ip,
+            node,
+            data_dir,
+            6443,
+            components,
+            extra,
+            &[],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        netns: Option<&str>,
+        ip: &str,
+        node: &str,
+        data_dir: &Path,
+        port: u16,
+        components: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Metalgate {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_metalgate")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_metalgate")),
+        };
+        let mut child = cmd
             .envs(envs.iter().copied())
             .args(["run", "--data-dir"])
             .arg(data_dir)
             .args([
                 "--api-listen",
-                &format!("127.0.0.1:{port}"),
+                &format!("{ip}:{port}"),
                 "--node-name",
-                "test-node",
+                node,
                 "--components",
                 components,
             ])
@@ -104,6 +159,7 @@ impl Metalgate {
             port,
             stderr: rx,
             ready_line,
+            netns: netns.map(str::to_string),
         }
     }
 
@@ -119,12 +175,12 @@ impl Metalgate {
 
     /// Run kubectl against this instance, bounded to 60 s.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_with(&self.kubeconfig(), args, None)
+        kubectl_in(self.netns.as_deref(), &self.kubeconfig(), args, None)
     }
 
     /// kubectl with standard input.
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
-        kubectl_with(&self.kubeconfig(), args, Some(input))
+        kubectl_in(self.netns.as_deref(), &self.kubeconfig(), args, Some(input))
     }
 
     /// kubectl that must succeed; returns stdout.
@@ -163,13 +219,44 @@ impl Metalgate {
 
 impl Drop for Metalgate {
     fn drop(&mut self) {
+        if self.netns.is_some() {
+            // SIGTERM first: the agent stops its pods and removes their namespaces.
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(40);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 pub fn kubectl_with(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Output {
-    let mut child = Command::new("kubectl")
+    kubectl_in(None, kubeconfig, args, input)
+}
+
+/// kubectl, inside network namespace `netns` when given, bounded to 60 s.
+pub fn kubectl_in(
+    netns: Option<&str>,
+    kubeconfig: &Path,
+    args: &[&str],
+    input: Option<&str>,
+) -> Output {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "kubectl"]);
+            c
+        }
+        None => Command::new("kubectl"),
+    };
+    let mut child = cmd
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .stdin(if input.is_some() {

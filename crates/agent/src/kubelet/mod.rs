@@ -1,0 +1,665 @@
+//! A stand-in kubelet: runs the pods bound to this node as processes and reports them.
+//!
+//! Every pod with `spec.nodeName` = this node gets its network (`sandbox`), its
+//! ServiceAccount token (a TokenRequest, mounted where kube-rs looks), its environment (values,
+//! the downward API, ConfigMap and Secret keys) and one process per container (`image` says
+//! which); a process that exits is restarted by the pod's `restartPolicy` with back-off
+//! (1 s doubling to 60 s: the kubelet's 10 s to 5 min, shortened so a demo recovers quickly);
+//! readiness probes drive the Ready condition, liveness probes restart the container; output
+//! goes to `DATA_DIR/pods/NS_NAME_UID/CONTAINER.log`. A pod that is deleted gets SIGTERM,
+//! then SIGKILL after its grace period (at most 30 s). Status (`status`) is written by
+//! server-side apply whenever it changes.
+
+pub mod probe;
+pub mod sandbox;
+pub mod status;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use metalgate_k8s::reflect::Watches;
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::controllers::MANAGER;
+use status::State;
+
+/// How the kubelet runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's name.
+    pub node: String,
+    /// This node's IP (hostNetwork pods', and every pod's without a pod CIDR).
+    pub node_ip: String,
+    /// Addresses for pods with their own network namespace; `None`: pods share the node's.
+    pub pod_cidr: Option<ipnet::Ipv4Net>,
+    /// Where pods' logs and tokens are kept.
+    pub data_dir: PathBuf,
+    /// This build's `metalgate`.
+    pub exe: PathBuf,
+    /// The API server as pods reach it (`KUBERNETES_SERVICE_HOST`, `…_PORT`).
+    pub api: Option<(String, u16)>,
+    /// The API server's CA certificate, given to pods as `ca.crt`.
+    pub ca_file: Option<PathBuf>,
+}
+
+type Shared = Arc<Mutex<status::Container>>;
+
+struct Run {
+    ip: String,
+    netns: Option<String>,
+    start: Time,
+    containers: Vec<Shared>,
+    stop: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+fn set(c: &Shared, f: impl FnOnce(&mut status::Container)) {
+    if let Ok(mut g) = c.lock() {
+        f(&mut g);
+    }
+}
+
+/// Run the pods bound to `cfg.node` until `shutdown`; then stop them all.
+pub async fn run(client: Client, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut w = Watches::new();
+    let pods = w.store(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node)),
+    );
+    pods.wait_until_ready().await?;
+    if cfg.pod_cidr.is_some() {
+        sandbox::ensure_mount_point()?;
+    }
+    let wake = Arc::new(Notify::new());
+    let mut runs: HashMap<String, Run> = HashMap::new();
+    tracing::info!(node = %cfg.node, "kubelet running");
+    loop {
+        let live: Vec<Arc<Pod>> = pods
+            .state()
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        // Pods gone from the store: stop them.
+        let gone: Vec<String> = runs
+            .keys()
+            .filter(|uid| !live.iter().any(|p| p.metadata.uid.as_ref() == Some(*uid)))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some(r) = runs.remove(&uid) {
+                tokio::spawn(stop(r));
+            }
+        }
+        for p in &live {
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            if !runs.contains_key(&uid) {
+                let used: Vec<String> = runs.values().map(|r| r.ip.clone()).collect();
+                let r = start(&client, &cfg, p, &used, wake.clone()).await;
+                runs.insert(uid.clone(), r);
+            }
+            if let Some(r) = runs.get(&uid) {
+                report(&client, &cfg, p, r).await;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = w.changed() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    let stopping: Vec<_> = runs.into_values().map(stop).collect();
+    futures::future::join_all(stopping).await;
+    Ok(())
+}
+
+async fn report(client: &Client, cfg: &Config, p: &Pod, r: &Run) {
+    let containers: Vec<status::Container> = r
+        .containers
+        .iter()
+        .filter_map(|c| c.lock().ok().map(|g| g.clone()))
+        .collect();
+    let st = status::pod_status(
+        &containers,
+        &r.ip,
+        &cfg.node_ip,
+        &r.start,
+        p.status.as_ref(),
+        now(),
+    );
+    let (Ok(new), Ok(old)) = (serde_json::to_value(&st), serde_json::to_value(&p.status)) else {
+        return;
+    };
+    if new == old {
+        return;
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
+    let body = json!({"apiVersion": "v1", "kind": "Pod", "status": new});
+    if let Err(e) = api
+        .patch_status(
+            &p.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        tracing::debug!(pod = %p.name_any(), error = %e, "writing pod status");
+    }
+}
+
+fn allocate(cidr: &ipnet::Ipv4Net, used: &[String]) -> Option<String> {
+    // .1 is left for the node, as k3s's flannel gives it the CIDR's first address.
+    cidr.hosts()
+        .skip(1)
+        .map(|a: Ipv4Addr| a.to_string())
+        .find(|a| !used.contains(a))
+}
+
+async fn start(client: &Client, cfg: &Config, p: &Pod, used: &[String], wake: Arc<Notify>) -> Run {
+    let spec = p.spec.clone().unwrap_or_default();
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let ns = p.namespace().unwrap_or_default();
+    let name = p.name_any();
+    let containers: Vec<Shared> = spec
+        .containers
+        .iter()
+        .map(|c| {
+            Arc::new(Mutex::new(status::Container {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                state: State::Waiting("ContainerCreating".into(), String::new()),
+                last: None,
+                restarts: 0,
+                ready: false,
+            }))
+        })
+        .collect();
+    let mut run = Run {
+        ip: String::new(),
+        netns: None,
+        start: now(),
+        containers,
+        stop: CancellationToken::new(),
+        tasks: tokio::task::JoinSet::new(),
+    };
+    let fail = |run: &Run, reason: &str, msg: String| {
+        tracing::warn!(pod = %name, reason, "{msg}");
+        for c in &run.containers {
+            set(c, |c| c.state = State::Waiting(reason.into(), msg.clone()));
+        }
+    };
+    // The network.
+    let own_ip = spec.host_network != Some(true) && cfg.pod_cidr.is_some();
+    if own_ip {
+        let Some(addr) = cfg.pod_cidr.as_ref().and_then(|c| allocate(c, used)) else {
+            fail(
+                &run,
+                "ContainerCreating",
+                "no address left in the node's pod CIDR".into(),
+            );
+            return run;
+        };
+        let (netns, host_if) = sandbox::names(&cfg.node, &uid);
+        if let Err(e) = sandbox::up(&netns, &host_if, &addr).await {
+            fail(
+                &run,
+                "ContainerCreating",
+                format!("setting up the pod's network: {e:#}"),
+            );
+            return run;
+        }
+        run.ip = addr;
+        run.netns = Some(netns);
+    } else {
+        run.ip = cfg.node_ip.clone();
+    }
+    let net = sandbox::Network {
+        ip: run.ip.clone(),
+        netns: run.netns.clone(),
+    };
+    let dir = cfg.data_dir.join("pods").join(format!("{ns}_{name}_{uid}"));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        fail(
+            &run,
+            "ContainerCreating",
+            format!("creating {}: {e}", dir.display()),
+        );
+        return run;
+    }
+    // The ServiceAccount token.
+    let mut sa_dir = None;
+    if spec.automount_service_account_token != Some(false) {
+        match service_account(client, cfg, p, &dir).await {
+            Ok(d) => sa_dir = Some(d),
+            Err(e) => {
+                fail(&run, "CreateContainerConfigError", format!("{e:#}"));
+                return run;
+            }
+        }
+    }
+    for (c, shared) in spec.containers.iter().zip(run.containers.clone()) {
+        let proc = match crate::image::process(c, &name, &run.ip, &cfg.exe) {
+            Ok(p) => p,
+            Err(msg) => {
+                set(&shared, |s| {
+                    s.state = State::Waiting("ErrImageNeverPull".into(), msg)
+                });
+                continue;
+            }
+        };
+        let env = match environment(client, cfg, p, c, &run.ip).await {
+            Ok(e) => e,
+            Err(msg) => {
+                set(&shared, |s| {
+                    s.state = State::Waiting("CreateContainerConfigError".into(), msg)
+                });
+                continue;
+            }
+        };
+        let job = Job {
+            container: c.clone(),
+            restart: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
+            grace: Duration::from_secs(
+                spec.termination_grace_period_seconds
+                    .unwrap_or(30)
+                    .clamp(0, 30) as u64,
+            ),
+            net: net.clone(),
+            sa: sa_dir.clone(),
+            program: proc.program,
+            args: proc.args,
+            env: env.into_iter().chain(proc.env).collect(),
+            log: dir.join(format!("{}.log", c.name)),
+            pod: name.clone(),
+        };
+        run.tasks
+            .spawn(supervise(job, shared, run.stop.clone(), wake.clone()));
+    }
+    run
+}
+
+async fn stop(mut r: Run) {
+    r.stop.cancel();
+    while r.tasks.join_next().await.is_some() {}
+    if let Some(ns) = &r.netns {
+        sandbox::down(ns).await;
+    }
+}
+
+async fn service_account(
+    client: &Client,
+    cfg: &Config,
+    p: &Pod,
+    dir: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    use anyhow::Context;
+    let ns = p.namespace().unwrap_or_default();
+    let sa = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .unwrap_or_else(|| "default".into());
+    let req = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3607}});
+    let url = format!("/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token");
+    let http = http::Request::post(&url)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&req)?)?;
+    let answer: serde_json::Value = client.request(http).await.with_context(|| {
+        format!("serviceaccount {sa:?} in namespace {ns:?}: requesting a token")
+    })?;
+    let token = answer["status"]["token"]
+        .as_str()
+        .context("the TokenRequest answer holds no token")?;
+    let sa_dir = dir.join("serviceaccount");
+    std::fs::create_dir_all(&sa_dir)?;
+    std::fs::write(sa_dir.join("token"), token)?;
+    std::fs::write(sa_dir.join("namespace"), &ns)?;
+    if let Some(ca) = &cfg.ca_file {
+        std::fs::copy(ca, sa_dir.join("ca.crt"))
+            .with_context(|| format!("copying {}", ca.display()))?;
+    }
+    Ok(sa_dir)
+}
+
+async fn environment(
+    client: &Client,
+    cfg: &Config,
+    p: &Pod,
+    c: &Container,
+    ip: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let ns = p.namespace().unwrap_or_default();
+    let mut env: Vec<(String, String)> = vec![("HOSTNAME".into(), p.name_any())];
+    if let Some((host, port)) = &cfg.api {
+        env.push(("KUBERNETES_SERVICE_HOST".into(), host.clone()));
+        env.push(("KUBERNETES_SERVICE_PORT".into(), port.to_string()));
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        if let Some(r) = &from.config_map_ref {
+            match cms.get_opt(&r.name).await.map_err(|e| e.to_string())? {
+                Some(cm) => env.extend(
+                    cm.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (format!("{prefix}{k}"), v)),
+                ),
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("configmap \"{}\" not found", r.name)),
+            }
+        }
+        if let Some(r) = &from.secret_ref {
+            match secrets.get_opt(&r.name).await.map_err(|e| e.to_string())? {
+                Some(s) => env.extend(s.data.unwrap_or_default().into_iter().map(|(k, v)| {
+                    (
+                        format!("{prefix}{k}"),
+                        String::from_utf8_lossy(&v.0).into_owned(),
+                    )
+                })),
+                None if r.optional == Some(true) => {}
+                None => return Err(format!("secret \"{}\" not found", r.name)),
+            }
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let value = match (&e.value, &e.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, None) => String::new(),
+            (None, Some(from)) => {
+                if let Some(f) = &from.field_ref {
+                    field(p, &f.field_path, ip, &cfg.node_ip).ok_or_else(|| {
+                        format!("env {:?}: unsupported fieldPath {:?}", e.name, f.field_path)
+                    })?
+                } else if let Some(k) = &from.config_map_key_ref {
+                    let cm = cms.get_opt(&k.name).await.map_err(|e| e.to_string())?;
+                    match cm.and_then(|cm| cm.data.and_then(|d| d.get(&k.key).cloned())) {
+                        Some(v) => v,
+                        None if k.optional == Some(true) => continue,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {ns}/{}",
+                                k.key, k.name
+                            ));
+                        }
+                    }
+                } else if let Some(k) = &from.secret_key_ref {
+                    let s = secrets.get_opt(&k.name).await.map_err(|e| e.to_string())?;
+                    match s.and_then(|s| s.data.and_then(|d| d.get(&k.key).cloned())) {
+                        Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
+                        None if k.optional == Some(true) => continue,
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {ns}/{}",
+                                k.key, k.name
+                            ));
+                        }
+                    }
+                } else {
+                    return Err(format!(
+                        "env {:?}: only fieldRef, configMapKeyRef and secretKeyRef are supported in the lab",
+                        e.name
+                    ));
+                }
+            }
+        };
+        env.push((e.name.clone(), value));
+    }
+    Ok(env)
+}
+
+/// A downward-API field of pod `p`.
+fn field(p: &Pod, path: &str, ip: &str, host_ip: &str) -> Option<String> {
+    let spec = p.spec.clone().unwrap_or_default();
+    Some(match path {
+        "metadata.name" => p.name_any(),
+        "metadata.namespace" => p.namespace().unwrap_or_default(),
+        "metadata.uid" => p.metadata.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec.node_name.unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .service_account_name
+            .unwrap_or_else(|| "default".into()),
+        "status.podIP" => ip.into(),
+        "status.hostIP" => host_ip.into(),
+        _ => {
+            let key = path.strip_prefix("metadata.labels['")?.strip_suffix("']")?;
+            p.labels().get(key).cloned().unwrap_or_default()
+        }
+    })
+}
+
+struct Job {
+    container: Container,
+    restart: String,
+    grace: Duration,
+    net: sandbox::Network,
+    sa: Option<PathBuf>,
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    pod: String,
+}
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A run this long resets the back-off.
+const BACKOFF_RESET: Duration = Duration::from_secs(60);
+
+async fn supervise(job: Job, me: Shared, stop: CancellationToken, wake: Arc<Notify>) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        let started = now();
+        let began = std::time::Instant::now();
+        let outcome = run_once(&job, &me, &stop, &wake, &started).await;
+        let code = match outcome {
+            Outcome::Stopped => return,
+            Outcome::Exited(code) => code,
+            Outcome::SpawnFailed(msg) => {
+                set(&me, |s| {
+                    s.state = State::Waiting("RunContainerError".into(), msg)
+                });
+                wake.notify_one();
+                -1
+            }
+        };
+        let reason = if code == 0 { "Completed" } else { "Error" };
+        let finished = State::Terminated(code, reason.into(), Some(started.clone()), now());
+        let again = match job.restart.as_str() {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => true,
+        };
+        if began.elapsed() >= BACKOFF_RESET {
+            backoff = BACKOFF_START;
+        }
+        if !again {
+            set(&me, |s| {
+                s.state = finished;
+                s.ready = false;
+            });
+            wake.notify_one();
+            return;
+        }
+        tracing::info!(pod = %job.pod, container = %job.container.name, code, backoff = ?backoff, "container exited; restarting");
+        set(&me, |s| {
+            s.last = Some(finished);
+            s.ready = false;
+            s.state = State::Waiting(
+                "CrashLoopBackOff".into(),
+                format!(
+                    "back-off {}s restarting failed container={} pod={}",
+                    backoff.as_secs(),
+                    job.container.name,
+                    job.pod
+                ),
+            );
+        });
+        wake.notify_one();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        set(&me, |s| s.restarts += 1);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+enum Outcome {
+    Stopped,
+    Exited(i32),
+    SpawnFailed(String),
+}
+
+async fn run_once(
+    job: &Job,
+    me: &Shared,
+    stop: &CancellationToken,
+    wake: &Arc<Notify>,
+    started: &Time,
+) -> Outcome {
+    let log = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&job.log)
+    {
+        Ok(f) => f,
+        Err(e) => return Outcome::SpawnFailed(format!("opening {}: {e}", job.log.display())),
+    };
+    let (out, err) = match (log.try_clone(), log.try_clone()) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return Outcome::SpawnFailed("duplicating the log file".into()),
+    };
+    let mut cmd = sandbox::command(&job.net, job.sa.as_deref(), &job.program, &job.args);
+    cmd.env_clear()
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        )
+        .envs(job.env.iter().cloned())
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true);
+    if let Some(wd) = &job.container.working_dir {
+        cmd.current_dir(wd);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Outcome::SpawnFailed(format!("starting {}: {e}", job.program)),
+    };
+    let has_readiness = job.container.readiness_probe.is_some();
+    set(me, |s| {
+        s.state = State::Running(started.clone());
+        s.ready = !has_readiness;
+    });
+    wake.notify_one();
+    let probes = CancellationToken::new();
+    let liveness_failed = CancellationToken::new();
+    let prober = tokio::spawn(probe_loop(
+        job.container.clone(),
+        job.net.ip.clone(),
+        me.clone(),
+        wake.clone(),
+        probes.clone(),
+        liveness_failed.clone(),
+    ));
+    let outcome = tokio::select! {
+        r = child.wait() => Outcome::Exited(r.ok().and_then(|s| s.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&s).map(|n| 128 + n))).unwrap_or(-1)),
+        _ = liveness_failed.cancelled() => {
+            tracing::info!(pod = %job.pod, container = %job.container.name, "liveness probe failed; restarting");
+            terminate(&mut child, job.grace).await;
+            Outcome::Exited(137)
+        }
+        _ = stop.cancelled() => {
+            terminate(&mut child, job.grace).await;
+            Outcome::Stopped
+        }
+    };
+    probes.cancel();
+    let _ = prober.await;
+    outcome
+}
+
+async fn terminate(child: &mut tokio::process::Child, grace: Duration) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+async fn probe_loop(
+    c: Container,
+    ip: String,
+    me: Shared,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+    liveness_failed: CancellationToken,
+) {
+    let readiness = c.readiness_probe.clone();
+    let liveness = c.liveness_probe.clone();
+    let run = |probe: Option<k8s_openapi::api::core::v1::Probe>, ready: bool| {
+        let (c, ip, me, wake, stop, failed) = (
+            c.clone(),
+            ip.clone(),
+            me.clone(),
+            wake.clone(),
+            stop.clone(),
+            liveness_failed.clone(),
+        );
+        async move {
+            let Some(p) = probe else { return };
+            let (delay, period, _, success, failure) = probe::timing(&p);
+            let mut counter = probe::Counter::default();
+            tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(delay) => {} }
+            loop {
+                let result = probe::check(&p, &c, &ip).await;
+                if let Err(e) = &result {
+                    tracing::debug!(container = %c.name, error = %e, ready, "probe failed");
+                }
+                match counter.record(result.is_ok(), success, failure) {
+                    Some(verdict) if ready => {
+                        let changed = me
+                            .lock()
+                            .map(|mut s| std::mem::replace(&mut s.ready, verdict) != verdict)
+                            .unwrap_or(false);
+                        if changed {
+                            wake.notify_one();
+                        }
+                    }
+                    Some(false) => {
+                        failed.cancel();
+                        return;
+                    }
+                    _ => {}
+                }
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(period) => {} }
+            }
+        }
+    };
+    tokio::join!(run(readiness, true), run(liveness, false));
+}

@@ -1,0 +1,347 @@
+//! The lab's node agent (`metalgate run --components agent`): Deployments become ReplicaSets
+//! and pods, pods run as processes in their own network namespaces with addresses from the
+//! node's pod CIDR, probes decide readiness, EndpointSlices follow, a new template rolls out,
+//! a crashed process restarts, and what cannot run says why.
+//!
+//! Everything runs in a network namespace this test creates (pod addresses are private-range);
+//! the agent's pod namespaces are named after the test's node and removed at the end, with
+//! any process left in them.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Metalgate, Netns, eventually};
+use serde_json::Value;
+
+const NODE_IP: &str = "10.99.0.1";
+
+/// Removes what is left of node `0`'s pod namespaces when dropped. The agent removes them
+/// itself when it stops; its pods' processes die with it (`setpriv --pdeathsig`). The names
+/// it made in its own mount namespace show here only as empty files.
+struct PodNamespaces(String);
+
+impl Drop for PodNamespaces {
+    fn drop(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/run/netns") else {
+            return;
+        };
+        for e in dir.flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{}-", self.0))
+            {
+                let _ = Command::new("ip")
+                    .args(["netns", "del"])
+                    .arg(e.file_name())
+                    .status();
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn json(mg: &Metalgate, args: &[&str]) -> Value {
+    serde_json::from_str(&mg.kubectl_ok(args)).unwrap()
+}
+
+fn podinfo(colour: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: podinfo}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: podinfo, namespace: podinfo}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: podinfo}}}}
+  template:
+    metadata: {{labels: {{app: podinfo}}}}
+    spec:
+      containers:
+      - name: podinfo
+        image: ghcr.io/stefanprodan/podinfo:6.9.2
+        command: [./podinfo, --port=9898, --level=info]
+        env:
+        - {{name: PODINFO_UI_COLOR, value: "{colour}"}}
+        ports:
+        - {{name: http, containerPort: 9898}}
+        readinessProbe:
+          httpGet: {{path: /readyz, port: http}}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: podinfo, namespace: podinfo}}
+spec:
+  selector: {{app: podinfo}}
+  ports:
+  - {{name: http, port: 80, targetPort: http}}
+"#
+    )
+}
+
+fn ready_pods(mg: &Metalgate, ns: &str) -> Vec<Value> {
+    let pods = json(mg, &["get", "pods", "-n", ns, "-o", "json"]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+fn colour_at(ns: &Netns, ip: &str) -> Option<String> {
+    let out = ns.exec("curl", &["-s", "-m", "2", &format!("http://{ip}:9898/")]);
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["color"].as_str().map(str::to_string)
+}
+
+#[test]
+fn deployments_run_as_processes_roll_out_restart_and_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = Netns::new("agent");
+    let node = format!("agent{}", std::process::id());
+    let _pods_ns = PodNamespaces(node.clone());
+    // The node's address (on loopback: the namespace has no other interface than the pods').
+    let up = ns.exec(
+        "ip",
+        &["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"],
+    );
+    assert!(up.status.success());
+    let mg = Metalgate::start_in(
+        &ns.0,
+        NODE_IP,
+        &node,
+        tmp.path(),
+        "agent",
+        &["--node-ip", NODE_IP, "--pod-cidr", "10.42.0.0/24"],
+    );
+    mg.kubectl_stdin(&["apply", "-f", "-"], &podinfo("#34577c"));
+
+    // Two ready pods, each with its own address from the pod CIDR, serving the colour.
+    assert!(
+        eventually(Duration::from_secs(30), || ready_pods(&mg, "podinfo").len()
+            == 2),
+        "two ready podinfo pods:\n{}",
+        mg.kubectl_ok(&["get", "pods", "-A", "-o", "wide"])
+    );
+    let out = mg.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/podinfo",
+        "-n",
+        "podinfo",
+        "--timeout=20s",
+    ]);
+    assert!(
+        out.status.success(),
+        "rollout status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods = ready_pods(&mg, "podinfo");
+    let ips: Vec<String> = pods
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+        .collect();
+    for (p, ip) in pods.iter().zip(&ips) {
+        assert!(ip.starts_with("10.42.0."), "{ip}");
+        assert_eq!(p["spec"]["nodeName"], node.as_str());
+        assert_eq!(p["status"]["hostIP"], NODE_IP);
+        assert_eq!(
+            colour_at(&ns, ip).as_deref(),
+            Some("#34577c"),
+            "pod at {ip}"
+        );
+    }
+    assert_ne!(ips[0], ips[1]);
+    let wide = mg.kubectl_ok(&["get", "deploy", "podinfo", "-n", "podinfo"]);
+    assert!(wide.lines().nth(1).unwrap().contains("2/2"), "{wide}");
+
+    // The Service's EndpointSlice holds exactly those pods, ready, at the named port.
+    let slices = json(
+        &mg,
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            "podinfo",
+            "-l",
+            "kubernetes.io/service-name=podinfo",
+            "-o",
+            "json",
+        ],
+    );
+    let slice = &slices["items"][0];
+    let mut eps: Vec<String> = slice["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["addresses"][0].as_str().unwrap().to_string())
+        .collect();
+    eps.sort();
+    let mut want = ips.clone();
+    want.sort();
+    assert_eq!(eps, want);
+    assert_eq!(slice["ports"][0]["port"], 9898);
+
+    // A new colour rolls out: new pods, the old ReplicaSet at zero, two revisions.
+    mg.kubectl_ok(&[
+        "set",
+        "env",
+        "deployment/podinfo",
+        "-n",
+        "podinfo",
+        "PODINFO_UI_COLOR=#e0115f",
+    ]);
+    let out = mg.kubectl(&[
+        "rollout",
+        "status",
+        "deployment/podinfo",
+        "-n",
+        "podinfo",
+        "--timeout=30s",
+    ]);
+    assert!(
+        out.status.success(),
+        "rollout status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let pods = ready_pods(&mg, "podinfo");
+            pods.len() == 2
+                && pods.iter().all(|p| {
+                    colour_at(&ns, p["status"]["podIP"].as_str().unwrap()).as_deref()
+                        == Some("#e0115f")
+                })
+        }),
+        "both pods serve the new colour:\n{}",
+        mg.kubectl_ok(&["get", "pods", "-n", "podinfo", "-o", "wide"])
+    );
+    let rs = json(&mg, &["get", "rs", "-n", "podinfo", "-o", "json"]);
+    let mut counts: Vec<i64> = rs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["spec"]["replicas"].as_i64().unwrap())
+        .collect();
+    counts.sort();
+    assert_eq!(counts, vec![0, 2]);
+    let history = mg.kubectl_ok(&["rollout", "history", "deployment/podinfo", "-n", "podinfo"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+
+    // A process that dies is restarted, and the restart is counted.
+    let pod = &ready_pods(&mg, "podinfo")[0];
+    let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    let pids = Command::new("pgrep")
+        .args(["-f", &format!("demo-backend .*--hostname {name}$")])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .next()
+        .expect("the pod's process")
+        .to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let p = json(&mg, &["get", "pod", &name, "-n", "podinfo", "-o", "json"]);
+            p["status"]["containerStatuses"][0]["restartCount"] == 1
+                && p["status"]["containerStatuses"][0]["ready"] == true
+        }),
+        "the killed container restarted:\n{}",
+        mg.kubectl_ok(&["get", "pod", &name, "-n", "podinfo", "-o", "yaml"])
+    );
+
+    // An image the lab has no stand-in for: the pod says so.
+    mg.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: podinfo}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: nginx, image: \"nginx:1.27\"}]\n",
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let pods = json(
+                &mg,
+                &[
+                    "get", "pods", "-n", "podinfo", "-l", "app=web", "-o", "json",
+                ],
+            );
+            pods["items"][0]["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nginx:1.27") && m.contains("no stand-in"))
+        }),
+        "{}",
+        mg.kubectl_ok(&[
+            "get", "pods", "-n", "podinfo", "-l", "app=web", "-o", "yaml"
+        ])
+    );
+
+    // A second hostNetwork pod wanting the same port stays Pending, with the scheduler's reason.
+    let host_port = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: podinfo}}\nspec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      hostNetwork: true\n      containers:\n      - name: p\n        image: stefanprodan/podinfo\n        command: [./podinfo, --port=9797]\n        ports: [{{containerPort: 9797}}]\n"
+        )
+    };
+    mg.kubectl_stdin(&["apply", "-f", "-"], &host_port("first"));
+    assert!(eventually(Duration::from_secs(15), || ready_pods(
+        &mg, "podinfo"
+    )
+    .iter()
+    .any(|p| p["metadata"]["labels"]["app"] == "first")));
+    let first = ready_pods(&mg, "podinfo")
+        .into_iter()
+        .find(|p| p["metadata"]["labels"]["app"] == "first")
+        .unwrap();
+    assert_eq!(
+        first["status"]["podIP"], NODE_IP,
+        "a hostNetwork pod has the node's address"
+    );
+    mg.kubectl_stdin(&["apply", "-f", "-"], &host_port("second"));
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let pods = json(
+                &mg,
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    "podinfo",
+                    "-l",
+                    "app=second",
+                    "-o",
+                    "json",
+                ],
+            );
+            pods["items"][0]["status"]["conditions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("didn't have free ports"))
+        }),
+        "{}",
+        mg.kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            "podinfo",
+            "-l",
+            "app=second",
+            "-o",
+            "yaml"
+        ])
+    );
+}
