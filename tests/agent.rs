@@ -106,12 +106,14 @@ fn colour_at(ns: &Netns, ip: &str) -> Option<String> {
     v["color"].as_str().map(str::to_string)
 }
 
-#[test]
-fn deployments_run_as_processes_roll_out_restart_and_report() {
+/// A node of the test's own: a namespace with the node's address on loopback, and
+/// `metalgate run` there with the store and the agent (pods from 10.42.0.0/24). Dropped in
+/// reverse: metalgate (SIGTERM), what is left of its pod namespaces, the namespace.
+fn agent_node(tag: &str) -> (tempfile::TempDir, Netns, String, PodNamespaces, Metalgate) {
     let tmp = tempfile::tempdir().unwrap();
-    let ns = Netns::new("agent");
-    let node = format!("agent{}", std::process::id());
-    let _pods_ns = PodNamespaces(node.clone());
+    let ns = Netns::new(tag);
+    let node = format!("{tag}{}", std::process::id());
+    let pods_ns = PodNamespaces(node.clone());
     // The node's address (on loopback: the namespace has no other interface than the pods').
     let up = ns.exec(
         "ip",
@@ -126,6 +128,12 @@ fn deployments_run_as_processes_roll_out_restart_and_report() {
         "agent",
         &["--node-ip", NODE_IP, "--pod-cidr", "10.42.0.0/24"],
     );
+    (tmp, ns, node, pods_ns, mg)
+}
+
+#[test]
+fn deployments_run_as_processes_roll_out_restart_and_report() {
+    let (_tmp, ns, node, _pods_ns, mg) = agent_node("agent");
     mg.kubectl_stdin(&["apply", "-f", "-"], &podinfo("#34577c"));
 
     // Two ready pods, each with its own address from the pod CIDR, serving the colour.
@@ -343,5 +351,147 @@ fn deployments_run_as_processes_roll_out_restart_and_report() {
             "-o",
             "yaml"
         ])
+    );
+}
+
+/// metalgate deployed as the VM deploys it — `kubectl apply -k manifests/` — runs here: the
+/// speaker DaemonSet on the node's network, the controller, the GitOps module and the proxy in
+/// pods of their own, each with its own ServiceAccount token and only its RBAC; the controller
+/// pod gives the proxy's Service the workshop's address. Take one rule away and the component
+/// says which in its log and in an Event.
+#[test]
+fn metalgate_runs_from_its_own_manifests_with_only_its_own_rbac() {
+    let (tmp, ns, _node, _pods_ns, mg) = agent_node("mgself");
+    let manifests = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
+    mg.kubectl_ok(&["apply", "-k", manifests]);
+    let components = ["speaker", "controller", "gitops", "proxy"];
+    assert!(
+        eventually(Duration::from_secs(45), || {
+            let ready = ready_pods(&mg, "metalgate-system");
+            components.iter().all(|c| {
+                ready
+                    .iter()
+                    .any(|p| p["metadata"]["labels"]["app.kubernetes.io/component"] == *c)
+            })
+        }),
+        "every component ready:\n{}",
+        mg.kubectl_ok(&["get", "pods", "-A", "-o", "wide"])
+    );
+    let pods = ready_pods(&mg, "metalgate-system");
+    let ip_of = |c: &str| {
+        pods.iter()
+            .find(|p| p["metadata"]["labels"]["app.kubernetes.io/component"] == c)
+            .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(
+        ip_of("speaker"),
+        NODE_IP,
+        "the speaker is on the node's network"
+    );
+    assert!(ip_of("controller").starts_with("10.42.0."));
+
+    // The controller pod assigned the workshop's address.
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let svc = json(
+                &mg,
+                &[
+                    "get",
+                    "svc",
+                    "metalgate-proxy",
+                    "-n",
+                    "metalgate-system",
+                    "-o",
+                    "json",
+                ],
+            );
+            svc["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.168.56.200"
+        }),
+        "{}",
+        mg.kubectl_ok(&["get", "svc", "-A"])
+    );
+    // The proxy pod serves (nothing routed yet: 404).
+    let out = ns.exec(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "3",
+            &format!("http://{}:8080/", ip_of("proxy")),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+
+    // No component was refused anything.
+    let logs = |c: &str| -> String {
+        let mut text = String::new();
+        for e in std::fs::read_dir(tmp.path().join("pods"))
+            .unwrap()
+            .flatten()
+        {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("metalgate-system_metalgate-{c}-"))
+            {
+                text +=
+                    &std::fs::read_to_string(e.path().join(format!("{c}.log"))).unwrap_or_default();
+            }
+        }
+        text
+    };
+    for c in components {
+        assert!(
+            !logs(c).contains("403"),
+            "{c} was refused something:\n{}",
+            logs(c)
+        );
+    }
+
+    // Without `patch services/status`, the controller cannot give a Service its address, and
+    // says so.
+    let rules = json(
+        &mg,
+        &["get", "clusterrole", "metalgate-controller", "-o", "json"],
+    );
+    let idx = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|r| r["resources"][0] == "services/status")
+        .unwrap();
+    mg.kubectl_ok(&[
+        "patch",
+        "clusterrole",
+        "metalgate-controller",
+        "--type=json",
+        "-p",
+        &format!(r#"[{{"op":"remove","path":"/rules/{idx}"}}]"#),
+    ]);
+    mg.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: metalgate.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: extra, namespace: metalgate-system}\nspec:\n  addresses: [192.168.56.201-192.168.56.202]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
+    );
+    let refused = r#"cannot patch resource \"services/status\""#;
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let events = mg.kubectl_ok(&[
+                "get",
+                "events",
+                "-n",
+                "default",
+                "--field-selector",
+                "reason=StatusWriteFailed",
+                "-o",
+                "json",
+            ]);
+            events.contains(refused) && logs("controller").contains(&refused.replace('\\', ""))
+        }),
+        "the refusal in an Event and the controller's log:\n{}",
+        mg.kubectl_ok(&["get", "events", "-A"])
     );
 }

@@ -418,6 +418,16 @@ async fn perform(client: &kube::Client, recorder: &Recorder, a: Action) -> Resul
     if let Some((ips, pool)) = &a.write {
         if let Err(e) = write_status(client, &a.svc, ips, pool.as_deref()).await {
             tracing::warn!(service = %key(&a.svc), error = %e, "writing status failed; will retry");
+            // The Service's owner sees why it has no address (a 403 names the missing rule);
+            // repeats are folded into one Event series by the recorder.
+            publish(
+                recorder,
+                a.svc.as_ref(),
+                EventType::Warning,
+                "StatusWriteFailed",
+                format!("writing the LoadBalancer address into status failed: {e}"),
+            )
+            .await;
             return Err(key(&a.svc));
         }
     }
