@@ -202,6 +202,23 @@ fn deployments_run_as_processes_roll_out_restart_and_report() {
     assert_eq!(eps, want);
     assert_eq!(slice["ports"][0]["port"], 9898);
 
+    // The Service's ClusterIP reaches them (the node's iptables rules, as kube-proxy's).
+    let cluster_ip = json(
+        &mg,
+        &["get", "svc", "podinfo", "-n", "podinfo", "-o", "json"],
+    )["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = ns.exec("curl", &["-s", "-m", "3", &format!("http://{cluster_ip}/")]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        v["color"],
+        "#34577c",
+        "through the ClusterIP {cluster_ip}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A new colour rolls out: new pods, the old ReplicaSet at zero, two revisions.
     mg.kubectl_ok(&[
         "set",

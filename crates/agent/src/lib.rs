@@ -6,7 +6,8 @@
 //! - [`image`] — which process stands in for a container image, or why none does;
 //! - [`kubelet`] — the pods bound to this node, run as processes and reported;
 //! - [`plan`] — the controllers' decisions, pure: Deployments → ReplicaSets → Pods,
-//!   DaemonSets, scheduling, EndpointSlices.
+//!   DaemonSets, scheduling, EndpointSlices, Service rules;
+//! - [`service_proxy`] — Services reachable on each node (kube-proxy's iptables rules).
 //!
 //! It runs as the `agent` component of `metalgate run` on each lab node: [`component`].
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod controllers;
 pub mod image;
 pub mod kubelet;
 pub mod plan;
+pub mod service_proxy;
 
 use std::path::PathBuf;
 
@@ -38,7 +40,8 @@ pub struct Config {
     pub namespace: String,
 }
 
-/// The agent: the workload controllers (one replica at a time) and this node's kubelet.
+/// The agent: the workload controllers (one replica at a time), this node's kubelet and its
+/// Service rules.
 pub fn component(cfg: Config) -> Component {
     Component::new(NAME, move |ctx| {
         let cfg = cfg.clone();
@@ -63,7 +66,7 @@ pub fn component(cfg: Config) -> Component {
             } else {
                 cfg.namespace.clone()
             };
-            let (a, b) = tokio::join!(
+            let (a, b, c) = tokio::join!(
                 controllers::run(
                     ctx.client.clone(),
                     ctx.node.name.clone(),
@@ -71,8 +74,13 @@ pub fn component(cfg: Config) -> Component {
                     ctx.shutdown.clone()
                 ),
                 kubelet::run(ctx.client.clone(), kubelet, ctx.shutdown.clone()),
+                service_proxy::run(
+                    ctx.client.clone(),
+                    ctx.node.name.clone(),
+                    ctx.shutdown.clone()
+                ),
             );
-            a.and(b)
+            a.and(b).and(c)
         })
     })
 }

@@ -6,13 +6,15 @@
 //! - `deployment` — a Deployment's ReplicaSets: the rolling update and `Recreate`, revisions;
 //! - `daemonset` — one pod per eligible node, replaced one at a time;
 //! - `schedule` — which node a pod goes to (spread, host ports), or why none fits;
-//! - `endpoints` — a Service with a selector as an EndpointSlice of its ready pods.
+//! - `endpoints` — a Service with a selector as an EndpointSlice of its ready pods;
+//! - `services` — the iptables rules that make Services reachable on a node (kube-proxy).
 
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod replicaset;
 pub mod schedule;
+pub mod services;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
