@@ -28,7 +28,8 @@ done
 echo "==> building a static metalgate $VERSION ($TARGET, +crt-static)"
 # A separate target dir: RUSTFLAGS differ from the normal build's, which would otherwise be
 # rebuilt from scratch every time one follows the other.
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked \
+# Without the `lab` feature: the lab and its node agent never run from the image.
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features \
   --target "$TARGET" --target-dir target/static --bin metalgate
 BIN=target/static/$TARGET/release/metalgate
 strip "$BIN"

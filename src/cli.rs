@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -21,9 +20,11 @@ pub enum Command {
     /// Standalone mode: the embedded API store, this node, the manifests and the components.
     Run(Box<RunArgs>),
     /// The workshop's network on this machine, in network namespaces (needs root).
+    #[cfg(feature = "lab")]
     #[command(subcommand)]
-    Lab(LabCommand),
+    Lab(metalgate_lab::LabCommand),
     /// A stand-in for podinfo, argocd-server or grafana (the lab's backends).
+    #[cfg(feature = "lab")]
     DemoBackend(DemoArgs),
     /// Print metalgate's CRDs as YAML (what manifests/crds/ holds).
     Crdgen,
@@ -34,7 +35,7 @@ pub enum Command {
     /// The GitOps module (`run`), and what `argocd app …` shows and does: list, status,
     /// history, refresh, sync, validate.
     #[command(subcommand)]
-    Gitops(crate::gitops_cli::GitopsCommand),
+    Gitops(GitopsCommand),
     /// The ingress proxy alone, against a cluster or a running store.
     Proxy(metalgate_proxy::cli::ProxyArgs),
 }
@@ -144,52 +145,13 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-/// `metalgate lab …`.
-#[derive(Debug, Subcommand)]
-pub enum LabCommand {
-    /// Build the lab, start metalgate and the demo backends on it, print a smoke check.
-    Up {
-        /// How many nodes (1 to 3): ops-demo, node2, node3.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
-        nodes: u8,
-    },
-    /// Remove every namespace, process and file the lab made.
-    Down,
-    /// What is running, and the smoke check.
-    Status,
-    /// Run a command in the laptop namespace, with the lab's names and KUBECONFIG.
-    Exec {
-        /// The command and its arguments.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-        command: Vec<String>,
-    },
-    /// The smoke check, run inside the laptop namespace (used by up and status).
-    #[command(hide = true)]
-    Smoke,
-    /// An arping with a clock: ARP requests every `--interval-ms`, replies timed, the longest
-    /// gap printed as JSON (run it through `lab exec`).
-    ArpProbe {
-        /// The IP to ask for.
-        #[arg(long, default_value = "192.168.56.200")]
-        ip: std::net::Ipv4Addr,
-        /// The interface to ask on.
-        #[arg(long, default_value = "vboxnet0")]
-        interface: String,
-        /// Milliseconds between requests.
-        #[arg(long, default_value_t = 20)]
-        interval_ms: u64,
-        /// How many requests (bounded).
-        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..=10000))]
-        count: u32,
-    },
-}
-
 /// `metalgate demo-backend`.
+#[cfg(feature = "lab")]
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Which application to stand in for.
     #[arg(long, value_enum)]
-    pub kind: crate::demo::Kind,
+    pub kind: metalgate_lab::demo::Kind,
     /// Where to listen.
     #[arg(long)]
     pub listen: SocketAddr,
@@ -254,26 +216,51 @@ pub struct RunArgs {
     pub proxy: metalgate_proxy::cli::ProxyOpts,
 }
 
-/// Run a parsed command line.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Run(args) => crate::run::run(*args).await.map(|_| ExitCode::SUCCESS),
-        Command::Lab(cmd) => crate::lab::dispatch(cmd).await,
-        Command::Controller(a) => crate::run::controller(a).await.map(|_| ExitCode::SUCCESS),
-        Command::Speaker(a) => crate::run::speaker(a).await.map(|_| ExitCode::SUCCESS),
-        Command::Gitops(cmd) => crate::gitops_cli::dispatch(cmd).await,
-        Command::Proxy(a) => metalgate_proxy::cli::run(a)
-            .await
-            .map(|_| ExitCode::SUCCESS),
-        Command::Crdgen => {
-            print!("{}", metalgate_k8s::crd::yaml()?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::DemoBackend(a) => {
-            let settings = crate::demo::Settings::from_env(a.kind, a.hostname);
-            crate::demo::serve(a.listen, settings)
-                .await
-                .map(|_| ExitCode::SUCCESS)
-        }
-    }
+/// `metalgate gitops …`.
+#[derive(Debug, Subcommand)]
+pub enum GitopsCommand {
+    /// Run the GitOps module: sync Applications from Git (its own Deployment in a cluster).
+    Run(GitopsArgs),
+    /// Every Application: sync status, health, revision, last sync.
+    List(Target),
+    /// One Application: source, sync, health, conditions and its objects.
+    Status(Named),
+    /// One Application's history: commits, authors, messages, what each sync changed.
+    History(Named),
+    /// What differs between Git (the app's target revision) and the cluster, field by field,
+    /// with who changed it; exit 1 when something differs (as `argocd app diff`), 2 on error.
+    Diff(Named),
+    /// Compare with Git now (the refresh annotation) and wait for the result.
+    Refresh(Named),
+    /// Sync now, even without automated sync, and wait for the result.
+    Sync(Named),
+    /// Render a directory as the module would, and name every bad file and document.
+    Validate {
+        /// The directory (an Application's `path` in a checkout).
+        path: PathBuf,
+        /// Read subdirectories too (`directory.recurse`).
+        #[arg(long)]
+        recurse: bool,
+    },
+}
+
+/// Where the Applications are.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Kubeconfig (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Applications.
+    #[arg(long, short = 'n', default_value = metalgate_k8s::NAMESPACE)]
+    pub namespace: String,
+}
+
+/// One Application.
+#[derive(Debug, Clone, Args)]
+pub struct Named {
+    /// The Application's name.
+    pub name: String,
+    /// Where it is.
+    #[command(flatten)]
+    pub target: Target,
 }

@@ -7,58 +7,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
 use kube::api::{Api, Patch, PatchParams};
 use metalgate_k8s::crd::Application;
 
-/// `metalgate gitops …`.
-#[derive(Debug, Subcommand)]
-pub enum GitopsCommand {
-    /// Run the GitOps module: sync Applications from Git (its own Deployment in a cluster).
-    Run(crate::cli::GitopsArgs),
-    /// Every Application: sync status, health, revision, last sync.
-    List(Target),
-    /// One Application: source, sync, health, conditions and its objects.
-    Status(Named),
-    /// One Application's history: commits, authors, messages, what each sync changed.
-    History(Named),
-    /// What differs between Git (the app's target revision) and the cluster, field by field,
-    /// with who changed it; exit 1 when something differs (as `argocd app diff`), 2 on error.
-    Diff(Named),
-    /// Compare with Git now (the refresh annotation) and wait for the result.
-    Refresh(Named),
-    /// Sync now, even without automated sync, and wait for the result.
-    Sync(Named),
-    /// Render a directory as the module would, and name every bad file and document.
-    Validate {
-        /// The directory (an Application's `path` in a checkout).
-        path: PathBuf,
-        /// Read subdirectories too (`directory.recurse`).
-        #[arg(long)]
-        recurse: bool,
-    },
-}
-
-/// Where the Applications are.
-#[derive(Debug, Clone, Args)]
-pub struct Target {
-    /// Kubeconfig (default: KUBECONFIG, then ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Namespace of the Applications.
-    #[arg(long, short = 'n', default_value = metalgate_k8s::NAMESPACE)]
-    pub namespace: String,
-}
-
-/// One Application.
-#[derive(Debug, Clone, Args)]
-pub struct Named {
-    /// The Application's name.
-    pub name: String,
-    /// Where it is.
-    #[command(flatten)]
-    pub target: Target,
-}
+use crate::cli::{GitopsCommand, Target};
 
 /// The annotation that asks the module for a sync now (cleared when the pass starts).
 pub const SYNC_ANNOTATION: &str = metalgate_gitops::runner::SYNC_ANNOTATION;
@@ -289,7 +241,8 @@ pub fn validate(path: &Path, recurse: bool) -> Result<usize, Vec<String>> {
 /// Run a `metalgate gitops` command.
 pub async fn dispatch(cmd: GitopsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        GitopsCommand::Run(a) => crate::run::gitops(a).await.map(|_| ExitCode::SUCCESS),
+        // The module itself is started where the other components are (`crate::commands`).
+        GitopsCommand::Run(_) => bail!("`metalgate gitops run` is not a client command"),
         GitopsCommand::List(t) => {
             let apps = api(&t).await?.list(&Default::default()).await?.items;
             println!("{}", render_list(&apps));

@@ -12,5 +12,5 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> std::process::ExitCode {
     metalgate_k8s::process::init_tracing();
     let cli = metalgate::cli::Cli::parse();
-    metalgate_k8s::process::block_on_main(metalgate::cli::dispatch(cli))
+    metalgate_k8s::process::block_on_main(metalgate::commands::dispatch(cli))
 }

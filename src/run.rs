@@ -139,7 +139,11 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     tracing::info!("{name}: shutting down");
 }
 
+/// The lab's node agent's name in `--components` (`metalgate_agent::NAME`).
+const AGENT: &str = "agent";
+
 /// The agent's settings: pods reach the API server where this node does, and trust its CA.
+#[cfg(feature = "lab")]
 fn agent_config(
     args: &RunArgs,
     server: Option<&ApiServer>,
@@ -186,13 +190,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     // The agent is never part of `all`: it runs workloads, which only the lab asks for.
     let mut names: Vec<&str> = args.components.split(',').map(str::trim).collect();
-    let with_agent = names.contains(&metalgate_agent::NAME);
-    names.retain(|n| *n != metalgate_agent::NAME);
+    let with_agent = names.contains(&AGENT);
+    names.retain(|n| *n != AGENT);
     let rest = if with_agent && names.iter().all(|n| n.is_empty()) {
         "none".to_string()
     } else {
         names.join(",")
     };
+    #[cfg_attr(not(feature = "lab"), allow(unused_mut))]
     let mut selected = select_components(&rest, args.proxy.config()?, gitops)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
@@ -300,6 +305,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // 4. Components.
     if with_agent {
+        #[cfg(feature = "lab")]
         selected.push((
             metalgate_agent::NAME,
             Some(metalgate_agent::component(agent_config(
@@ -307,6 +313,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 server.as_ref(),
             )?)),
         ));
+        #[cfg(not(feature = "lab"))]
+        bail!(
+            "--components {AGENT}: this build has no lab agent (it was built without the `lab` feature, as the container image is)"
+        );
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (name, component) in selected {
@@ -498,4 +508,12 @@ pub async fn gitops(args: crate::cli::GitopsArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     metalgate_gitops::runner::run(ctx, cfg).await
+}
+
+#[cfg(all(test, feature = "lab"))]
+mod tests {
+    #[test]
+    fn the_agent_is_named_as_its_crate_names_it() {
+        assert_eq!(super::AGENT, metalgate_agent::NAME);
+    }
 }

@@ -1,6 +1,5 @@
 //! The lab's smoke check: what a workshop attendee does from the laptop, run inside the
-//! laptop namespace and printed as a short table. Each check says ok, failed (with why) or
-//! not yet available (when the component that makes it work has not landed).
+//! laptop namespace and printed as a short table. Each check says ok or failed (with why).
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, ListParams};
 
-use crate::lab::{BACKENDS, HOSTS, LAPTOP_IF, NODES, VIP};
+use crate::topology::{BACKENDS, HOSTS, LAPTOP_IF, NODES, VIP};
 
 /// A check's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,14 +16,6 @@ pub enum Outcome {
     Ok(String),
     /// It does not; why.
     Failed(String),
-    /// The component behind it is not in this build.
-    NotYet(String),
-}
-
-fn available(component: &str) -> bool {
-    crate::run::components()
-        .iter()
-        .any(|(n, c)| *n == component && c.is_some())
 }
 
 fn curl(url: &str) -> Result<String, String> {
@@ -77,11 +68,6 @@ async fn nodes_ready(client: &kube::Client, want: usize) -> Outcome {
 }
 
 async fn external_ip(client: &kube::Client) -> Outcome {
-    if !available(metalgate_controller::NAME) {
-        return Outcome::NotYet(
-            "no controller in this build yet: EXTERNAL-IP stays <pending>".into(),
-        );
-    }
     let api: Api<Service> = Api::namespaced(client.clone(), metalgate_k8s::NAMESPACE);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -124,11 +110,6 @@ fn node_macs(nodes: usize) -> Vec<(String, String)> {
 }
 
 fn arping(nodes: usize) -> Outcome {
-    if !available(metalgate_speaker::NAME) {
-        return Outcome::NotYet(
-            "no speaker in this build yet: nobody answers ARP for the VIP".into(),
-        );
-    }
     let out = match Command::new("arping")
         .args(["-c", "3", "-w", "4", "-I", LAPTOP_IF, VIP])
         .output()
@@ -156,11 +137,6 @@ fn arping(nodes: usize) -> Outcome {
 }
 
 fn via_vip() -> Outcome {
-    if !available(metalgate_proxy::NAME) {
-        return Outcome::NotYet(
-            "no proxy in this build yet: nothing serves the Ingresses on the VIP".into(),
-        );
-    }
     match curl(&format!("http://{}/", HOSTS[0])) {
         Ok(body) => match serde_json::from_str::<serde_json::Value>(&body) {
             Ok(v) if v["hostname"].is_string() => Outcome::Ok(format!(
@@ -179,9 +155,6 @@ fn via_vip() -> Outcome {
 
 /// The GitOps UI through the VIP (every node's admin listener serves it).
 fn gitops_ui() -> Outcome {
-    if !available(metalgate_proxy::NAME) {
-        return Outcome::NotYet("no proxy in this build yet".into());
-    }
     match curl(&format!("http://{}/", HOSTS[1])) {
         Ok(body) if body.contains("<title>Applications · metalgate</title>") => {
             let totals = body
@@ -256,7 +229,6 @@ pub async fn smoke() -> anyhow::Result<ExitCode> {
                 failed = true;
                 ("FAILED", d.clone())
             }
-            Outcome::NotYet(d) => ("not yet available", d.clone()),
         };
         println!("{check:<width$}  {word}: {detail}");
     }
