@@ -109,6 +109,25 @@ fn recorded_pids() -> Vec<i32> {
         .collect()
 }
 
+/// The processes whose parent is one of `parents`.
+fn children_of(parents: &[i32]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid …: the comm may hold spaces, the last ')' ends it.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid.is_some_and(|p| parents.contains(&p)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 fn running(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
@@ -173,7 +192,11 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
         "the lab's manifests apply cleanly:\n{out}"
     );
     let pids = recorded_pids();
-    assert_eq!(pids.len(), 7, "4 backends and 3 metalgates: {pids:?}");
+    assert_eq!(
+        pids.len(),
+        3,
+        "a metalgate per node; everything else runs as pods: {pids:?}"
+    );
 
     for ip in ["192.168.56.10", "192.168.56.11", "192.168.56.12"] {
         let ping = metalgate(&["lab", "exec", "--", "ping", "-c", "1", "-W", "2", ip]);
@@ -191,26 +214,52 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
         text(&nodes)
     );
 
-    for (url, want) in [
-        (
-            "http://192.168.56.10:9898/",
-            "\"hostname\": \"podinfo-ops-demo\"",
-        ),
-        (
-            "http://192.168.56.11:9898/",
-            "\"hostname\": \"podinfo-node2\"",
-        ),
-        (
-            "http://192.168.56.12:9898/",
-            "\"hostname\": \"podinfo-node3\"",
-        ),
-        ("http://192.168.56.10:3000/", "stand-in for <b>grafana</b>"),
-    ] {
-        let got = metalgate(&["lab", "exec", "--", "curl", "-sS", "--max-time", "5", url]);
+    // metalgate's own manifests, podinfo and the grafana stand-in run as pods: a speaker and a
+    // proxy on every node (the speaker on the node's network), the rest with pod addresses
+    // from each node's 10.42.i.0/24, podinfo's two replicas on two different nodes.
+    let pods = metalgate(&[
+        "lab", "exec", "--", "kubectl", "get", "pods", "-A", "-o", "json",
+    ]);
+    let pods: serde_json::Value = serde_json::from_slice(&pods.stdout).unwrap();
+    let pods = pods["items"].as_array().unwrap();
+    let of = |label: &str, value: &str| -> Vec<&serde_json::Value> {
+        pods.iter()
+            .filter(|p| p["metadata"]["labels"][label] == value)
+            .collect()
+    };
+    for p in pods {
+        assert_eq!(p["status"]["phase"], "Running", "{p}");
+    }
+    let speakers = of("app.kubernetes.io/component", "speaker");
+    assert_eq!(speakers.len(), 3);
+    let mut speaker_ips: Vec<&str> = speakers
+        .iter()
+        .map(|p| p["status"]["podIP"].as_str().unwrap())
+        .collect();
+    speaker_ips.sort();
+    assert_eq!(
+        speaker_ips,
+        ["192.168.56.10", "192.168.56.11", "192.168.56.12"]
+    );
+    assert_eq!(of("app.kubernetes.io/component", "proxy").len(), 3);
+    let podinfo = of("app.kubernetes.io/name", "podinfo");
+    assert_eq!(podinfo.len(), 2);
+    assert_ne!(
+        podinfo[0]["spec"]["nodeName"],
+        podinfo[1]["spec"]["nodeName"]
+    );
+    for p in podinfo {
+        let node = p["spec"]["nodeName"].as_str().unwrap();
+        let i = ["ops-demo", "node2", "node3"]
+            .iter()
+            .position(|n| *n == node)
+            .unwrap();
         assert!(
-            String::from_utf8_lossy(&got.stdout).contains(want),
-            "{url}: {}",
-            text(&got)
+            p["status"]["podIP"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("10.42.{i}.")),
+            "{p}"
         );
     }
     // The laptop resolves the workshop's names to the VIP without internet.
@@ -350,6 +399,7 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The workshop's pool as metalgate's manifests define it, and the lab's extra one.
     let pool = metalgate(&[
         "lab",
         "exec",
@@ -360,11 +410,11 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
         "-n",
         "metalgate-system",
         "-o",
-        "jsonpath={.items[0].spec.addresses[0]}",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.addresses[0]} {end}",
     ]);
     assert_eq!(
         String::from_utf8_lossy(&pool.stdout),
-        "192.168.56.200-192.168.56.220",
+        "lab-extra=192.168.56.201-192.168.56.220 workshop=192.168.56.200/32 ",
         "{}",
         text(&pool)
     );
@@ -374,6 +424,9 @@ fn three_node_lab_up_check_from_the_laptop_and_down() {
     assert!(again.status.success(), "{}", text(&again));
     let mut all_pids = pids.clone();
     all_pids.extend(recorded_pids());
+    // The pods' processes, children of each node's metalgate, must go with the lab too.
+    let parents = all_pids.clone();
+    all_pids.extend(children_of(&parents));
 
     let down = metalgate(&["lab", "down"]);
     assert!(down.status.success(), "{}", text(&down));
@@ -532,20 +585,30 @@ fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
         "exactly one MAC answers, the owner's eth1:\n{out}"
     );
 
-    // The VIP is deliverable on its owner (a local route, not an address on the NIC), and the
-    // laptop's neighbour table agrees with arping once it resolves the VIP itself.
-    let ping = metalgate(&[
+    // The VIP is deliverable on its owner (the node's Service rules send its port 80 to the
+    // proxy pod there, as kube-proxy does; like MetalLB with kube-proxy's iptables mode, it
+    // does not answer ping), and the laptop's neighbour table agrees with arping once it
+    // resolves the VIP itself.
+    let http = metalgate(&[
         "lab",
         "exec",
         "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        "192.168.56.200",
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+        "http://192.168.56.200/",
     ]);
-    assert!(ping.status.success(), "ping the VIP: {}", text(&ping));
+    assert_eq!(
+        String::from_utf8_lossy(&http.stdout),
+        "404",
+        "the VIP: {}",
+        text(&http)
+    );
     let neigh = metalgate(&["lab", "exec", "--", "ip", "neigh", "show", "192.168.56.200"]);
     assert!(
         String::from_utf8_lossy(&neigh.stdout)
@@ -624,7 +687,7 @@ fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
         "-sS",
         "--max-time",
         "5",
-        &format!("http://{owner_ip}:9464/metrics"),
+        &format!("http://{owner_ip}:7472/metrics"),
     ]);
     let m = String::from_utf8_lossy(&metrics.stdout).to_string();
     let value = |line_start: &str| -> u64 {
@@ -1102,7 +1165,7 @@ fn the_vip_is_not_answered_on_another_interface() {
         "-sS",
         "--max-time",
         "5",
-        "http://192.168.56.10:9464/metrics",
+        "http://192.168.56.10:7472/metrics",
     ]);
     let m = String::from_utf8_lossy(&metrics.stdout).to_string();
     let wrong = m

@@ -2,9 +2,10 @@
 //! metalgate and the demo backends started on it, and everything removed again.
 //!
 //! `mg-ops-demo` runs `metalgate run` with the embedded store on 192.168.56.10:6443 (the VM's
-//! k3s server); the other nodes join it (k3s agents). Demo backends stand in for podinfo and
-//! grafana; argocd.… is metalgate's own GitOps UI. `down` removes every namespace, process and
-//! file the lab made, whatever state `up` left.
+//! k3s server); the other nodes join it (k3s agents). Each runs the node agent
+//! (`--components agent`), which runs what [`crate::topology::MANIFESTS`] deploy — metalgate
+//! itself from its manifests, podinfo, a grafana stand-in — as pods. `down` removes every
+//! namespace, process and file the lab made, whatever state `up` left.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::topology::{
-    API_PORT, BACKENDS, LAPTOP_NS, MANIFESTS, METRICS_PORT, NODES, all_namespaces, laptop_hosts,
-    network_plan, podinfo_endpoints,
+    API_PORT, LAPTOP_NS, MANIFESTS, METRICS_PORT, NODES, all_namespaces, laptop_hosts,
+    network_plan, pod_cidr,
 };
 
 /// Where the lab keeps its state (`METALGATE_LAB_DIR`, default `/run/metalgate-lab`).
@@ -236,32 +237,6 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
     for (name, text) in MANIFESTS {
         std::fs::write(manifests.join(name), text)?;
     }
-    std::fs::write(
-        manifests.join("21-podinfo-endpoints.yaml"),
-        podinfo_endpoints(nodes),
-    )?;
-
-    for (node, kind, port) in BACKENDS {
-        if node >= nodes {
-            continue;
-        }
-        let n = NODES[node];
-        let kind_name = format!("{kind:?}").to_lowercase();
-        spawn_in(
-            n.ns,
-            &format!("{kind_name}@{}", n.name),
-            &[
-                "demo-backend".into(),
-                "--kind".into(),
-                kind_name.clone(),
-                "--listen".into(),
-                format!("{}:{port}", n.ip),
-                "--hostname".into(),
-                format!("{kind_name}-{}", n.name),
-            ],
-            &[],
-        )?;
-    }
 
     let server = NODES[0];
     let data = dir.join(server.name);
@@ -283,6 +258,10 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
             server.ip.into(),
             "--admin-listen".into(),
             format!("{}:{METRICS_PORT}", server.ip),
+            "--components".into(),
+            "agent".into(),
+            "--pod-cidr".into(),
+            pod_cidr(0),
             "--manifests".into(),
             manifests.display().to_string(),
         ],
@@ -310,7 +289,7 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for n in &NODES[1..nodes] {
+    for (i, n) in NODES.iter().enumerate().take(nodes).skip(1) {
         spawn_in(
             n.ns,
             &format!("metalgate@{}", n.name),
@@ -330,6 +309,10 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
                 n.ip.into(),
                 "--admin-listen".into(),
                 format!("{}:{METRICS_PORT}", n.ip),
+                "--components".into(),
+                "agent".into(),
+                "--pod-cidr".into(),
+                pod_cidr(i),
             ],
             &[],
         )?;
@@ -439,6 +422,20 @@ pub fn down() -> anyhow::Result<()> {
     for ns in lab_namespaces() {
         run_cmd(&["ip".into(), "netns".into(), "del".into(), ns.clone()])?;
         removed.push(ns);
+    }
+    // The pods' namespaces: each node's agent removes them when it stops; one killed leaves
+    // their names behind (as empty files: it made them in its own mount namespace).
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if NODES
+                .iter()
+                .any(|n| name.starts_with(&format!("{}-", n.name)))
+            {
+                let _ = Command::new("ip").args(["netns", "del", &name]).output();
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
     let etc = netns_etc();
     if etc.exists() {

@@ -4,10 +4,10 @@
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::api::{Api, ListParams};
 
-use crate::topology::{BACKENDS, HOSTS, LAPTOP_IF, NODES, VIP};
+use crate::topology::{HOSTS, LAPTOP_IF, NODES, VIP};
 
 /// A check's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,20 +172,85 @@ fn gitops_ui() -> Outcome {
     }
 }
 
-fn backend(ip: &str, port: u16, kind: crate::demo::Kind) -> Outcome {
-    match curl(&format!("http://{ip}:{port}/")) {
-        Ok(body) => match kind {
-            crate::demo::Kind::Podinfo => match serde_json::from_str::<serde_json::Value>(&body) {
-                Ok(v) if v["hostname"].is_string() => Outcome::Ok(format!(
-                    "podinfo JSON from {}",
-                    v["hostname"].as_str().unwrap_or("?")
-                )),
-                _ => Outcome::Failed("not podinfo's JSON".into()),
-            },
-            _ if body.contains("stand-in") => Outcome::Ok("stand-in page".into()),
-            _ => Outcome::Failed("unexpected page".into()),
-        },
-        Err(e) => Outcome::Failed(e),
+/// The namespaces whose pods the lab deploys.
+const POD_NAMESPACES: [&str; 3] = ["metalgate-system", "podinfo", "monitoring"];
+
+fn ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Why a pod is not ready, in kubectl's words (its first container's waiting reason, or its
+/// phase).
+fn why_not(p: &Pod) -> String {
+    let st = p.status.clone().unwrap_or_default();
+    let waiting = st
+        .container_statuses
+        .iter()
+        .flatten()
+        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+    let unscheduled = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .and_then(|c| c.message.clone());
+    format!(
+        "{}/{} {}",
+        p.metadata.namespace.as_deref().unwrap_or_default(),
+        p.metadata.name.as_deref().unwrap_or_default(),
+        waiting
+            .or(unscheduled)
+            .or(st.phase)
+            .unwrap_or_else(|| "Pending".into())
+    )
+}
+
+/// Every pod the lab deploys (metalgate's components, podinfo, the grafana stand-in) Ready,
+/// waiting up to 90 s.
+async fn pods_ready(client: &kube::Client) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut pods: Vec<Pod> = Vec::new();
+        for ns in POD_NAMESPACES {
+            match Api::<Pod>::namespaced(client.clone(), ns)
+                .list(&ListParams::default())
+                .await
+            {
+                Ok(l) => pods.extend(l.items),
+                Err(e) => return Outcome::Failed(format!("cannot list pods in {ns}: {e}")),
+            }
+        }
+        let (up, down): (Vec<&Pod>, Vec<&Pod>) = pods.iter().partition(|p| ready(p));
+        let enough = pods
+            .iter()
+            .any(|p| p.metadata.namespace.as_deref() == Some("podinfo"));
+        if down.is_empty() && enough {
+            let mut by_app: std::collections::BTreeMap<String, usize> = Default::default();
+            for p in &up {
+                let labels = p.metadata.labels.clone().unwrap_or_default();
+                let app = labels
+                    .get("app.kubernetes.io/component")
+                    .or_else(|| labels.get("app.kubernetes.io/name"))
+                    .cloned()
+                    .unwrap_or_else(|| "?".into());
+                *by_app.entry(app).or_default() += 1;
+            }
+            let list: Vec<String> = by_app.iter().map(|(a, n)| format!("{a}×{n}")).collect();
+            return Outcome::Ok(format!("{} Ready: {}", up.len(), list.join(", ")));
+        }
+        if Instant::now() > deadline {
+            let why: Vec<String> = down.iter().map(|p| why_not(p)).collect();
+            return Outcome::Failed(format!(
+                "{} of {} Ready after 90 s; not: {}",
+                up.len(),
+                pods.len(),
+                why.join("; ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -202,15 +267,7 @@ pub async fn smoke() -> anyhow::Result<ExitCode> {
         "kubectl get nodes".into(),
         nodes_ready(&client, nodes).await,
     ));
-    for (node, kind, port) in BACKENDS {
-        if node < nodes {
-            let ip = NODES[node].ip;
-            rows.push((
-                format!("{:?} stand-in at {ip}:{port}", kind).to_lowercase(),
-                backend(ip, port, kind),
-            ));
-        }
-    }
+    rows.push(("kubectl get pods".into(), pods_ready(&client).await));
     rows.push((
         "kubectl get svc: EXTERNAL-IP".into(),
         external_ip(&client).await,

@@ -63,14 +63,6 @@ pub const NODES: [LabNode; 3] = [
     },
 ];
 
-/// The demo backends: (node index, kind, port).
-pub const BACKENDS: [(usize, crate::demo::Kind, u16); 4] = [
-    (0, crate::demo::Kind::Podinfo, 9898),
-    (0, crate::demo::Kind::Grafana, 3000),
-    (1, crate::demo::Kind::Podinfo, 9898),
-    (2, crate::demo::Kind::Podinfo, 9898),
-];
-
 /// Every namespace the lab may create.
 pub fn all_namespaces() -> Vec<&'static str> {
     let mut v = vec![SWITCH_NS, LAPTOP_NS];
@@ -78,37 +70,53 @@ pub fn all_namespaces() -> Vec<&'static str> {
     v
 }
 
-/// The lab's manifests, shipped in the binary (they live in `examples/lab/`).
-pub const MANIFESTS: [(&str, &str); 7] = [
+/// What `lab up` applies, shipped in the binary: metalgate as the VM deploys it (the rendered
+/// `manifests/` the workshop repository holds), the workshop's podinfo and Ingresses from
+/// `examples/workshop/`, and the lab's own few files from `examples/lab/` (namespaces, an
+/// extra address pool for tests, and a grafana stand-in where the VM runs a Helm chart).
+pub const MANIFESTS: [(&str, &str); 9] = [
     (
         "00-namespaces.yaml",
         include_str!("../../../examples/lab/00-namespaces.yaml"),
+    ),
+    (
+        "05-metalgate.yaml",
+        include_str!("../../../examples/workshop/manifests/networking/metalgate/metalgate.yaml"),
     ),
     (
         "10-address-pool.yaml",
         include_str!("../../../examples/lab/10-address-pool.yaml"),
     ),
     (
-        "20-podinfo.yaml",
-        include_str!("../../../examples/lab/20-podinfo.yaml"),
+        "20-podinfo-deployment.yaml",
+        include_str!("../../../examples/workshop/manifests/apps/podinfo/deployment.yaml"),
     ),
     (
-        "30-argocd.yaml",
-        include_str!("../../../examples/lab/30-argocd.yaml"),
+        "21-podinfo-service.yaml",
+        include_str!("../../../examples/workshop/manifests/apps/podinfo/service.yaml"),
+    ),
+    (
+        "22-podinfo-ingress.yaml",
+        include_str!("../../../examples/workshop/manifests/apps/podinfo/ingress.yaml"),
+    ),
+    (
+        "30-gitops-ingress.yaml",
+        include_str!("../../../examples/workshop/manifests/networking/ingresses.yaml"),
     ),
     (
         "40-grafana.yaml",
         include_str!("../../../examples/lab/40-grafana.yaml"),
     ),
     (
-        "50-ingresses.yaml",
-        include_str!("../../../examples/lab/50-ingresses.yaml"),
-    ),
-    (
-        "60-proxy-service.yaml",
-        include_str!("../../../examples/lab/60-proxy-service.yaml"),
+        "41-grafana-ingress.yaml",
+        include_str!("../../../examples/workshop/manifests/monitoring/ingress.yaml"),
     ),
 ];
+
+/// Node `i`'s pod addresses (k3s's flannel gives node i 10.42.i.0/24).
+pub fn pod_cidr(i: usize) -> String {
+    format!("10.42.{i}.0/24")
+}
 
 /// The `ip` commands that build the network for `nodes` nodes.
 pub fn network_plan(nodes: usize) -> Vec<Vec<String>> {
@@ -139,6 +147,19 @@ pub fn network_plan(nodes: usize) -> Vec<Vec<String>> {
         c(&format!("ip -n {ns} addr add {ip}/24 dev {ifname}"));
         c(&format!("ip -n {ns} link set {ifname} up"));
     }
+    // Each node reaches the others' pods through them (flannel's host-gw does the same).
+    for (i, n) in used.iter().enumerate() {
+        for (j, other) in used.iter().enumerate() {
+            if i != j {
+                c(&format!(
+                    "ip -n {} route add {} via {} dev {NODE_IF}",
+                    n.ns,
+                    pod_cidr(j),
+                    other.ip
+                ));
+            }
+        }
+    }
     cmds
 }
 
@@ -151,20 +172,6 @@ pub fn laptop_hosts(nodes: usize) -> String {
         s.push_str(&format!("{} {}\n", n.ip, n.name));
     }
     s.push_str(&format!("{VIP} {}\n", HOSTS.join(" ")));
-    s
-}
-
-/// The EndpointSlice listing the podinfo stand-ins on the nodes that run.
-pub fn podinfo_endpoints(nodes: usize) -> String {
-    let mut s = String::from(
-        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: podinfo-lab\n  namespace: podinfo\n  labels:\n    kubernetes.io/service-name: podinfo\naddressType: IPv4\nports:\n- name: http\n  port: 9898\n  protocol: TCP\nendpoints:\n",
-    );
-    for n in &NODES[..nodes] {
-        s.push_str(&format!(
-            "- addresses: [{}]\n  conditions: {{ready: true}}\n  nodeName: {}\n",
-            n.ip, n.name
-        ));
-    }
     s
 }
 
@@ -189,6 +196,12 @@ mod tests {
             text.contains(&"ip -n mg-laptop addr add 192.168.56.1/24 dev vboxnet0".to_string())
         );
         assert!(text.contains(&"ip -n mg-node3 addr add 192.168.56.12/24 dev eth1".to_string()));
+        assert!(
+            text.contains(
+                &"ip -n mg-node2 route add 10.42.2.0/24 via 192.168.56.12 dev eth1".to_string()
+            ),
+            "each node routes to the others' pods"
+        );
         assert_eq!(
             network_plan(1)
                 .iter()
@@ -204,16 +217,5 @@ mod tests {
         assert!(hosts.contains("192.168.56.200 podinfo.192.168.56.200.nip.io argocd.192.168.56.200.nip.io grafana.192.168.56.200.nip.io"));
         assert!(hosts.contains("192.168.56.11 node2"));
         assert!(!hosts.contains("node3"));
-    }
-
-    #[test]
-    fn podinfo_endpoints_follow_the_node_count() {
-        let y = podinfo_endpoints(3);
-        let v: serde_json::Value = serde_yaml_ng::from_str(&y).unwrap();
-        assert_eq!(v["endpoints"].as_array().unwrap().len(), 3);
-        assert_eq!(
-            v["metadata"]["labels"]["kubernetes.io/service-name"],
-            "podinfo"
-        );
     }
 }
