@@ -81,9 +81,6 @@ pub async fn run(client: Client, cfg: Config, shutdown: CancellationToken) -> an
         watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node)),
     );
     pods.wait_until_ready().await?;
-    if cfg.pod_cidr.is_some() {
-        sandbox::ensure_mount_point()?;
-    }
     let wake = Arc::new(Notify::new());
     let mut runs: HashMap<String, Run> = HashMap::new();
     tracing::info!(node = %cfg.node, "kubelet running");
@@ -270,6 +267,21 @@ async fn start(client: &Client, cfg: &Config, p: &Pod, used: &[String], wake: Ar
                 continue;
             }
         };
+        let mut mounts = match volumes(client, p, c, &dir).await {
+            Ok(m) => m,
+            Err(msg) => {
+                set(&shared, |s| {
+                    s.state = State::Waiting("CreateContainerConfigError".into(), msg)
+                });
+                continue;
+            }
+        };
+        if let Some(d) = &sa_dir {
+            mounts.push(sandbox::Mount {
+                source: d.clone(),
+                target: sandbox::SA_DIR.into(),
+            });
+        }
         let job = Job {
             container: c.clone(),
             restart: spec
@@ -282,7 +294,7 @@ async fn start(client: &Client, cfg: &Config, p: &Pod, used: &[String], wake: Ar
                     .clamp(0, 30) as u64,
             ),
             net: net.clone(),
-            sa: sa_dir.clone(),
+            mounts,
             program: proc.program,
             args: proc.args,
             env: env.into_iter().chain(proc.env).collect(),
@@ -426,6 +438,115 @@ async fn environment(
     Ok(env)
 }
 
+/// The volumes container `c` mounts, as directories of the node under the pod's directory:
+/// `emptyDir` (empty, the pod's own), `configMap` and `secret` (their keys as files, or the
+/// `items` asked for), `hostPath` (the node's path itself); `subPath` picks a part. Other
+/// volume types say they are not supported in the lab.
+async fn volumes(
+    client: &Client,
+    p: &Pod,
+    c: &Container,
+    dir: &std::path::Path,
+) -> Result<Vec<sandbox::Mount>, String> {
+    let ns = p.namespace().unwrap_or_default();
+    let declared = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let v = declared
+            .iter()
+            .find(|v| v.name == m.name)
+            .ok_or_else(|| format!("volumeMount {:?}: no volume of that name", m.name))?;
+        let own = dir.join("volumes").join(&v.name);
+        let files = |data: Vec<(String, Vec<u8>)>,
+                     items: Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>|
+         -> Result<(), String> {
+            std::fs::create_dir_all(&own).map_err(|e| e.to_string())?;
+            for (k, bytes) in data {
+                let path = match &items {
+                    None => Some(k.clone()),
+                    Some(list) => list.iter().find(|i| i.key == k).map(|i| i.path.clone()),
+                };
+                if let Some(path) = path.filter(|p| !p.contains("..")) {
+                    let file = own.join(path);
+                    if let Some(parent) = file.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                    }
+                    std::fs::write(&file, bytes).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        };
+        let source = if v.empty_dir.is_some() {
+            std::fs::create_dir_all(&own).map_err(|e| e.to_string())?;
+            own.clone()
+        } else if let Some(cm) = &v.config_map {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+            match api.get_opt(&cm.name).await.map_err(|e| e.to_string())? {
+                Some(o) => {
+                    let mut data: Vec<(String, Vec<u8>)> = o
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
+                    data.extend(
+                        o.binary_data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.0)),
+                    );
+                    files(data, cm.items.clone())?;
+                }
+                None if cm.optional == Some(true) => files(vec![], None)?,
+                None => return Err(format!("configmap \"{}\" not found", cm.name)),
+            }
+            own.clone()
+        } else if let Some(sec) = &v.secret {
+            let name = sec.secret_name.clone().unwrap_or_default();
+            let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+            match api.get_opt(&name).await.map_err(|e| e.to_string())? {
+                Some(o) => files(
+                    o.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect(),
+                    sec.items.clone(),
+                )?,
+                None if sec.optional == Some(true) => files(vec![], None)?,
+                None => return Err(format!("secret \"{name}\" not found")),
+            }
+            own.clone()
+        } else if let Some(h) = &v.host_path {
+            PathBuf::from(&h.path)
+        } else {
+            return Err(format!(
+                "volume {:?}: only emptyDir, configMap, secret and hostPath volumes are supported in the lab",
+                v.name
+            ));
+        };
+        let source = match m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) if !sub.contains("..") => source.join(sub),
+            Some(sub) => {
+                return Err(format!(
+                    "volumeMount {:?}: subPath {sub:?} may not contain '..'",
+                    m.name
+                ));
+            }
+            None => source,
+        };
+        out.push(sandbox::Mount {
+            source,
+            target: m.mount_path.clone(),
+        });
+    }
+    Ok(out)
+}
+
 /// A downward-API field of pod `p`.
 fn field(p: &Pod, path: &str, ip: &str, host_ip: &str) -> Option<String> {
     let spec = p.spec.clone().unwrap_or_default();
@@ -451,7 +572,7 @@ struct Job {
     restart: String,
     grace: Duration,
     net: sandbox::Network,
-    sa: Option<PathBuf>,
+    mounts: Vec<sandbox::Mount>,
     program: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -548,7 +669,7 @@ async fn run_once(
         (Ok(a), Ok(b)) => (a, b),
         _ => return Outcome::SpawnFailed("duplicating the log file".into()),
     };
-    let mut cmd = sandbox::command(&job.net, job.sa.as_deref(), &job.program, &job.args);
+    let mut cmd = sandbox::command(&job.net, &job.mounts, &job.program, &job.args);
     cmd.env_clear()
         .env(
             "PATH",

@@ -6,7 +6,7 @@
 //! `/var/run/secrets/kubernetes.io/serviceaccount`, where kube-rs and client-go look.
 //! `hostNetwork` pods run in the node's namespace.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
@@ -134,9 +134,23 @@ pub async fn down(netns: &str) {
     }
 }
 
-/// The command that runs `program` for a pod: in its network namespace, with its
-/// ServiceAccount directory mounted where clients look for it.
-pub fn command(net: &Network, sa: Option<&Path>, program: &str, args: &[String]) -> Command {
+/// One directory of the node bound over a path in the container's view (a volume, the
+/// ServiceAccount token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The node's directory.
+    pub source: PathBuf,
+    /// Where the container sees it.
+    pub target: String,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The command that runs `program` for a pod: in its network namespace, with `mounts` bound
+/// in a mount namespace of its own (the mount points are made on the node when missing).
+pub fn command(net: &Network, mounts: &[Mount], program: &str, args: &[String]) -> Command {
     // The process dies with the agent, however the agent ends (`setpriv --pdeathsig`): a pod
     // must not outlive the kubelet that reports it.
     let mut argv: Vec<String> = ["setpriv", "--pdeathsig", "KILL", "--"]
@@ -145,12 +159,31 @@ pub fn command(net: &Network, sa: Option<&Path>, program: &str, args: &[String])
     if let Some(ns) = &net.netns {
         argv.extend(["ip", "netns", "exec", ns].map(String::from));
     }
-    if let Some(dir) = sa {
+    if !mounts.is_empty() {
         argv.extend(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c"].map(String::from),
         );
-        argv.push(format!("mount --bind \"$0\" {SA_DIR} && exec \"$@\""));
-        argv.push(dir.display().to_string());
+        // A mount that hides another's source (a volume on /tmp, a token under /tmp/…) goes
+        // after it.
+        let shadows = |m: &Mount| {
+            let t = format!("{}/", m.target.trim_end_matches('/'));
+            mounts
+                .iter()
+                .filter(|o| o.source.display().to_string().starts_with(&t))
+                .count()
+        };
+        let mut ordered: Vec<&Mount> = mounts.iter().collect();
+        ordered.sort_by_key(|m| shadows(m));
+        let mut script: Vec<String> = ordered
+            .iter()
+            .map(|m| {
+                let (src, dst) = (quote(&m.source.display().to_string()), quote(&m.target));
+                format!("mkdir -p {dst} && mount --bind {src} {dst}")
+            })
+            .collect();
+        script.push("exec \"$@\"".into());
+        argv.push(script.join(" && "));
+        argv.push("sh".into());
     }
     argv.push(program.into());
     argv.extend(args.iter().cloned());
@@ -159,15 +192,44 @@ pub fn command(net: &Network, sa: Option<&Path>, program: &str, args: &[String])
     c
 }
 
-/// Make sure the mount point for ServiceAccount directories exists on the node.
-pub fn ensure_mount_point() -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(SA_DIR).with_context(|| format!("creating {SA_DIR}"))?;
-    Ok(PathBuf::from(SA_DIR))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mount_that_would_hide_another_source_comes_last() {
+        let net = Network {
+            ip: "x".into(),
+            netns: None,
+        };
+        let mounts = [
+            Mount {
+                source: PathBuf::from("/tmp/d/pods/p/volumes/tmp"),
+                target: "/tmp".into(),
+            },
+            Mount {
+                source: PathBuf::from("/tmp/d/pods/p/serviceaccount"),
+                target: SA_DIR.into(),
+            },
+        ];
+        let c = command(&net, &mounts, "/bin/x", &[]);
+        let script = c
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .find(|a| a.contains("mount --bind"))
+            .unwrap();
+        let (sa, tmp) = (
+            script.find("serviceaccount'").unwrap(),
+            script.find("'/tmp' &&").unwrap(),
+        );
+        assert!(sa < tmp, "{script}");
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell() {
+        assert_eq!(quote("/a b/it's"), "'/a b/it'\\''s'");
+    }
 
     #[test]
     fn names_fit_linux_limits() {
@@ -183,12 +245,11 @@ mod tests {
             ip: "10.42.0.2".into(),
             netns: Some("n-1".into()),
         };
-        let c = command(
-            &net,
-            Some(Path::new("/data/pods/x/sa")),
-            "/bin/metalgate",
-            &["controller".to_string()],
-        );
+        let mounts = [Mount {
+            source: PathBuf::from("/data/pods/x/sa"),
+            target: SA_DIR.into(),
+        }];
+        let c = command(&net, &mounts, "/bin/metalgate", &["controller".to_string()]);
         let std = c.as_std();
         let args: Vec<String> = std
             .get_args()
@@ -199,13 +260,17 @@ mod tests {
             &args[..7],
             ["--pdeathsig", "KILL", "--", "ip", "netns", "exec", "n-1"]
         );
-        assert!(args.contains(&"/data/pods/x/sa".to_string()));
+        assert!(
+            args.iter()
+                .any(|a| a.contains(&format!("mount --bind '/data/pods/x/sa' '{SA_DIR}'"))),
+            "{args:?}"
+        );
         assert_eq!(&args[args.len() - 2..], ["/bin/metalgate", "controller"]);
         let host = Network {
             ip: "192.168.56.10".into(),
             netns: None,
         };
-        let c = command(&host, None, "/bin/x", &[]);
+        let c = command(&host, &[], "/bin/x", &[]);
         let args: Vec<String> = c
             .as_std()
             .get_args()
