@@ -146,6 +146,11 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    /// One writer per mirror: Applications of one repository are reconciled in parallel, and
+    /// two fetches into one mirror fight over its lock files (`shallow.lock`).
+    writers: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<std::sync::Mutex<()>>>>,
+    >,
 }
 
 /// What the fetches ask for: every branch and tag, so any Application's branch or tag is there.
@@ -154,7 +159,20 @@ const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/ta
 impl Cache {
     /// A cache in `dir` (created when needed).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Cache { dir: dir.into() }
+        Cache {
+            dir: dir.into(),
+            writers: Default::default(),
+        }
+    }
+
+    /// The lock to hold while fetching into (or checking out of) the mirror of `url`.
+    pub fn writer(&self, url: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+        self.writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(hash_name(url))
+            .or_default()
+            .clone()
     }
 
     /// The bare repository that mirrors `url`.

@@ -227,6 +227,8 @@ pub(crate) async fn checkout(
     let dir = ctx.checkouts.join(&resolved.sha);
     let target = dir.clone();
     let info = blocking(move || {
+        let writer = cache.writer(&url);
+        let _one_at_a_time = writer.lock().unwrap_or_else(|e| e.into_inner());
         if !cache.has_commit(&url, &sha) {
             cache.fetch(&url, creds.as_ref(), full)?;
         }

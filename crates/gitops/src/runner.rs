@@ -205,6 +205,43 @@ fn render_answer(answer: Result<Vec<String>, webhook::Refusal>) -> metalgate_k8s
     }
 }
 
+/// The Applications that hold an Application whose sync or health changed since the last call
+/// (`last` keeps what was seen): app-of-apps parents, whose health is their children's, are
+/// looked at again at once rather than at the next poll, as ArgoCD's controller does.
+fn parents_of_changed(
+    apps: &[Arc<Application>],
+    last: &mut HashMap<String, String>,
+) -> HashSet<String> {
+    let mut changed = HashSet::new();
+    for a in apps {
+        let Some(name) = a.metadata.name.clone() else {
+            continue;
+        };
+        let st = a.status.clone().unwrap_or_default();
+        let now = format!(
+            "{}/{}",
+            st.sync.map(|s| s.status).unwrap_or_default(),
+            st.health.map(|h| h.status).unwrap_or_default()
+        );
+        if last
+            .insert(name.clone(), now.clone())
+            .is_some_and(|before| before != now)
+        {
+            changed.insert(name);
+        }
+    }
+    apps.iter()
+        .filter(|a| {
+            a.status.as_ref().is_some_and(|st| {
+                st.resources
+                    .iter()
+                    .any(|r| r.kind == "Application" && changed.contains(&r.name))
+            })
+        })
+        .filter_map(|a| a.metadata.name.clone())
+        .collect()
+}
+
 /// Every kind any Application's inventory holds (what the drift watches cover).
 fn inventory_kinds(apps: &[Arc<Application>]) -> BTreeSet<Gvk> {
     apps.iter()
@@ -285,6 +322,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         );
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut app_states: HashMap<String, String> = HashMap::new();
     let mut running: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<ApplicationStatus> = JoinSet::new();
     let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -294,6 +332,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         drift.track(&inventory_kinds(&apps.state())).await;
         let marked = drift.take();
         let pushed = std::mem::take(&mut *hooked.lock().unwrap_or_else(|e| e.into_inner()));
+        let parents = parents_of_changed(&apps.state(), &mut app_states);
         for app in apps.state() {
             let Some(name) = app.metadata.name.clone() else {
                 continue;
@@ -331,6 +370,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             } else if s.spec != spec
                 || s.at.is_none_or(|t| t.elapsed() >= cfg.poll)
                 || marked.contains(&name)
+                || parents.contains(&name)
                 || retry_due
             {
                 Some(Trigger::Auto)
@@ -412,4 +452,51 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     }
     tasks.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str, health: &str, children: &[&str]) -> Arc<Application> {
+        let v = serde_json::json!({
+            "apiVersion": "metalgate.io/v1beta1", "kind": "Application",
+            "metadata": {"name": name, "namespace": "metalgate-system"},
+            "spec": {"source": {"repoURL": "file:///r", "path": "."}, "destination": {}},
+            "status": {
+                "sync": {"status": "Synced"}, "health": {"status": health},
+                "resources": children.iter().map(|c| serde_json::json!({
+                    "group": "metalgate.io", "version": "v1beta1", "kind": "Application",
+                    "namespace": "metalgate-system", "name": c})).collect::<Vec<_>>(),
+            },
+        });
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    #[test]
+    fn a_child_whose_health_changes_wakes_its_parent_only() {
+        let mut last = HashMap::new();
+        let before = [
+            app("root", "Progressing", &["podinfo"]),
+            app("podinfo", "Progressing", &[]),
+            app("other", "Healthy", &[]),
+        ];
+        assert!(
+            parents_of_changed(&before, &mut last).is_empty(),
+            "the first look is no change"
+        );
+        let after = [
+            app("root", "Progressing", &["podinfo"]),
+            app("podinfo", "Healthy", &[]),
+            app("other", "Healthy", &[]),
+        ];
+        assert_eq!(
+            parents_of_changed(&after, &mut last),
+            HashSet::from(["root".to_string()])
+        );
+        assert!(
+            parents_of_changed(&after, &mut last).is_empty(),
+            "once per change"
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //!   starts, and everything removed again;
 //! - [`smoke`] — the check `lab up` prints, run from the laptop;
 //! - [`arp_probe`] — an arping with a clock (`lab arp-probe`), for failover measurements;
+//! - [`workshop`] — the workshop's Git repository as the lab makes it from `examples/workshop/`;
 //! - [`demo`] — `metalgate demo-backend`, the stand-ins for podinfo, argocd-server and grafana.
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod lifecycle;
 pub mod smoke;
 pub mod topology;
+pub mod workshop;
 
 use clap::Subcommand;
 

@@ -317,7 +317,105 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
             &[],
         )?;
     }
+    // The workshop's repository, and what the seed does after bootstrap: apply apps/root.yaml.
+    let clone = workshop_repo()?;
+    let root = clone.join("apps/root.yaml");
+    let out = laptop_command(&[
+        "kubectl".into(),
+        "apply".into(),
+        "-f".into(),
+        root.display().to_string(),
+    ])
+    .output()?;
+    if !out.status.success() {
+        bail!(
+            "kubectl apply -f apps/root.yaml: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     Ok(())
+}
+
+/// The workshop repository's URL, as the GitOps module and the laptop use it.
+pub fn repo_url() -> String {
+    format!("file://{}", state_dir().join("git/ops-demo.git").display())
+}
+
+/// Where the laptop's clone of the workshop repository is.
+pub fn laptop_clone() -> PathBuf {
+    state_dir().join("laptop/ops-demo")
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Workshop Lab")
+        .env("GIT_AUTHOR_EMAIL", "lab@ops-demo.local")
+        .env("GIT_COMMITTER_NAME", "Workshop Lab")
+        .env("GIT_COMMITTER_EMAIL", "lab@ops-demo.local")
+        .stdin(Stdio::null())
+        .output()
+        .context("running git (apt-get install git)")?;
+    if !out.status.success() {
+        bail!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The workshop's repository from `examples/workshop/` (see [`crate::workshop`]): a bare
+/// repository the GitOps module reads, with a post-receive hook that calls its webhook, and
+/// the laptop's clone to change and push. Returns the clone.
+fn workshop_repo() -> anyhow::Result<PathBuf> {
+    let bare = state_dir().join("git/ops-demo.git");
+    let clone = laptop_clone();
+    std::fs::create_dir_all(&bare)?;
+    std::fs::create_dir_all(&clone)?;
+    git(
+        &bare,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    )?;
+    git(&clone, &["init", "--quiet", "--initial-branch=main"])?;
+    let url = repo_url();
+    for (path, text) in crate::workshop::files(&url) {
+        let file = clone.join(&path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(file, text)?;
+    }
+    git(&clone, &["add", "-A"])?;
+    git(
+        &clone,
+        &[
+            "commit",
+            "--quiet",
+            "-m",
+            "The workshop's repository (examples/workshop/ of metalgate, for the lab)",
+        ],
+    )?;
+    git(&clone, &["remote", "add", "origin", &url])?;
+    git(&clone, &["push", "--quiet", "origin", "main"])?;
+    git(
+        &clone,
+        &["branch", "--quiet", "--set-upstream-to=origin/main"],
+    )?;
+    let hook = bare.join("hooks/post-receive");
+    std::fs::write(
+        &hook,
+        crate::workshop::post_receive_hook(
+            &url,
+            &format!("http://{}/api/webhook", crate::topology::HOSTS[1]),
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+    Ok(clone)
 }
 
 fn laptop_command(argv: &[String]) -> Command {

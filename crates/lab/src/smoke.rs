@@ -172,6 +172,19 @@ fn gitops_ui() -> Outcome {
     }
 }
 
+fn grafana() -> Outcome {
+    match curl(&format!("http://{}/", HOSTS[2])) {
+        Ok(body) if body.contains("stand-in for <b>grafana</b>") => {
+            Outcome::Ok("the grafana stand-in".into())
+        }
+        Ok(body) => Outcome::Failed(format!(
+            "not grafana: {}",
+            body.chars().take(80).collect::<String>()
+        )),
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
 /// The namespaces whose pods the lab deploys.
 const POD_NAMESPACES: [&str; 3] = ["metalgate-system", "podinfo", "monitoring"];
 
@@ -254,6 +267,65 @@ async fn pods_ready(client: &kube::Client) -> Outcome {
     }
 }
 
+/// Every Application Synced and Healthy (the workshop's app-of-apps, after `apps/root.yaml`),
+/// waiting up to 90 s.
+async fn apps_synced(client: &kube::Client) -> Outcome {
+    use metalgate_k8s::crd::Application;
+    let api: Api<Application> = Api::namespaced(client.clone(), metalgate_k8s::NAMESPACE);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let apps = match api.list(&ListParams::default()).await {
+            Ok(l) => l.items,
+            Err(e) => return Outcome::Failed(format!("cannot list Applications: {e}")),
+        };
+        let state = |a: &Application| {
+            let st = a.status.clone().unwrap_or_default();
+            (
+                st.sync
+                    .as_ref()
+                    .map(|s| s.status.clone())
+                    .unwrap_or_default(),
+                st.health
+                    .as_ref()
+                    .map(|h| h.status.clone())
+                    .unwrap_or_default(),
+                st.sync
+                    .and_then(|s| s.revision)
+                    .map(|r| r.chars().take(7).collect::<String>())
+                    .unwrap_or_default(),
+            )
+        };
+        let mut names: Vec<String> = apps
+            .iter()
+            .filter_map(|a| a.metadata.name.clone())
+            .collect();
+        names.sort();
+        let all_good = apps.len() >= 2
+            && apps
+                .iter()
+                .all(|a| matches!(state(a), (s, h, _) if s == "Synced" && h == "Healthy"));
+        if all_good {
+            let rev = apps.first().map(|a| state(a).2).unwrap_or_default();
+            return Outcome::Ok(format!(
+                "{} Synced and Healthy at {rev}: {}",
+                apps.len(),
+                names.join(", ")
+            ));
+        }
+        if Instant::now() > deadline {
+            let rows: Vec<String> = apps
+                .iter()
+                .map(|a| {
+                    let (s, h, _) = state(a);
+                    format!("{} {s}/{h}", a.metadata.name.as_deref().unwrap_or_default())
+                })
+                .collect();
+            return Outcome::Failed(format!("after 90 s: {}", rows.join(", ")));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Run the smoke check and print its table; fails when any check failed.
 pub async fn smoke() -> anyhow::Result<ExitCode> {
     let nodes: usize = std::env::var("METALGATE_LAB_NODES")
@@ -267,6 +339,10 @@ pub async fn smoke() -> anyhow::Result<ExitCode> {
         "kubectl get nodes".into(),
         nodes_ready(&client, nodes).await,
     ));
+    rows.push((
+        "kubectl get applications".into(),
+        apps_synced(&client).await,
+    ));
     rows.push(("kubectl get pods".into(), pods_ready(&client).await));
     rows.push((
         "kubectl get svc: EXTERNAL-IP".into(),
@@ -275,6 +351,8 @@ pub async fn smoke() -> anyhow::Result<ExitCode> {
     rows.push((format!("arping {VIP}"), arping(nodes)));
     rows.push((format!("curl http://{}/", HOSTS[0]), via_vip()));
     rows.push((format!("curl http://{}/", HOSTS[1]), gitops_ui()));
+
+    rows.push((format!("curl http://{}/", HOSTS[2]), grafana()));
 
     let width = rows.iter().map(|(c, _)| c.len()).max().unwrap_or(10);
     println!("\n{:<width$}  RESULT", "CHECK");
@@ -289,6 +367,11 @@ pub async fn smoke() -> anyhow::Result<ExitCode> {
         };
         println!("{check:<width$}  {word}: {detail}");
     }
+    println!(
+        "\nthe workshop's repository: git clone {} (the laptop's clone: {}; a push calls the webhook)",
+        crate::lifecycle::repo_url(),
+        crate::lifecycle::laptop_clone().display()
+    );
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -70,11 +70,12 @@ pub fn all_namespaces() -> Vec<&'static str> {
     v
 }
 
-/// What `lab up` applies, shipped in the binary: metalgate as the VM deploys it (the rendered
-/// `manifests/` the workshop repository holds), the workshop's podinfo and Ingresses from
-/// `examples/workshop/`, and the lab's own few files from `examples/lab/` (namespaces, an
-/// extra address pool for tests, and a grafana stand-in where the VM runs a Helm chart).
-pub const MANIFESTS: [(&str, &str); 9] = [
+/// What `lab up` applies, shipped in the binary — what the VM's `scripts/bootstrap.sh` puts in
+/// place before `kubectl apply -f apps/root.yaml`: metalgate as the VM deploys it (the rendered
+/// `manifests/` the workshop repository holds), and the lab's own few files from
+/// `examples/lab/` (namespaces, an extra address pool for tests). Everything else comes from
+/// the workshop's repository, through the GitOps module.
+pub const MANIFESTS: [(&str, &str); 3] = [
     (
         "00-namespaces.yaml",
         include_str!("../../../examples/lab/00-namespaces.yaml"),
@@ -86,30 +87,6 @@ pub const MANIFESTS: [(&str, &str); 9] = [
     (
         "10-address-pool.yaml",
         include_str!("../../../examples/lab/10-address-pool.yaml"),
-    ),
-    (
-        "20-podinfo-deployment.yaml",
-        include_str!("../../../examples/workshop/manifests/apps/podinfo/deployment.yaml"),
-    ),
-    (
-        "21-podinfo-service.yaml",
-        include_str!("../../../examples/workshop/manifests/apps/podinfo/service.yaml"),
-    ),
-    (
-        "22-podinfo-ingress.yaml",
-        include_str!("../../../examples/workshop/manifests/apps/podinfo/ingress.yaml"),
-    ),
-    (
-        "30-gitops-ingress.yaml",
-        include_str!("../../../examples/workshop/manifests/networking/ingresses.yaml"),
-    ),
-    (
-        "40-grafana.yaml",
-        include_str!("../../../examples/lab/40-grafana.yaml"),
-    ),
-    (
-        "41-grafana-ingress.yaml",
-        include_str!("../../../examples/workshop/manifests/monitoring/ingress.yaml"),
     ),
 ];
 
