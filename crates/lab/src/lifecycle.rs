@@ -205,6 +205,12 @@ pub async fn up(nodes: usize) -> anyhow::Result<ExitCode> {
 
 async fn build(nodes: usize) -> anyhow::Result<()> {
     let dir = state_dir();
+    if dir.starts_with("/tmp") {
+        bail!(
+            "METALGATE_LAB_DIR {} is under /tmp, which the lab's pods have of their own (an emptyDir): the GitOps pod could not read the workshop repository there; use a directory under /run or /var",
+            dir.display()
+        );
+    }
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("nodes"), nodes.to_string())?;
     for step in network_plan(nodes) {
