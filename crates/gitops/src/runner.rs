@@ -323,6 +323,8 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     }
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut app_states: HashMap<String, String> = HashMap::new();
+    // Parents to look at again; kept until their pass starts (one may be running right now).
+    let mut woken: HashSet<String> = HashSet::new();
     let mut running: HashSet<String> = HashSet::new();
     let mut tasks: JoinSet<ApplicationStatus> = JoinSet::new();
     let mut by_task: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -332,7 +334,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         drift.track(&inventory_kinds(&apps.state())).await;
         let marked = drift.take();
         let pushed = std::mem::take(&mut *hooked.lock().unwrap_or_else(|e| e.into_inner()));
-        let parents = parents_of_changed(&apps.state(), &mut app_states);
+        woken.extend(parents_of_changed(&apps.state(), &mut app_states));
         for app in apps.state() {
             let Some(name) = app.metadata.name.clone() else {
                 continue;
@@ -370,7 +372,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             } else if s.spec != spec
                 || s.at.is_none_or(|t| t.elapsed() >= cfg.poll)
                 || marked.contains(&name)
-                || parents.contains(&name)
+                || woken.contains(&name)
                 || retry_due
             {
                 Some(Trigger::Auto)
@@ -378,6 +380,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 None
             };
             let Some(trigger) = trigger else { continue };
+            woken.remove(&name);
             if marked.contains(&name) {
                 drifts.fetch_add(1, Ordering::Relaxed);
             }
