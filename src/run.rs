@@ -139,6 +139,20 @@ async fn wait_for_signal(shutdown: CancellationToken) {
     tracing::info!("{name}: shutting down");
 }
 
+/// Where the embedded store is reached from this node's network: `--api-listen`, or the
+/// node's address when that is a wildcard.
+fn embedded_url(args: &RunArgs, server: &ApiServer) -> String {
+    let host: IpAddr = if args.api_listen.ip().is_unspecified() {
+        args.node_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        args.api_listen.ip()
+    };
+    format!(
+        "https://{}",
+        std::net::SocketAddr::new(host, server.local_addr().port())
+    )
+}
+
 /// The lab's node agent's name in `--components` (`metalgate_agent::NAME`).
 const AGENT: &str = "agent";
 
@@ -149,18 +163,10 @@ fn agent_config(
     server: Option<&ApiServer>,
 ) -> anyhow::Result<metalgate_agent::Config> {
     let (url, ca) = match (server, &args.api_server) {
-        (Some(s), _) => {
-            let host: IpAddr = if args.api_listen.ip().is_unspecified() {
-                args.node_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]))
-            } else {
-                args.api_listen.ip()
-            };
-            let url = format!(
-                "https://{}",
-                std::net::SocketAddr::new(host, s.local_addr().port())
-            );
-            (url, Some(args.data_dir.join("tls").join("ca.crt")))
-        }
+        (Some(s), _) => (
+            embedded_url(args, s),
+            Some(args.data_dir.join("tls").join("ca.crt")),
+        ),
         (None, Some(url)) => (url.clone(), args.ca_file.clone()),
         (None, None) => bail!(
             "the agent needs the embedded store or --api-server (a kubeconfig does not say where pods reach the API)"
@@ -232,15 +238,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         cfg.extra_sans.push(node.name.clone());
         let server = ApiServer::start(cfg).await?;
-        let host: IpAddr = if args.api_listen.ip().is_unspecified() {
-            args.node_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]))
-        } else {
-            args.api_listen.ip()
-        };
-        let url = format!(
-            "https://{}",
-            std::net::SocketAddr::new(host, server.local_addr().port())
-        );
+        let url = embedded_url(&args, &server);
         let text = server.kubeconfig(Some(&url));
         let path = args
             .kubeconfig_out

@@ -38,6 +38,40 @@ struct Caches {
     accounts: Store<ServiceAccount>,
 }
 
+/// Creations under the agent's field manager.
+fn post() -> PostParams {
+    PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Create the pods, delete the named ones, write the owner's status: what the ReplicaSet and
+/// DaemonSet controllers each do with their plan.
+async fn carry_out<K>(
+    client: &Client,
+    owner: &K,
+    api: &Api<Pod>,
+    create: Vec<Pod>,
+    delete: &[String],
+    status: serde_json::Value,
+) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + serde::Serialize,
+{
+    for pod in create {
+        api.create(&post(), &pod).await?;
+    }
+    for name in delete {
+        api.delete(name, &DeleteParams::default()).await?;
+    }
+    write_status(client, owner, status).await
+}
+
 fn now() -> Time {
     Time(jiff::Timestamp::now())
 }
@@ -191,16 +225,7 @@ async fn deployment(
         match a {
             plan::deployment::Action::Create(rs) => {
                 tracing::info!(deployment = %d.name_any(), replicaset = %rs.name_any(), "new ReplicaSet");
-                match api
-                    .create(
-                        &PostParams {
-                            field_manager: Some(MANAGER.into()),
-                            ..Default::default()
-                        },
-                        rs,
-                    )
-                    .await
-                {
+                match api.create(&post(), rs).await {
                     Err(kube::Error::Api(e)) if e.code == 409 => {}
                     r => {
                         r?;
@@ -295,26 +320,18 @@ async fn replica_set(
         .as_ref()
         .and_then(|s| s.template.clone())
         .unwrap_or_default();
-    for _ in 0..p.create {
-        let pod = plan::pod_from_template(
-            &template,
-            &ns,
-            plan::generate_name(&format!("{}-", rs.name_any())),
-            plan::controller_ref("apps/v1", "ReplicaSet", &rs.metadata),
-        );
-        api.create(
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &pod,
-        )
-        .await?;
-    }
-    for name in &p.delete {
-        api.delete(name, &DeleteParams::default()).await?;
-    }
-    write_status(client, rs, serde_json::to_value(&p.status)?).await
+    let create = (0..p.create)
+        .map(|_| {
+            plan::pod_from_template(
+                &template,
+                &ns,
+                plan::generate_name(&format!("{}-", rs.name_any())),
+                plan::controller_ref("apps/v1", "ReplicaSet", &rs.metadata),
+            )
+        })
+        .collect();
+    let status = serde_json::to_value(&p.status)?;
+    carry_out(client, rs, &api, create, &p.delete, status).await
 }
 
 async fn daemon_set(
@@ -343,28 +360,23 @@ async fn daemon_set(
         .labels
         .get_or_insert_with(Default::default)
         .insert(REVISION_HASH.into(), p.hash.clone());
-    for node in &p.create {
-        let mut pod = plan::pod_from_template(
-            &template,
-            &ns,
-            plan::generate_name(&format!("{}-", ds.name_any())),
-            plan::controller_ref("apps/v1", "DaemonSet", &ds.metadata),
-        );
-        // Daemon pods are placed by their controller, not the scheduler.
-        pod.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
-        api.create(
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &pod,
-        )
-        .await?;
-    }
-    for name in &p.delete {
-        api.delete(name, &DeleteParams::default()).await?;
-    }
-    write_status(client, ds, serde_json::to_value(&p.status)?).await
+    let create = p
+        .create
+        .iter()
+        .map(|node| {
+            let mut pod = plan::pod_from_template(
+                &template,
+                &ns,
+                plan::generate_name(&format!("{}-", ds.name_any())),
+                plan::controller_ref("apps/v1", "DaemonSet", &ds.metadata),
+            );
+            // Daemon pods are placed by their controller, not the scheduler.
+            pod.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
+            pod
+        })
+        .collect();
+    let status = serde_json::to_value(&p.status)?;
+    carry_out(client, ds, &api, create, &p.delete, status).await
 }
 
 async fn schedule(
@@ -488,16 +500,7 @@ async fn default_accounts(client: &Client, c: &Caches) -> anyhow::Result<()> {
             },
             ..Default::default()
         };
-        match api
-            .create(
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                },
-                &sa,
-            )
-            .await
-        {
+        match api.create(&post(), &sa).await {
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             r => {
                 r?;

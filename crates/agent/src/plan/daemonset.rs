@@ -171,9 +171,7 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[&Pod]) -> Plan {
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::DaemonSetSpec;
-    use k8s_openapi::api::core::v1::{
-        NodeSpec, PodCondition, PodSpec, PodStatus, PodTemplateSpec, Taint,
-    };
+    use k8s_openapi::api::core::v1::{NodeSpec, PodSpec, PodStatus, PodTemplateSpec, Taint};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn ds(image: &str) -> DaemonSet {
@@ -232,11 +230,7 @@ mod tests {
                 ..Default::default()
             }),
             status: Some(PodStatus {
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
+                conditions: Some(crate::plan::ready_conditions(ready)),
                 ..Default::default()
             }),
         }

@@ -117,7 +117,7 @@ pub fn slice(svc: &Service, pods: &[&Pod]) -> Option<EndpointSlice> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Container, ContainerPort, PodCondition, PodSpec, PodStatus, ServicePort, ServiceSpec,
+        Container, ContainerPort, PodSpec, PodStatus, ServicePort, ServiceSpec,
     };
 
     fn svc(selector: Option<&str>, target: IntOrString) -> Service {
@@ -165,11 +165,7 @@ mod tests {
             }),
             status: Some(PodStatus {
                 pod_ip: ip.map(str::to_string),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
+                conditions: Some(crate::plan::ready_conditions(ready)),
                 ..Default::default()
             }),
         }

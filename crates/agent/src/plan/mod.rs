@@ -161,6 +161,16 @@ pub fn pod_from_template(
     }
 }
 
+/// A pod's conditions saying whether it is Ready (for the plans' tests).
+#[cfg(test)]
+pub(crate) fn ready_conditions(ready: bool) -> Vec<k8s_openapi::api::core::v1::PodCondition> {
+    vec![k8s_openapi::api::core::v1::PodCondition {
+        type_: "Ready".into(),
+        status: if ready { "True" } else { "False" }.into(),
+        ..Default::default()
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

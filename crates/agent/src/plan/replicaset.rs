@@ -65,7 +65,7 @@ pub fn plan(rs: &ReplicaSet, pods: &[&Pod]) -> Plan {
 mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::ReplicaSetSpec;
-    use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     fn rs(replicas: i32) -> ReplicaSet {
@@ -96,11 +96,7 @@ mod tests {
                 ..Default::default()
             }),
             status: Some(PodStatus {
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: if ready { "True" } else { "False" }.into(),
-                    ..Default::default()
-                }]),
+                conditions: Some(crate::plan::ready_conditions(ready)),
                 ..Default::default()
             }),
         }
