@@ -174,18 +174,19 @@ pub fn command(net: &Network, mounts: &[Mount], program: &str, args: &[String]) 
         };
         let mut ordered: Vec<&Mount> = mounts.iter().collect();
         ordered.sort_by_key(|m| shadows(m));
-        let mut script: Vec<String> = ordered
-            .iter()
-            .map(|m| {
-                let (src, dst) = (quote(&m.source.display().to_string()), quote(&m.target));
-                format!("mkdir -p {dst} && mount --bind {src} {dst}")
-            })
-            .collect();
-        script.push("exec \"$@\"".into());
+        // The program is opened before the mounts: a volume may hide where it lives (a build
+        // under /tmp, and a pod with its own /tmp), and it runs from that descriptor.
+        let mut script: Vec<String> = vec![format!("exec 3<{}", quote(program))];
+        script.extend(ordered.iter().map(|m| {
+            let (src, dst) = (quote(&m.source.display().to_string()), quote(&m.target));
+            format!("mkdir -p {dst} && mount --bind {src} {dst}")
+        }));
+        script.push("exec /proc/self/fd/3 \"$@\"".into());
         argv.push(script.join(" && "));
         argv.push("sh".into());
+    } else {
+        argv.push(program.into());
     }
-    argv.push(program.into());
     argv.extend(args.iter().cloned());
     let mut c = Command::new(&argv[0]);
     c.args(&argv[1..]);
@@ -265,7 +266,13 @@ mod tests {
                 .any(|a| a.contains(&format!("mount --bind '/data/pods/x/sa' '{SA_DIR}'"))),
             "{args:?}"
         );
-        assert_eq!(&args[args.len() - 2..], ["/bin/metalgate", "controller"]);
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("exec 3<'/bin/metalgate' && ")
+                    && a.ends_with("exec /proc/self/fd/3 \"$@\"")),
+            "the program is opened before the mounts: {args:?}"
+        );
+        assert_eq!(&args[args.len() - 2..], ["sh", "controller"]);
         let host = Network {
             ip: "192.168.56.10".into(),
             netns: None,
