@@ -54,13 +54,18 @@ fn selector(s: &LabelSelector) -> Selector {
         .flatten()
         .map(|(k, v)| Requirement::In(k.clone(), vec![v.clone()]))
         .collect();
-    for e in s.match_expressions.iter().flatten() {
+    for (index, e) in s.match_expressions.iter().flatten().enumerate() {
         let vals = e.values.clone().unwrap_or_default();
         reqs.push(match e.operator.as_str() {
             "In" => Requirement::In(e.key.clone(), vals),
             "NotIn" => Requirement::NotIn(e.key.clone(), vals),
             "Exists" => Requirement::Exists(e.key.clone()),
-            _ => Requirement::DoesNotExist(e.key.clone()),
+            "DoesNotExist" => Requirement::DoesNotExist(e.key.clone()),
+            op => Requirement::Unknown {
+                key: e.key.clone(),
+                operator: op.into(),
+                index,
+            },
         });
     }
     Selector(reqs)
@@ -611,4 +616,35 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     }
     drop(watches);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn selector_operators_are_kept_and_unknown_ones_named() {
+        let expr = |key: &str, op: &str| LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: None,
+        };
+        let s = LabelSelector {
+            match_labels: Some([("team".to_string(), "a".to_string())].into()),
+            match_expressions: Some(vec![expr("gone", "DoesNotExist"), expr("tier", "Matches")]),
+        };
+        assert_eq!(
+            selector(&s).0,
+            vec![
+                Requirement::In("team".into(), vec!["a".into()]),
+                Requirement::DoesNotExist("gone".into()),
+                Requirement::Unknown {
+                    key: "tier".into(),
+                    operator: "Matches".into(),
+                    index: 1
+                },
+            ]
+        );
+    }
 }

@@ -154,6 +154,16 @@ pub enum Requirement {
     Exists(String),
     /// key absent.
     DoesNotExist(String),
+    /// An operator kube-apiserver does not know: matches nothing, and a pool holding one is
+    /// invalid.
+    Unknown {
+        /// The expression's key.
+        key: String,
+        /// The operator as written.
+        operator: String,
+        /// Its index in `matchExpressions`.
+        index: usize,
+    },
 }
 
 /// A Kubernetes label selector (`matchLabels` + `matchExpressions`, ANDed).
@@ -168,6 +178,7 @@ impl Selector {
             Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
             Requirement::Exists(k) => labels.contains_key(k),
             Requirement::DoesNotExist(k) => !labels.contains_key(k),
+            Requirement::Unknown { .. } => false,
         })
     }
 }
@@ -247,6 +258,34 @@ impl Pool {
                     field: format!("spec.addresses[{i}]"),
                     message: m,
                 }),
+            }
+        }
+        if let Some(a) = &spec.allocation {
+            let lists = [
+                ("namespaceSelectors", &a.namespace_selectors),
+                ("serviceSelectors", &a.service_selectors),
+            ];
+            for (list, selectors) in lists {
+                for (i, sel) in selectors.iter().enumerate() {
+                    for r in &sel.0 {
+                        if let Requirement::Unknown {
+                            key,
+                            operator: op,
+                            index: j,
+                        } = r
+                        {
+                            errors.push(FieldError {
+                                pool: spec.name.clone(),
+                                field: format!(
+                                    "spec.serviceAllocation.{list}[{i}].matchExpressions[{j}].operator"
+                                ),
+                                message: format!(
+                                    "Unsupported value: {op:?} (key {key:?}): supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\""
+                                ),
+                            });
+                        }
+                    }
+                }
             }
         }
         if errors.is_empty() {
@@ -415,6 +454,37 @@ mod tests {
             ("c", "spec.addresses[1]"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn an_unknown_selector_operator_invalidates_the_pool_and_matches_nothing() {
+        let unknown = Selector(vec![
+            Requirement::In("team".into(), vec!["a".into()]),
+            Requirement::Unknown {
+                key: "tier".into(),
+                operator: "Matches".into(),
+                index: 0,
+            },
+        ]);
+        let labels = [("team".to_string(), "a".to_string())].into();
+        assert!(!unknown.matches(&labels), "fails closed");
+        let spec = PoolSpec {
+            name: "p".into(),
+            addresses: vec!["10.0.0.0/24".into()],
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            allocation: Some(ServiceAllocation {
+                service_selectors: vec![Selector::default(), unknown],
+                ..Default::default()
+            }),
+        };
+        let errors = Pool::from_spec(&spec).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].field,
+            "spec.serviceAllocation.serviceSelectors[1].matchExpressions[0].operator"
+        );
+        assert!(errors[0].message.contains("\"Matches\""), "{errors:?}");
     }
 
     #[test]
