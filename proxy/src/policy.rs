@@ -55,13 +55,17 @@ pub fn guards_access(name: &str) -> bool {
     })
 }
 
-/// metalgate.io/ annotations with other owners (the controller's, the speaker's): not ours to
-/// report as unsupported.
-const NOT_OURS: [&str; 4] = [
+/// metalgate.io/ annotations with other owners (the controller's, the speaker's, the GitOps
+/// module's, which puts its tracking id on every object it applies): not ours to report as
+/// unsupported.
+const NOT_OURS: [&str; 7] = [
     "loadBalancerIPs",
     "address-pool",
     "allow-shared-ip",
     "ip-allocated-from-pool",
+    "tracking-id",
+    "sync-wave",
+    "sync-options",
 ];
 
 /// How the proxy talks to a backend.
@@ -392,6 +396,10 @@ mod tests {
             ("nginx.ingress.kubernetes.io/proxy-body-size", "lots"),
             ("nginx.ingress.kubernetes.io/canary", "true"),
             ("metalgate.io/loadBalancerIPs", "192.168.56.200"),
+            (
+                "metalgate.io/tracking-id",
+                "podinfo:networking.k8s.io/Ingress:podinfo/podinfo",
+            ),
             ("example.com/other", "x"),
         ]));
         assert_eq!(p.body_limit, Some(1 << 20), "bad value leaves the default");
