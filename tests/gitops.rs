@@ -522,3 +522,87 @@ stringData: {{url: '{url}', username: ada, password: '{password}'}}
         "not applied with the repository Secret's credentials: {status}"
     );
 }
+
+/// An app's health follows its objects' as they change, not at the next poll (ArgoCD refreshes
+/// an app when its resources change): a Deployment whose rollout finishes turns the app Healthy
+/// within seconds, with a 10-minute poll. Nothing runs pods here, so the test writes the
+/// Deployment's status as kube-controller-manager would.
+#[test]
+fn an_apps_health_follows_its_objects_without_waiting_for_the_poll() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, bare) = workshop_repo(tmp.path());
+    std::fs::write(
+        work.join("apps/podinfo/deployment.yaml"),
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: podinfo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: podinfo}}
+  template:
+    metadata: {labels: {app: podinfo}}
+    spec:
+      containers: [{name: podinfo, image: ghcr.io/stefanprodan/podinfo:6.7.1}]
+",
+    )
+    .unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "podinfo: a Deployment"]);
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let (mg, _) = start_gitops(tmp.path());
+    let app = podinfo_app(&format!("file://{}", bare.display()), true);
+    let out = mg.kubectl_stdin(&["apply", "-f", "-"], &app);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let health = || {
+        mg.kubectl_ok(&[
+            "get",
+            "application",
+            "podinfo",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.status.sync.status}/{.status.health.status}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while health() != "Synced/Progressing" {
+        assert!(Instant::now() < deadline, "{}", health());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let generation = mg.kubectl_ok(&[
+        "get",
+        "deployment",
+        "podinfo",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ]);
+    mg.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "podinfo",
+        "-n",
+        "demo",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"status":{{"observedGeneration":{generation},"replicas":1,"updatedReplicas":1,"readyReplicas":1,"availableReplicas":1}}}}"#
+        ),
+    ]);
+    let start = Instant::now();
+    while health() != "Synced/Healthy" {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the rollout finished {:?} ago and the app still says {}",
+            start.elapsed(),
+            health()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -2,7 +2,9 @@
 //! a tracked object's content (not its status), or its deletion, marks the Application that
 //! tracks it, and the runner gives it a pass at once — so self-heal reverts a hand edit within
 //! a second, and an app without self-heal turns OutOfSync as soon as it drifts, instead of at the
-//! next poll.
+//! next poll. A change of a tracked object's health (a rollout finishing, a child Application
+//! turning Healthy) asks for a pass too, as ArgoCD refreshes an app when its resources change: the
+//! app's health, and the sync waves waiting on it, follow in a second rather than at the poll.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -17,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::health::{self, State};
 use crate::tracking::{ANNOTATION, ARGO_ANNOTATION, TrackingId};
 
 /// A kind to watch: group, version, kind.
@@ -45,6 +48,30 @@ pub fn fingerprint(obj: &Value) -> u64 {
     h.finish()
 }
 
+/// What a watch event changed about a tracked object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing that matters.
+    None,
+    /// Its content (drift).
+    Content,
+    /// Only its health.
+    Health,
+}
+
+/// What an object is, for telling changes apart: its content fingerprint and health state.
+pub type Seen = (u64, Option<State>);
+
+/// How `now` differs from what was `before` (None: not seen yet).
+pub fn classify(before: Option<Seen>, now: Seen) -> Change {
+    match before {
+        Some((fp, _)) if fp != now.0 => Change::Content,
+        None => Change::Content,
+        Some((_, h)) if h != now.1 => Change::Health,
+        Some(_) => Change::None,
+    }
+}
+
 /// The Application an object is tracked by, from its tracking annotation.
 pub fn tracked_by(obj: &Value) -> Option<String> {
     let a = &obj["metadata"]["annotations"];
@@ -56,6 +83,7 @@ pub fn tracked_by(obj: &Value) -> Option<String> {
 pub struct Drift {
     client: kube::Client,
     marked: Arc<Mutex<HashSet<String>>>,
+    health_changed: Arc<Mutex<HashSet<String>>>,
     notify: Arc<Notify>,
     watches: HashMap<Gvk, JoinHandle<()>>,
 }
@@ -66,6 +94,7 @@ impl Drift {
         Drift {
             client,
             marked: Arc::default(),
+            health_changed: Arc::default(),
             notify: Arc::new(Notify::new()),
             watches: HashMap::new(),
         }
@@ -99,8 +128,15 @@ impl Drift {
             };
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
             let (marked, notify) = (self.marked.clone(), self.notify.clone());
+            let health_changed = self.health_changed.clone();
+            let api_version = if g.is_empty() {
+                v.clone()
+            } else {
+                format!("{g}/{v}")
+            };
+            let kind = k.clone();
             let handle = tokio::spawn(async move {
-                let mut seen: HashMap<String, u64> = HashMap::new();
+                let mut seen: HashMap<String, Seen> = HashMap::new();
                 let mut events = watcher(api, watcher::Config::default()).boxed();
                 while let Some(ev) = events.next().await {
                     let (obj, deleted, initial) = match ev {
@@ -113,22 +149,33 @@ impl Drift {
                             continue;
                         }
                     };
-                    let v = serde_json::to_value(&obj).unwrap_or(Value::Null);
+                    let mut v = serde_json::to_value(&obj).unwrap_or(Value::Null);
+                    // List items may come without their type; health needs it.
+                    v["apiVersion"] = Value::String(api_version.clone());
+                    v["kind"] = Value::String(kind.clone());
                     let uid = v["metadata"]["uid"]
                         .as_str()
                         .unwrap_or_default()
                         .to_string();
-                    let changed = if deleted {
-                        seen.remove(&uid).is_some()
+                    let change = if deleted {
+                        match seen.remove(&uid) {
+                            Some(_) => Change::Content,
+                            None => Change::None,
+                        }
                     } else {
-                        let fp = fingerprint(&v);
-                        seen.insert(uid, fp) != Some(fp)
+                        let now = (fingerprint(&v), health::of(&v).map(|h| h.state));
+                        classify(seen.insert(uid, now), now)
                     };
-                    if initial || !changed {
+                    if initial || change == Change::None {
                         continue;
                     }
                     if let Some(app) = tracked_by(&v) {
-                        marked.lock().unwrap_or_else(|e| e.into_inner()).insert(app);
+                        let set = if change == Change::Content {
+                            &marked
+                        } else {
+                            &health_changed
+                        };
+                        set.lock().unwrap_or_else(|e| e.into_inner()).insert(app);
                         notify.notify_one();
                     }
                 }
@@ -140,6 +187,16 @@ impl Drift {
     /// The Applications marked since the last call.
     pub fn take(&self) -> HashSet<String> {
         std::mem::take(&mut *self.marked.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The Applications whose objects changed health (and not content) since the last call.
+    pub fn take_health_changed(&self) -> HashSet<String> {
+        std::mem::take(
+            &mut *self
+                .health_changed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     /// Mark an Application again (it was busy when it was marked).
@@ -184,6 +241,30 @@ mod tests {
         let mut d = a.clone();
         d["metadata"]["annotations"]["x"] = json!("2");
         assert_ne!(fingerprint(&a), fingerprint(&d));
+    }
+
+    #[test]
+    fn content_changes_are_drift_and_health_changes_alone_are_not() {
+        let (a, b) = (1, 2);
+        assert_eq!(classify(None, (a, None)), Change::Content);
+        assert_eq!(
+            classify(
+                Some((a, Some(State::Progressing))),
+                (b, Some(State::Healthy))
+            ),
+            Change::Content
+        );
+        assert_eq!(
+            classify(
+                Some((a, Some(State::Progressing))),
+                (a, Some(State::Healthy))
+            ),
+            Change::Health
+        );
+        assert_eq!(
+            classify(Some((a, Some(State::Healthy))), (a, Some(State::Healthy))),
+            Change::None
+        );
     }
 
     #[test]

@@ -335,6 +335,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         let marked = drift.take();
         let pushed = std::mem::take(&mut *hooked.lock().unwrap_or_else(|e| e.into_inner()));
         woken.extend(parents_of_changed(&apps.state(), &mut app_states));
+        woken.extend(drift.take_health_changed());
         for app in apps.state() {
             let Some(name) = app.metadata.name.clone() else {
                 continue;
