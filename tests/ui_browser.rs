@@ -235,18 +235,13 @@ async fn a_browser_sees_the_apps_logs_in_refreshes_after_a_push_and_sees_drift()
     );
 
     // A forged CSRF token in the form is refused.
+    // In one script, so a live update cannot swap the form (and its token) in between.
     c.execute(
-        "document.querySelectorAll('input[name=csrf]').forEach(function (i) { i.value = 'forged'; }); return 1;",
+        "document.querySelectorAll('input[name=csrf]').forEach(function (i) { i.value = 'forged'; }); document.getElementById('sync').click(); return 1;",
         vec![],
     )
     .await
     .unwrap();
-    c.find(Locator::Id("sync"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
     let refused = until_text(&c, "h1", "Refused", Duration::from_secs(5)).await;
     shot(&c, "5-forged-csrf.png").await;
     assert_eq!(refused, "Refused");

@@ -1,0 +1,321 @@
+//! The GitOps UI as the workshop's audience sees it: headless Chromium on the laptop, driven over
+//! WebDriver, at `http://argocd.192.168.56.200.nip.io/` through the VIP, with the workshop's
+//! apps synced from the lab's Git repository. chromedriver (and so Chromium) runs in the laptop's
+//! namespace; the test's WebDriver client runs on a thread that joined that namespace, so the
+//! host never talks to the lab's addresses. Screenshots go to `target/ui-screenshots/lab-*.png`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::*;
+
+const UI: &str = "http://argocd.192.168.56.200.nip.io";
+/// chromedriver's port in the laptop's namespace (nothing else listens there).
+const DRIVER_PORT: u16 = 9515;
+
+/// chromedriver in the laptop's namespace; it and every browser process it started are ended
+/// when dropped, also when the test fails.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let mut tree = vec![self.0.id() as i32];
+        let mut i = 0;
+        while i < tree.len() {
+            let kids = children_of(&tree[i..=i]);
+            tree.extend(kids);
+            i += 1;
+        }
+        for pid in tree {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn chromedriver(profile: &std::path::Path) -> Driver {
+    assert!(
+        Command::new("chromedriver")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "chromedriver must be installed (scripts/deps.sh installs chromium-driver)"
+    );
+    // `ip netns exec` gives it the laptop's /etc/hosts (the nip.io names); it execs, so the
+    // child's PID is chromedriver's.
+    let _ = std::fs::set_permissions(profile, std::fs::Permissions::from_mode(0o700));
+    Driver(
+        Command::new("ip")
+            .args(["netns", "exec", "mg-laptop", "chromedriver"])
+            .arg(format!("--port={DRIVER_PORT}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ip netns exec mg-laptop chromedriver"),
+    )
+}
+
+/// Join the laptop's network namespace (this thread only).
+fn join_laptop() {
+    let ns = std::fs::File::open("/run/netns/mg-laptop").expect("the lab's laptop namespace");
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into mg-laptop");
+}
+
+async fn session(profile: &std::path::Path) -> Client {
+    // Both rustls providers are linked in this workspace: say which.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    }))
+    .unwrap();
+    let url = format!("http://127.0.0.1:{DRIVER_PORT}");
+    for _ in 0..100 {
+        if let Ok(c) = ClientBuilder::rustls()
+            .expect("rustls")
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not take a session on the laptop's {url}");
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    match c.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Wait (bounded) until the element's text contains every one of `want`; the last text seen.
+async fn until_text(c: &Client, css: &str, want: &[&str], limit: Duration) -> String {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        let t = text_of(c, css).await;
+        if want.iter().all(|w| t.contains(w)) || tokio::time::Instant::now() > end {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Click the element with this id; the page's live updates may swap it between finding and
+/// clicking (a stale element), so find it again, a bounded number of times.
+async fn click(c: &Client, id: &str) {
+    let mut last = String::new();
+    for _ in 0..10 {
+        match c.find(Locator::Id(id)).await {
+            Ok(e) => match e.click().await {
+                Ok(()) => return,
+                Err(err) => last = err.to_string(),
+            },
+            Err(err) => last = err.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not click #{id}: {last}");
+}
+
+async fn shot(c: &Client, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap_or(std::path::Path::new("target"))
+        .join("ui-screenshots");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(png) = c.screenshot().await {
+        let _ = std::fs::write(dir.join(name), png);
+    }
+}
+
+/// `kubectl ARGS` from the laptop, which must succeed; its stdout.
+fn laptop_kubectl(args: &[&str]) -> String {
+    let mut argv = vec!["lab", "exec", "--", "kubectl"];
+    argv.extend_from_slice(args);
+    let out = metalgate(&argv);
+    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The HTTP status of a POST from the laptop, without a session.
+fn anonymous_post(path: &str) -> String {
+    let out = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "curl",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+        "-X",
+        "POST",
+        &format!("{UI}{path}"),
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_gitops_ui_from_the_laptop_lists_the_apps_and_acts_only_for_a_logged_in_admin() {
+    let (_lab, _teardown) = lab_up(1);
+    let profile = tempfile::tempdir().unwrap();
+    let _driver = chromedriver(profile.path());
+    let dir = profile.path().to_path_buf();
+    let run = std::thread::spawn(move || {
+        join_laptop();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(scenario(&dir))
+    });
+    if let Err(panic) = run.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn scenario(profile: &std::path::Path) {
+    let c = session(&profile.join("chromium")).await;
+
+    // Every app of the workshop, Synced and Healthy.
+    c.goto(&format!("{UI}/")).await.unwrap();
+    for app in ["root", "metalgate", "podinfo", "prometheus-grafana"] {
+        let card = until_text(
+            &c,
+            &format!(r#"article[data-app="{app}"]"#),
+            &["Synced", "Healthy"],
+            Duration::from_secs(20),
+        )
+        .await;
+        assert!(
+            card.contains("Synced") && card.contains("Healthy"),
+            "{app}: {card:?}"
+        );
+    }
+    shot(&c, "lab-1-apps.png").await;
+
+    // Anonymous: no buttons, and the API refuses an action.
+    c.goto(&format!("{UI}/applications/podinfo")).await.unwrap();
+    assert!(
+        c.find(Locator::Id("refresh")).await.is_err(),
+        "a Refresh button for an anonymous visitor"
+    );
+    assert_eq!(
+        anonymous_post("/api/v1/applications/podinfo/sync"),
+        "401",
+        "an action without a session"
+    );
+
+    // Log in with the admin password from its Secret, as the login page says.
+    use base64::Engine;
+    let password = laptop_kubectl(&[
+        "-n",
+        "metalgate-system",
+        "get",
+        "secret",
+        "metalgate-gitops-admin",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
+    let password = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(password.trim())
+            .unwrap(),
+    )
+    .unwrap();
+    c.goto(&format!("{UI}/login")).await.unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(&password)
+        .await
+        .unwrap();
+    click(&c, "submit").await;
+    c.goto(&format!("{UI}/applications/podinfo")).await.unwrap();
+    assert!(
+        c.find(Locator::Id("refresh")).await.is_ok(),
+        "no Refresh button after logging in"
+    );
+
+    // A push from the laptop's clone, then Refresh: the commit's message and Healthy again.
+    let deployment = lab_dir().join("laptop/ops-demo/manifests/apps/podinfo/deployment.yaml");
+    let before = std::fs::read_to_string(&deployment).unwrap();
+    let after = before.replace("value: \"#34577c\"", "value: \"#2e8b57\"");
+    assert_ne!(after, before, "podinfo's colour in the workshop repository");
+    std::fs::write(&deployment, after).unwrap();
+    laptop_git(&["commit", "-qam", "podinfo: sea green from the UI test"]);
+    laptop_git(&["push", "-q", "origin", "main"]);
+    click(&c, "refresh").await;
+    let notice = until_text(
+        &c,
+        "#notice",
+        &["Refresh requested"],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(notice.contains("Refresh requested"), "{notice:?}");
+    let message = until_text(
+        &c,
+        "#message",
+        &["sea green from the UI test"],
+        Duration::from_secs(15),
+    )
+    .await;
+    let health = until_text(&c, "#health-status", &["Healthy"], Duration::from_secs(30)).await;
+    shot(&c, "lab-2-pushed.png").await;
+    assert!(
+        message.contains("sea green from the UI test"),
+        "the page shows the commit {message:?}"
+    );
+    assert_eq!(health, "Healthy", "the app after the rollout");
+    let history = text_of(&c, "#history").await;
+    assert!(
+        history.contains("Attendee") && history.contains("sea green"),
+        "the history names the commit and its author: {history:?}"
+    );
+
+    // A hand edit from the laptop: reverted, and the page names the field.
+    laptop_kubectl(&[
+        "-n",
+        "podinfo",
+        "scale",
+        "deployment",
+        "podinfo",
+        "--replicas=5",
+    ]);
+    let drift = until_text(&c, "#drift", &["spec.replicas"], Duration::from_secs(15)).await;
+    shot(&c, "lab-3-drift.png").await;
+    assert!(drift.contains("spec.replicas"), "{drift:?}");
+
+    // A forged CSRF token in the form is refused.
+    // In one script, so a live update cannot swap the form (and its token) in between.
+    c.execute(
+        "document.querySelectorAll('input[name=csrf]').forEach(function (i) { i.value = 'forged'; }); document.getElementById('sync').click(); return 1;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let refused = until_text(&c, "h1", &["Refused"], Duration::from_secs(5)).await;
+    shot(&c, "lab-4-forged-csrf.png").await;
+    assert_eq!(refused, "Refused");
+    let _ = c.close().await;
+}

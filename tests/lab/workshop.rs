@@ -1,0 +1,170 @@
+//! The seed's live demo from the laptop, and its disaster recovery.
+
+use std::time::Duration;
+
+use crate::*;
+
+/// podinfo's colour as the laptop sees it through the VIP.
+fn podinfo_colour() -> Option<String> {
+    let got = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "2",
+        "http://podinfo.192.168.56.200.nip.io/",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&got.stdout).ok()?;
+    v["color"].as_str().map(str::to_string)
+}
+
+/// Wait (bounded) until podinfo serves `colour`; how long it took.
+fn until_colour(colour: &str, limit: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if podinfo_colour().as_deref() == Some(colour) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// The seed's live demo, from the laptop: change podinfo's colour in Git, commit, push — the
+/// new colour is served (and shown by a browser) within 5 s, while a bounded load through the
+/// rollout gets no failed request; `git revert` + push brings the old colour back; a
+/// `kubectl scale` by hand is reverted and reported naming `spec.replicas`.
+#[test]
+fn the_workshop_live_demo_push_revert_and_drift() {
+    let (_lab, _teardown) = lab_up(3);
+    let before = podinfo_colour().expect("podinfo through the VIP");
+    assert_eq!(before, "#34577c", "the colour in examples/workshop/");
+
+    // Load through the rollout: bounded in count (and time), every request must succeed.
+    let load = std::thread::spawn(|| {
+        metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "timeout",
+            "60",
+            "oha",
+            "--no-tui",
+            "--output-format",
+            "json",
+            "-n",
+            "8000",
+            "-c",
+            "10",
+            "http://podinfo.192.168.56.200.nip.io/",
+        ])
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let deployment = lab_dir().join("laptop/ops-demo/manifests/apps/podinfo/deployment.yaml");
+    let text_before = std::fs::read_to_string(&deployment).unwrap();
+    let changed = text_before.replace("value: \"#34577c\"", "value: \"#e0115f\"");
+    assert_ne!(changed, text_before);
+    std::fs::write(&deployment, changed).unwrap();
+    laptop_git(&["commit", "-qam", "podinfo: pink for the demo"]);
+    laptop_git(&["push", "-q", "origin", "main"]);
+    let took = until_colour("#e0115f", Duration::from_secs(20));
+    assert!(
+        took.is_some_and(|t| t <= Duration::from_secs(5)),
+        "the new colour was served after {took:?} (goal: 5 s)"
+    );
+    let dom = browser_dom("http://podinfo.192.168.56.200.nip.io/");
+    assert!(
+        dom.contains("background:#e0115f"),
+        "the browser shows the new colour:\n{dom}"
+    );
+    let load = load.join().unwrap();
+    assert!(load.status.success(), "oha: {}", text(&load));
+    let report: serde_json::Value = serde_json::from_slice(&load.stdout).unwrap();
+    assert_eq!(
+        report["statusCodeDistribution"],
+        serde_json::json!({"200": 8000}),
+        "every request through the rollout answered: {report}"
+    );
+    assert_eq!(
+        report["errorDistribution"],
+        serde_json::json!({}),
+        "{report}"
+    );
+
+    // The commit is the audit trail, `git revert` the rollback.
+    laptop_git(&["revert", "--no-edit", "HEAD"]);
+    laptop_git(&["push", "-q", "origin", "main"]);
+    let took = until_colour("#34577c", Duration::from_secs(20));
+    assert!(
+        took.is_some_and(|t| t <= Duration::from_secs(5)),
+        "the old colour came back after {took:?}"
+    );
+
+    // Drift: scaled by hand from the laptop, reverted at once and reported.
+    let scale = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "kubectl",
+        "scale",
+        "deployment",
+        "podinfo",
+        "-n",
+        "podinfo",
+        "--replicas=5",
+    ]);
+    assert!(scale.status.success(), "{}", text(&scale));
+    let start = std::time::Instant::now();
+    let mut replicas = String::new();
+    while start.elapsed() < Duration::from_secs(10) {
+        let out = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "kubectl",
+            "get",
+            "deployment",
+            "podinfo",
+            "-n",
+            "podinfo",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]);
+        replicas = String::from_utf8_lossy(&out.stdout).to_string();
+        if replicas == "2" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = start.elapsed();
+    assert_eq!(replicas, "2", "spec.replicas back to Git's value");
+    assert!(took < Duration::from_secs(2), "reverted after {took:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "kubectl",
+            "get",
+            "events",
+            "-n",
+            "metalgate-system",
+            "--field-selector",
+            "reason=DriftReverted,involvedObject.name=podinfo",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ]);
+        let msgs = String::from_utf8_lossy(&events.stdout).to_string();
+        if msgs.contains("spec.replicas") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no DriftReverted Event naming spec.replicas: {msgs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
