@@ -20,7 +20,7 @@ pub const FRESH: Duration = Duration::from_secs(3);
 /// The longest two speakers answer for one IP in a gossip-only partition: the gossip declares
 /// the other down (≈0.35 s), its next renewal reaches us (≤ [`RENEW`] plus the watch's
 /// latency), and the next plan runs — written down here, measured in the lab
-/// (`tests/lab.rs`).
+/// (`tests/lab/network.rs`).
 pub const PARTITION_BOUND: Duration = Duration::from_secs(2);
 
 /// The label on presence Leases (the speakers watch only those).

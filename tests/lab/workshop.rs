@@ -139,6 +139,7 @@ fn the_workshop_live_demo_push_revert_and_drift() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let took = start.elapsed();
+    eprintln!("kubectl scale reverted after {took:?}");
     assert_eq!(replicas, "2", "spec.replicas back to Git's value");
     assert!(took < Duration::from_secs(2), "reverted after {took:?}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -167,4 +168,58 @@ fn the_workshop_live_demo_push_revert_and_drift() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The seed's disaster recovery: the cluster is lost, Git is not. After a push, `lab down
+/// --keep-git` (the VM destroyed; the repository lives elsewhere, as on GitHub), then `lab up`
+/// (a new VM, bootstrap, `kubectl apply -f apps/root.yaml`): the smoke check passes and podinfo
+/// serves the pushed colour — Git's state, not the example's — with every app at the pushed
+/// commit.
+#[test]
+fn after_a_disaster_everything_comes_back_from_git() {
+    let (_lab, _teardown) = lab_up(1);
+    let deployment = lab_dir().join("laptop/ops-demo/manifests/apps/podinfo/deployment.yaml");
+    let before = std::fs::read_to_string(&deployment).unwrap();
+    let after = before.replace("value: \"#34577c\"", "value: \"#ff8c00\"");
+    assert_ne!(after, before);
+    std::fs::write(&deployment, after).unwrap();
+    laptop_git(&["commit", "-qam", "podinfo: orange, before the disaster"]);
+    laptop_git(&["push", "-q", "origin", "main"]);
+    assert!(
+        until_colour("#ff8c00", Duration::from_secs(20)).is_some(),
+        "the push was not served"
+    );
+    let pushed = String::from_utf8_lossy(&laptop_git(&["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_string();
+
+    let down = metalgate(&["lab", "down", "--keep-git"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(lab_namespaces().is_empty(), "{:?}", lab_namespaces());
+    assert!(
+        !lab_dir().join("ops-demo").exists(),
+        "the node's data (the cluster) is gone"
+    );
+    assert_eq!(
+        podinfo_colour(),
+        None,
+        "nothing answers while the lab is down"
+    );
+
+    let up = metalgate(&["lab", "up"]);
+    assert!(
+        up.status.success(),
+        "lab up after the disaster:\n{}",
+        text(&up)
+    );
+    let smoke = text(&up);
+    assert!(
+        smoke.contains(&format!("4 Synced and Healthy at {}", &pushed[..7])),
+        "every app at the pushed commit {pushed}:\n{smoke}"
+    );
+    assert_eq!(
+        podinfo_colour().as_deref(),
+        Some("#ff8c00"),
+        "podinfo as Git says, not as the example was"
+    );
 }

@@ -31,7 +31,12 @@ pub enum LabCommand {
         nodes: u8,
     },
     /// Remove every namespace, process and file the lab made.
-    Down,
+    Down {
+        /// Keep the workshop's Git repository and the laptop's clone (they live off the VM, as
+        /// GitHub and the laptop do): the next `lab up` syncs from them — disaster recovery.
+        #[arg(long)]
+        keep_git: bool,
+    },
     /// What is running, and the smoke check.
     Status,
     /// Run a command in the laptop namespace, with the lab's names and KUBECONFIG.
@@ -65,7 +70,9 @@ pub enum LabCommand {
 pub async fn dispatch(cmd: LabCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         LabCommand::Up { nodes } => lifecycle::up(nodes as usize).await,
-        LabCommand::Down => lifecycle::down().map(|_| std::process::ExitCode::SUCCESS),
+        LabCommand::Down { keep_git } => {
+            lifecycle::down_keeping(keep_git).map(|_| std::process::ExitCode::SUCCESS)
+        }
         LabCommand::Status => lifecycle::status(),
         LabCommand::Exec { command } => lifecycle::exec(&command),
         LabCommand::Smoke => smoke::smoke().await,

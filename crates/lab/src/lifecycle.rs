@@ -184,7 +184,13 @@ fn alive(pid: i32) -> bool {
 pub async fn up(nodes: usize) -> anyhow::Result<ExitCode> {
     require_root()?;
     require_tools()?;
-    if !lab_namespaces().is_empty() || state_dir().exists() {
+    let running = std::fs::read_dir(state_dir())
+        .map(|d| {
+            d.flatten()
+                .any(|e| !KEPT.contains(&e.file_name().to_string_lossy().as_ref()))
+        })
+        .unwrap_or(false);
+    if !lab_namespaces().is_empty() || running {
         println!("a lab is already here: taking it down first");
         down()?;
     }
@@ -380,6 +386,26 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
 fn workshop_repo() -> anyhow::Result<PathBuf> {
     let bare = state_dir().join("git/ops-demo.git");
     let clone = laptop_clone();
+    if bare.join("HEAD").exists() {
+        // Kept by `lab down --keep-git`: the cluster comes back from what Git holds.
+        if !clone.join(".git").exists() {
+            std::fs::create_dir_all(clone.parent().unwrap_or(&clone))?;
+            git(
+                Path::new("/"),
+                &[
+                    "clone",
+                    "--quiet",
+                    &repo_url(),
+                    &clone.display().to_string(),
+                ],
+            )?;
+        }
+        println!(
+            "the workshop repository is kept from before ({}): the apps come back from it",
+            repo_url()
+        );
+        return Ok(clone);
+    }
     std::fs::create_dir_all(&bare)?;
     std::fs::create_dir_all(&clone)?;
     git(
@@ -486,8 +512,17 @@ pub fn status() -> anyhow::Result<ExitCode> {
     smoke_in_laptop(nodes)
 }
 
+/// What `lab down --keep-git` keeps of the state directory: the workshop's repository and the
+/// laptop's clone.
+const KEPT: [&str; 2] = ["git", "laptop"];
+
 /// Remove everything the lab made. Safe to run at any point, and more than once.
 pub fn down() -> anyhow::Result<()> {
+    down_keeping(false)
+}
+
+/// [`down`], keeping the workshop's repository and the laptop's clone when `keep_git`.
+pub fn down_keeping(keep_git: bool) -> anyhow::Result<()> {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     require_root()?;
@@ -546,7 +581,24 @@ pub fn down() -> anyhow::Result<()> {
         std::fs::remove_dir_all(&etc).with_context(|| format!("removing {}", etc.display()))?;
     }
     let dir = state_dir();
-    if dir.exists() {
+    if keep_git {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if KEPT.contains(&e.file_name().to_string_lossy().as_ref()) {
+                continue;
+            }
+            let p = e.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            }
+            .with_context(|| format!("removing {}", p.display()))?;
+        }
+        println!(
+            "kept the workshop repository ({}) and the laptop's clone; `lab up` syncs from them",
+            repo_url()
+        );
+    } else if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     if removed.is_empty() && recorded.is_empty() {
