@@ -429,12 +429,14 @@ async fn annotations_rewrite_body_size_allowlist_timeouts_and_unsupported() {
     chunked.extend_from_slice(b"0\r\n\r\n");
     let answer = raw(env.http, &chunked);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    // Unlike nginx (which buffers request bodies), the proxy streams them: the backend sees
-    // the request start and then an aborted body. Counted here so a change shows.
-    assert_eq!(
-        be.hits(),
-        before + 1,
-        "the streamed request reached the backend once"
+    // Unlike nginx (which buffers request bodies), the proxy streams them: the backend may see
+    // the request start and then an aborted body — or nothing, when the excess arrived before
+    // the upstream connection was made (a CI run saw both). Never more than once: an aborted
+    // body is not retried.
+    assert!(
+        be.hits() <= before + 1,
+        "the streamed request reached the backend {} times",
+        be.hits() - before
     );
 
     let t = Instant::now();
