@@ -177,12 +177,23 @@ fn agent_config(
         .and_then(|hp| hp.trim_end_matches('/').rsplit_once(':'))
         .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse().ok()?)))
         .with_context(|| format!("the API server URL {url:?} has no host and port"))?;
+    // The store signs what it forwards to this node (kubectl logs) with its token, the one this
+    // node talks to it with.
+    let log_key = match (server, &args.token_file) {
+        (Some(s), _) => Some(s.token().to_string()),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .ok()
+            .map(|t| t.trim().to_string()),
+        (None, None) => None,
+    };
     Ok(metalgate_agent::Config {
         pod_cidr: args.pod_cidr,
         data_dir: args.data_dir.clone(),
         api: Some(api),
         ca_file: ca,
         namespace: metalgate_k8s::NAMESPACE.into(),
+        kubelet_port: args.admin_listen.map(|a| a.port()),
+        log_key,
     })
 }
 

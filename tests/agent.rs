@@ -106,6 +106,9 @@ fn colour_at(ns: &Netns, ip: &str) -> Option<String> {
     v["color"].as_str().map(str::to_string)
 }
 
+/// The node's admin listener: metrics, and the pods' logs for `kubectl logs`.
+const AGENT_ADMIN_PORT: u16 = 10250;
+
 /// A node of the test's own: a namespace with the node's address on loopback, and
 /// `metalgate run` there with the store and the agent (pods from 10.42.0.0/24). Dropped in
 /// reverse: metalgate (SIGTERM), what is left of its pod namespaces, the namespace.
@@ -126,7 +129,14 @@ fn agent_node(tag: &str) -> (tempfile::TempDir, Netns, String, PodNamespaces, Me
         &node,
         tmp.path(),
         "agent",
-        &["--node-ip", NODE_IP, "--pod-cidr", "10.42.0.0/24"],
+        &[
+            "--node-ip",
+            NODE_IP,
+            "--pod-cidr",
+            "10.42.0.0/24",
+            "--admin-listen",
+            &format!("{NODE_IP}:{AGENT_ADMIN_PORT}"),
+        ],
     );
     (tmp, ns, node, pods_ns, mg)
 }
@@ -265,9 +275,51 @@ fn deployments_run_as_processes_roll_out_restart_and_report() {
     let history = mg.kubectl_ok(&["rollout", "history", "deployment/podinfo", "-n", "podinfo"]);
     assert!(history.contains('1') && history.contains('2'), "{history}");
 
-    // A process that dies is restarted, and the restart is counted.
+    // A process that dies is restarted, and the restart is counted; `kubectl logs` shows the
+    // container's output, and `kubectl logs -f` follows it through the restart.
     let pod = &ready_pods(&mg, "podinfo")[0];
     let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+    let listening = "demo backend listening";
+    let logs = mg.kubectl_ok(&["logs", "-n", "podinfo", &name]);
+    assert_eq!(logs.matches(listening).count(), 1, "kubectl logs:\n{logs}");
+    let tail = mg.kubectl_ok(&["logs", "-n", "podinfo", &name, "--tail=1"]);
+    assert_eq!(tail.lines().count(), 1, "--tail=1:\n{tail}");
+    let mut follow = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "kubectl", "--kubeconfig"])
+        .arg(mg.kubeconfig())
+        .args(["logs", "-f", "-n", "podinfo", &name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let followed = {
+        let out = follow.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    // Unsigned, the agent's log endpoint refuses: only the store may ask.
+    let direct = ns.exec(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "3",
+            &format!("http://{NODE_IP}:{AGENT_ADMIN_PORT}/containerLogs/podinfo/{name}/podinfo"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&direct.stdout), "403");
     let pids = Command::new("pgrep")
         .args(["-f", &format!("demo-backend .*--hostname {name}$")])
         .output()
@@ -292,6 +344,19 @@ fn deployments_run_as_processes_roll_out_restart_and_report() {
         }),
         "the killed container restarted:\n{}",
         mg.kubectl_ok(&["get", "pod", &name, "-n", "podinfo", "-o", "yaml"])
+    );
+    let mut seen = 0;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while seen < 2 && std::time::Instant::now() < until {
+        if let Ok(line) = followed.recv_timeout(Duration::from_millis(200)) {
+            seen += usize::from(line.contains(listening));
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(
+        seen, 2,
+        "kubectl logs -f showed the first run and, as it came, the restarted one"
     );
 
     // An image the lab has no stand-in for: the pod says so.

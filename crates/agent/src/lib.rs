@@ -38,6 +38,12 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     /// The namespace of the controllers' Lease.
     pub namespace: String,
+    /// The port of this node's admin listener, where `kubectl logs` is served (reported as the
+    /// Node's kubelet endpoint); none: no logs.
+    pub kubelet_port: Option<u16>,
+    /// The key the store signs forwarded requests with (its token, which this node also talks
+    /// to it with); none: every forwarded request is refused.
+    pub log_key: Option<String>,
 }
 
 /// The agent: the workload controllers (one replica at a time), this node's kubelet and its
@@ -66,6 +72,10 @@ pub fn component(cfg: Config) -> Component {
             } else {
                 cfg.namespace.clone()
             };
+            if let Some(port) = cfg.kubelet_port {
+                kubelet::logs::serve(cfg.data_dir.clone(), cfg.log_key.clone());
+                report_kubelet_port(&ctx.client, &ctx.node.name, port).await;
+            }
             let (a, b, c) = tokio::join!(
                 controllers::run(
                     ctx.client.clone(),
@@ -83,4 +93,22 @@ pub fn component(cfg: Config) -> Component {
             a.and(b).and(c)
         })
     })
+}
+
+/// Say where this node's logs are served: `status.daemonEndpoints.kubeletEndpoint.Port`, as a
+/// kubelet does (its own field manager: the node's heartbeat owns the rest of the status).
+async fn report_kubelet_port(client: &kube::Client, node: &str, port: u16) {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, Patch, PatchParams};
+    let status = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node},
+        "status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": port}}},
+    });
+    let api: Api<Node> = Api::all(client.clone());
+    let pp = PatchParams::apply(controllers::MANAGER).force();
+    if let Err(e) = api.patch_status(node, &pp, &Patch::Apply(&status)).await {
+        tracing::warn!(%node, error = %e, "could not report the kubelet endpoint; kubectl logs will not reach this node");
+    }
 }

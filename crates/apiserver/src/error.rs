@@ -233,6 +233,18 @@ impl ApiError {
         )
     }
 
+    /// An error a node's agent answered (`kubectl logs`), passed on with its code.
+    pub fn from_node(code: u16, message: impl Into<String>) -> Self {
+        let reason = match code {
+            400 => "BadRequest",
+            401 | 403 => "Forbidden",
+            404 => "NotFound",
+            503 => "ServiceUnavailable",
+            _ => "InternalError",
+        };
+        Self::new(code, reason, message)
+    }
+
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)

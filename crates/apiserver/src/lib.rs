@@ -27,6 +27,7 @@
 //! - `openapi` — OpenAPI v3 documents; `convert` — core ↔ events.k8s.io Events.
 //! - `store` — persistence in redb, resourceVersions and watch history.
 //! - `tls` — the CA, serving certificate, token and kubeconfig; `error` — `Status` errors.
+//! - [`node_auth`] — how the store signs what it forwards to a node's agent (`kubectl logs`).
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -36,6 +37,7 @@ mod error;
 mod fields;
 mod gc;
 mod kinds;
+pub mod node_auth;
 mod openapi;
 mod patch;
 mod registry;

@@ -6,10 +6,12 @@
 //! which); a process that exits is restarted by the pod's `restartPolicy` with back-off
 //! (1 s doubling to 60 s: the kubelet's 10 s to 5 min, shortened so a demo recovers quickly);
 //! readiness probes drive the Ready condition, liveness probes restart the container; output
-//! goes to `DATA_DIR/pods/NS_NAME_UID/CONTAINER.log`. A pod that is deleted gets SIGTERM,
+//! goes to `DATA_DIR/pods/NS_NAME_UID/CONTAINER.log`, which `kubectl logs` reads through the
+//! store (`logs`). A pod that is deleted gets SIGTERM,
 //! then SIGKILL after its grace period (at most 30 s). Status (`status`) is written by
 //! server-side apply whenever it changes.
 
+pub mod logs;
 pub mod probe;
 pub mod sandbox;
 pub mod status;

@@ -12,6 +12,7 @@
 //! - `write` — create, update, patch and apply; `scale` — the `/scale` subresource;
 //!   `reviews` — TokenRequests and access reviews, answered and never stored; `delete` — deletes; `cascade` — what a delete
 //!   takes with it (a CRD's objects, a namespace's contents).
+//! - `logs` — `pods/log` (`kubectl logs`), forwarded to the pod's node's agent.
 //! - `response` — JSON answers and `Status` errors.
 
 mod admit;
@@ -21,6 +22,7 @@ mod cascade;
 mod decode;
 mod delete;
 mod discovery;
+mod logs;
 mod protobuf;
 mod read;
 mod response;
@@ -174,6 +176,15 @@ async fn resource_request(
         Some("token") if t.def.kind == "ServiceAccount" && ctx.method == Method::POST => {
             let name = t.name.clone().unwrap_or_default();
             return token_request(state, ctx, &t, &name).await;
+        }
+        Some("log")
+            if t.def.kind == "Pod" && t.def.group.is_empty() && ctx.method == Method::GET =>
+        {
+            let name = t
+                .name
+                .clone()
+                .ok_or_else(|| ApiError::no_route("log of no pod"))?;
+            return logs::pod_log(state, ctx, &t, &name).await;
         }
         Some("scale") if t.def.has_scale => {
             let name = t
