@@ -511,6 +511,37 @@ impl ProxyHttp for IngressProxy {
         e
     }
 
+    /// As nginx's default `proxy_next_upstream error timeout`: an idempotent request that failed
+    /// after the connection was made (the endpoint reset it, closed it, or went away during a
+    /// rollout) goes to the next endpoint, as long as nothing of the answer was sent yet and the
+    /// body can be replayed. Other requests (POST, PATCH) are not repeated.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let replayable = session.req_header().method.is_idempotent()
+            && session.response_written().is_none()
+            && !session.as_ref().retry_buffer_truncated();
+        let mut more = false;
+        if let (Some(b), Some(addr)) = (&ctx.backend, ctx.current) {
+            self.record_failure(b, addr, "proxy");
+            more = ctx.tried.len() < b.endpoints.len().min(self.shared.limits.max_attempts);
+        }
+        if !replayable {
+            e.set_retry(false);
+        } else if more {
+            e.set_retry(true);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     async fn connected_to_upstream(
         &self,
         _session: &mut Session,

@@ -5,6 +5,8 @@
 mod common;
 
 use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Backend, Env, NS, backend_of, cert};
@@ -691,6 +693,72 @@ async fn dead_endpoints_are_retried_around_and_ejected() {
             .await
             .unwrap();
         if r.status().as_u16() == 502 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}", r.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An endpoint at 127.0.0.2:`port` (an EndpointSlice has one port) that takes the connection
+/// and the request, then resets it — a pod killed in a rollout. Counts the requests it took.
+async fn resetting_endpoint(port: u16) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind(("127.0.0.2", port))
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let t = taken.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let mut buf = [0u8; 4096];
+            if matches!(c.read(&mut buf).await, Ok(n) if n > 0) {
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = c.set_zero_linger();
+            drop(c);
+        }
+    });
+    (addr, taken)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_an_endpoint_resets_is_retried_when_idempotent() {
+    let env = Env::start().await;
+    let live = Backend::start("live").await;
+    let (broken, taken) = resetting_endpoint(live.addr.port()).await;
+    env.service("svc", &[live.addr, broken]).await;
+    env.ingress("r", json!({}), all_to_svc("r.test")).await;
+    env.eventually("r.test", "/", |c, _| c == 200).await;
+    for _ in 0..20 {
+        let (c, body) = env.get("r.test", "/").await;
+        assert_eq!((c, backend_of(&body).as_str()), (200, "live"));
+    }
+    assert!(
+        taken.load(Ordering::Relaxed) >= 1,
+        "the resetting endpoint was never tried: the test proved nothing"
+    );
+
+    // A POST is not repeated: with only the resetting endpoint it gets 502, sent once.
+    env.endpoints("svc", &[broken]).await;
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let before = taken.load(Ordering::Relaxed);
+        let r = c
+            .post(format!("http://{}/", env.http))
+            .header("host", "r.test")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 502 {
+            assert_eq!(
+                taken.load(Ordering::Relaxed) - before,
+                1,
+                "the POST was sent once"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "still {}", r.status());
