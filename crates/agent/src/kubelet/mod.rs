@@ -85,14 +85,42 @@ pub async fn run(client: Client, cfg: Config, shutdown: CancellationToken) -> an
     pods.wait_until_ready().await?;
     let wake = Arc::new(Notify::new());
     let mut runs: HashMap<String, Run> = HashMap::new();
+    // Terminating pods whose stop (and final delete) is under way.
+    let mut finishing: std::collections::HashSet<String> = Default::default();
     tracing::info!(node = %cfg.node, "kubelet running");
     loop {
-        let live: Vec<Arc<Pod>> = pods
-            .state()
-            .into_iter()
+        let all = pods.state();
+        let live: Vec<Arc<Pod>> = all
+            .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .cloned()
             .collect();
-        // Pods gone from the store: stop them.
+        // Deleted gracefully: stopped (SIGTERM, then SIGKILL after the grace period), then
+        // deleted for good, as the kubelet does — the EndpointSlices took it out of service
+        // as soon as it was marked.
+        finishing.retain(|uid| all.iter().any(|p| p.metadata.uid.as_ref() == Some(uid)));
+        for p in all
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_some())
+        {
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            if !finishing.insert(uid.clone()) {
+                continue;
+            }
+            let run = runs.remove(&uid);
+            let (client, ns, name) = (
+                client.clone(),
+                p.namespace().unwrap_or_default(),
+                p.name_any(),
+            );
+            tokio::spawn(async move {
+                if let Some(r) = run {
+                    stop(r).await;
+                }
+                finish_delete(&client, &ns, &name, &uid).await;
+            });
+        }
+        // Pods gone from the store at once: stop them.
         let gone: Vec<String> = runs
             .keys()
             .filter(|uid| !live.iter().any(|p| p.metadata.uid.as_ref() == Some(*uid)))
@@ -307,6 +335,24 @@ async fn start(client: &Client, cfg: &Config, p: &Pod, used: &[String], wake: Ar
             .spawn(supervise(job, shared, run.stop.clone(), wake.clone()));
     }
     run
+}
+
+/// The last step of a graceful delete: the pod's processes are stopped, so it goes for good
+/// (grace 0, and only this very pod: a new one of the same name is not touched).
+async fn finish_delete(client: &Client, ns: &str, name: &str, uid: &str) {
+    use kube::api::{DeleteParams, Preconditions};
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    if let Err(e) = api.delete(name, &dp).await {
+        tracing::debug!(pod = %name, error = %e, "finishing a graceful delete");
+    }
 }
 
 async fn stop(mut r: Run) {

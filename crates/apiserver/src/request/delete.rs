@@ -1,5 +1,5 @@
 //! Deletes: one object (preconditions, finalizers, dry runs, the propagation policy the
-//! garbage collector carries out) and collections.
+//! garbage collector carries out, a pod's grace period) and collections.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use super::state::{State, now};
 use super::target::Target;
 use super::write::crd_side_effects;
 use crate::error::{ApiError, ApiResult};
+use crate::registry::ResourceDef;
 use crate::store::{Txn, Write};
 
 pub(super) async fn delete(
@@ -48,8 +49,72 @@ pub(super) async fn delete(
             .as_array()
             .is_some_and(|a| a.iter().any(|v| v == "All"));
     let policy = propagation(ctx, &opts)?;
-    let (resp, code) = delete_in_txn(state, &mut txn, t, &key, &old, dry, policy)?;
+    let grace = grace_asked(ctx, &opts)?;
+    let (resp, code) = match pod_grace(&t.def, &old, grace) {
+        Some(g) => graceful(&mut txn, &key, &old, g, dry)?,
+        None => delete_in_txn(state, &mut txn, t, &key, &old, dry, policy)?,
+    };
     Ok(json_response(code, &present(&t.def, &resp), &[]))
+}
+
+/// `gracePeriodSeconds` of the DeleteOptions (body or query), when given.
+fn grace_asked(ctx: &Ctx, opts: &Value) -> ApiResult<Option<i64>> {
+    let q = ctx.q("gracePeriodSeconds");
+    match (&opts["gracePeriodSeconds"], q) {
+        (Value::Number(n), _) => n.as_i64().map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!("gracePeriodSeconds {n} is not a whole number"))
+        }),
+        (_, Some(q)) => q.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("gracePeriodSeconds {q:?} is not a whole number"))
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// A pod deleted with a grace period, as kube-apiserver's pod strategy decides it: the one
+/// asked for, else `spec.terminationGracePeriodSeconds`, else 30 s — but none for a pod on no
+/// node or already finished (nobody has anything to stop). `None`: delete at once.
+pub(super) fn pod_grace(def: &ResourceDef, pod: &Value, asked: Option<i64>) -> Option<i64> {
+    if def.kind != "Pod" || !def.group.is_empty() {
+        return None;
+    }
+    let on_node = pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded") | Some("Failed")
+    );
+    let grace = asked
+        .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0);
+    (on_node && !finished && grace > 0).then_some(grace)
+}
+
+/// Mark a pod for deletion after `grace` seconds: `deletionTimestamp` (now + grace) and
+/// `deletionGracePeriodSeconds`. Its node's kubelet stops it and deletes it with grace 0; the
+/// EndpointSlices take it out of service at once. A pod already terminating keeps its time.
+fn graceful(
+    txn: &mut Txn<'_>,
+    key: &str,
+    old: &Value,
+    grace: i64,
+    dry: bool,
+) -> ApiResult<(Value, StatusCode)> {
+    if !old["metadata"]["deletionTimestamp"].is_null() {
+        return Ok((old.clone(), StatusCode::OK));
+    }
+    let mut o = old.clone();
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+    o["metadata"]["deletionTimestamp"] = json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    o["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+    if dry {
+        return Ok((o, StatusCode::OK));
+    }
+    let stored = txn.commit(vec![Write::Put(key.to_string(), o.clone())])?;
+    let out = stored.into_iter().next().map(|s| (*s).clone()).unwrap_or(o);
+    Ok((out, StatusCode::OK))
 }
 
 /// How a delete treats the object's dependents (`propagationPolicy`, or the older
@@ -161,6 +226,7 @@ pub(super) async fn delete_collection(
         parse_body(&ctx.body, "application/json").unwrap_or(json!({}))
     };
     let policy = propagation(ctx, &opts)?;
+    let grace = grace_asked(ctx, &opts)?;
     let mut txn = state.store.txn().await;
     let victims: Vec<(String, Arc<Value>)> = txn
         .list(&list_prefix(t))
@@ -169,7 +235,10 @@ pub(super) async fn delete_collection(
         .collect();
     let mut items = Vec::new();
     for (k, o) in victims {
-        let (v, _) = delete_in_txn(state, &mut txn, t, &k, &o, ctx.dry_run(), policy)?;
+        let (v, _) = match pod_grace(&t.def, &o, grace) {
+            Some(g) => graceful(&mut txn, &k, &o, g, ctx.dry_run())?,
+            None => delete_in_txn(state, &mut txn, t, &k, &o, ctx.dry_run(), policy)?,
+        };
         items.push(present(&t.def, &v));
     }
     let rv = txn.resource_version();
@@ -178,4 +247,42 @@ pub(super) async fn delete_collection(
         &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
         &[],
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(kind: &str) -> ResourceDef {
+        crate::registry::builtins()
+            .into_iter()
+            .find(|d| d.kind == kind && d.group.is_empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_pod_on_a_node_gets_its_grace_period_and_others_go_at_once() {
+        let pod = json!({"spec": {"nodeName": "ops-demo", "terminationGracePeriodSeconds": 5}, "status": {"phase": "Running"}});
+        let p = def("Pod");
+        assert_eq!(pod_grace(&p, &pod, None), Some(5), "the pod's own");
+        assert_eq!(pod_grace(&p, &pod, Some(2)), Some(2), "the one asked for");
+        assert_eq!(
+            pod_grace(&p, &pod, Some(0)),
+            None,
+            "--grace-period=0 --force"
+        );
+        let mut default = pod.clone();
+        default["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("terminationGracePeriodSeconds");
+        assert_eq!(pod_grace(&p, &default, None), Some(30), "kube's default");
+        let mut unscheduled = pod.clone();
+        unscheduled["spec"]["nodeName"] = json!("");
+        assert_eq!(pod_grace(&p, &unscheduled, None), None, "nobody runs it");
+        let mut done = pod.clone();
+        done["status"]["phase"] = json!("Succeeded");
+        assert_eq!(pod_grace(&p, &done, None), None, "nothing to stop");
+        assert_eq!(pod_grace(&def("ConfigMap"), &pod, None), None, "pods only");
+    }
 }
