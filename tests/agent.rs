@@ -106,6 +106,21 @@ fn colour_at(ns: &Netns, ip: &str) -> Option<String> {
     v["color"].as_str().map(str::to_string)
 }
 
+/// A child's output, line by line as it comes (for commands that follow: `-f`, `-w`).
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// The node's admin listener: metrics, and the pods' logs for `kubectl logs`.
 const AGENT_ADMIN_PORT: u16 = 10250;
 
@@ -292,19 +307,7 @@ fn deployments_run_as_processes_roll_out_restart_and_report() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let followed = {
-        let out = follow.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
-    };
+    let followed = lines_of(&mut follow);
     // Unsigned, the agent's log endpoint refuses: only the store may ask.
     let direct = ns.exec(
         "curl",
@@ -357,6 +360,57 @@ fn deployments_run_as_processes_roll_out_restart_and_report() {
     assert_eq!(
         seen, 2,
         "kubectl logs -f showed the first run and, as it came, the restarted one"
+    );
+
+    // A deleted pod terminates as kube-apiserver and the kubelet do it: first marked
+    // (Terminating, with its grace period), then — its process stopped — gone; meanwhile its
+    // ReplicaSet has made a replacement.
+    let mut watch = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "kubectl", "--kubeconfig"])
+        .arg(mg.kubeconfig())
+        .args([
+            "get",
+            "pod",
+            &name,
+            "-n",
+            "podinfo",
+            "-w",
+            "--output-watch-events",
+            "-o",
+        ])
+        .arg("jsonpath={.type} {.object.metadata.deletionGracePeriodSeconds}{\"\\n\"}")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = lines_of(&mut watch);
+    assert_eq!(
+        events.recv_timeout(Duration::from_secs(10)).as_deref(),
+        Ok("ADDED "),
+        "the watch's first event"
+    );
+    mg.kubectl_ok(&["delete", "pod", &name, "-n", "podinfo", "--wait=false"]);
+    let mut seen = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|e: &String| e.starts_with("DELETED"))
+        && std::time::Instant::now() < until
+    {
+        if let Ok(line) = events.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let marked = seen.iter().position(|e| e == "MODIFIED 30");
+    let gone = seen.iter().position(|e| e.starts_with("DELETED"));
+    assert!(
+        marked.is_some() && gone.is_some() && marked < gone,
+        "marked for deletion with podinfo's grace period (30 s), then gone once stopped: {seen:?}"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || ready_pods(&mg, "podinfo").len()
+            == 2),
+        "a replacement is running"
     );
 
     // An image the lab has no stand-in for: the pod says so.

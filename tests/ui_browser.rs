@@ -5,14 +5,17 @@
 //! after a hand edit, and is refused with a forged CSRF token. Screenshots go to
 //! `target/ui-screenshots/`.
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use browser::{click, decode_password, log_in, session, shot, sync_with_forged_csrf, until_text};
 use common::free_port;
 use common::workshop::{podinfo_app, push_color, start_gitops, wait_color, workshop_repo};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 
 /// chromedriver, ended when dropped.
 struct Driver(Child);
@@ -25,8 +28,6 @@ impl Drop for Driver {
 }
 
 async fn browser(dir: &std::path::Path) -> (Driver, Client) {
-    // Both rustls providers are linked in this workspace: say which.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let port = free_port();
     let driver = Driver(
         Command::new("chromedriver")
@@ -36,61 +37,8 @@ async fn browser(dir: &std::path::Path) -> (Driver, Client) {
             .spawn()
             .expect("chromedriver must be installed (scripts/deps.sh installs chromium-driver)"),
     );
-    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1280,900",
-                format!("--user-data-dir={}", dir.join("chromium").display()),
-            ]
-        }
-    }))
-    .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if let Ok(c) = ClientBuilder::rustls()
-            .expect("rustls")
-            .capabilities(caps.clone())
-            .connect(&url)
-            .await
-        {
-            return (driver, c);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not take a session on {url}");
-}
-
-async fn text_of(c: &Client, css: &str) -> String {
-    match c.find(Locator::Css(css)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Wait (bounded) until the element's text contains `want`.
-async fn until_text(c: &Client, css: &str, want: &str, limit: Duration) -> String {
-    let end = tokio::time::Instant::now() + limit;
-    loop {
-        let t = text_of(c, css).await;
-        if t.contains(want) || tokio::time::Instant::now() > end {
-            return t;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn shot(c: &Client, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap_or(std::path::Path::new("target"))
-        .join("ui-screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(png) = c.screenshot().await {
-        let _ = std::fs::write(dir.join(name), png);
-    }
+    let c = session(&format!("http://127.0.0.1:{port}"), &dir.join("chromium")).await;
+    (driver, c)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +57,7 @@ async fn a_browser_sees_the_apps_logs_in_refreshes_after_a_push_and_sees_drift()
     let card = until_text(
         &c,
         r#"article[data-app="podinfo"]"#,
-        "Healthy",
+        &["Synced", "Healthy"],
         Duration::from_secs(10),
     )
     .await;
@@ -141,7 +89,13 @@ async fn a_browser_sees_the_apps_logs_in_refreshes_after_a_push_and_sees_drift()
         "metalgate.io/refresh=test",
         "--overwrite",
     ]);
-    let message = until_text(&c, "#message", "podinfo: #00aa00", Duration::from_secs(10)).await;
+    let message = until_text(
+        &c,
+        "#message",
+        &["podinfo: #00aa00"],
+        Duration::from_secs(10),
+    )
+    .await;
     let kept = c
         .execute("return window.__kept || 'reloaded';", vec![])
         .await
@@ -167,26 +121,7 @@ async fn a_browser_sees_the_apps_logs_in_refreshes_after_a_push_and_sees_drift()
         "-o",
         "jsonpath={.data.password}",
     ]);
-    use base64::Engine;
-    let password = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(password.trim())
-            .unwrap(),
-    )
-    .unwrap();
-    c.goto(&format!("{base}/login")).await.unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(&password)
-        .await
-        .unwrap();
-    c.find(Locator::Id("submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    log_in(&c, &base, &decode_password(&password)).await;
     c.goto(&format!("{base}/applications/podinfo"))
         .await
         .unwrap();
@@ -197,18 +132,25 @@ async fn a_browser_sees_the_apps_logs_in_refreshes_after_a_push_and_sees_drift()
 
     // Push, click Refresh: the notice, then the new commit.
     push_color(&work, "#ff00ff");
-    c.find(Locator::Id("refresh"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let notice = until_text(&c, "#notice", "Refresh requested", Duration::from_secs(5)).await;
-    let message = until_text(&c, "#message", "podinfo: #ff00ff", Duration::from_secs(10)).await;
+    click(&c, "refresh").await;
+    let notice = until_text(
+        &c,
+        "#notice",
+        &["Refresh requested"],
+        Duration::from_secs(5),
+    )
+    .await;
+    let message = until_text(
+        &c,
+        "#message",
+        &["podinfo: #ff00ff"],
+        Duration::from_secs(10),
+    )
+    .await;
     shot(&c, "3-refreshed.png").await;
     assert!(notice.contains("Refresh requested"), "{notice}");
     assert_eq!(message, "podinfo: #ff00ff");
-    let health = until_text(&c, "#health-status", "Healthy", Duration::from_secs(10)).await;
+    let health = until_text(&c, "#health-status", &["Healthy"], Duration::from_secs(10)).await;
     assert_eq!(health, "Healthy");
 
     // A hand edit is reverted and the page names it.
@@ -224,7 +166,7 @@ async fn a_browser_sees_the_apps_logs_in_refreshes_after_a_push_and_sees_drift()
     let drift = until_text(
         &c,
         "#drift",
-        "changed by kubectl-patch",
+        &["changed by kubectl-patch"],
         Duration::from_secs(10),
     )
     .await;
@@ -235,14 +177,7 @@ async fn a_browser_sees_the_apps_logs_in_refreshes_after_a_push_and_sees_drift()
     );
 
     // A forged CSRF token in the form is refused.
-    // In one script, so a live update cannot swap the form (and its token) in between.
-    c.execute(
-        "document.querySelectorAll('input[name=csrf]').forEach(function (i) { i.value = 'forged'; }); document.getElementById('sync').click(); return 1;",
-        vec![],
-    )
-    .await
-    .unwrap();
-    let refused = until_text(&c, "h1", "Refused", Duration::from_secs(5)).await;
+    let refused = sync_with_forged_csrf(&c).await;
     shot(&c, "5-forged-csrf.png").await;
     assert_eq!(refused, "Refused");
     let _ = c.close().await;

@@ -4,6 +4,8 @@
 //! (`workshop`); the GitOps UI in a browser driven over WebDriver from the laptop (`ui`).
 //! The lab's names are fixed, so the tests take turns (`lab_up` holds a lock).
 
+#[path = "../common/browser.rs"]
+mod browser;
 mod lifecycle;
 mod network;
 mod ui;

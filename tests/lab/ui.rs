@@ -8,7 +8,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
+
+use crate::browser::{
+    click, decode_password, log_in, session, shot, sync_with_forged_csrf, text_of, until_text,
+};
 
 use crate::*;
 
@@ -67,83 +71,6 @@ fn join_laptop() {
     nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into mg-laptop");
 }
 
-async fn session(profile: &std::path::Path) -> Client {
-    // Both rustls providers are linked in this workspace: say which.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    }))
-    .unwrap();
-    let url = format!("http://127.0.0.1:{DRIVER_PORT}");
-    for _ in 0..100 {
-        if let Ok(c) = ClientBuilder::rustls()
-            .expect("rustls")
-            .capabilities(caps.clone())
-            .connect(&url)
-            .await
-        {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not take a session on the laptop's {url}");
-}
-
-async fn text_of(c: &Client, css: &str) -> String {
-    match c.find(Locator::Css(css)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Wait (bounded) until the element's text contains every one of `want`; the last text seen.
-async fn until_text(c: &Client, css: &str, want: &[&str], limit: Duration) -> String {
-    let end = tokio::time::Instant::now() + limit;
-    loop {
-        let t = text_of(c, css).await;
-        if want.iter().all(|w| t.contains(w)) || tokio::time::Instant::now() > end {
-            return t;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Click the element with this id; the page's live updates may swap it between finding and
-/// clicking (a stale element), so find it again, a bounded number of times.
-async fn click(c: &Client, id: &str) {
-    let mut last = String::new();
-    for _ in 0..10 {
-        match c.find(Locator::Id(id)).await {
-            Ok(e) => match e.click().await {
-                Ok(()) => return,
-                Err(err) => last = err.to_string(),
-            },
-            Err(err) => last = err.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("could not click #{id}: {last}");
-}
-
-async fn shot(c: &Client, name: &str) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap_or(std::path::Path::new("target"))
-        .join("ui-screenshots");
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(png) = c.screenshot().await {
-        let _ = std::fs::write(dir.join(name), png);
-    }
-}
-
 /// `kubectl ARGS` from the laptop, which must succeed; its stdout.
 fn laptop_kubectl(args: &[&str]) -> String {
     let mut argv = vec!["lab", "exec", "--", "kubectl"];
@@ -194,7 +121,11 @@ fn the_gitops_ui_from_the_laptop_lists_the_apps_and_acts_only_for_a_logged_in_ad
 }
 
 async fn scenario(profile: &std::path::Path) {
-    let c = session(&profile.join("chromium")).await;
+    let c = session(
+        &format!("http://127.0.0.1:{DRIVER_PORT}"),
+        &profile.join("chromium"),
+    )
+    .await;
 
     // Every app of the workshop, Synced and Healthy.
     c.goto(&format!("{UI}/")).await.unwrap();
@@ -226,7 +157,6 @@ async fn scenario(profile: &std::path::Path) {
     );
 
     // Log in with the admin password from its Secret, as the login page says.
-    use base64::Engine;
     let password = laptop_kubectl(&[
         "-n",
         "metalgate-system",
@@ -236,20 +166,7 @@ async fn scenario(profile: &std::path::Path) {
         "-o",
         "jsonpath={.data.password}",
     ]);
-    let password = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(password.trim())
-            .unwrap(),
-    )
-    .unwrap();
-    c.goto(&format!("{UI}/login")).await.unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(&password)
-        .await
-        .unwrap();
-    click(&c, "submit").await;
+    log_in(&c, UI, &decode_password(&password)).await;
     c.goto(&format!("{UI}/applications/podinfo")).await.unwrap();
     assert!(
         c.find(Locator::Id("refresh")).await.is_ok(),
@@ -307,14 +224,7 @@ async fn scenario(profile: &std::path::Path) {
     assert!(drift.contains("spec.replicas"), "{drift:?}");
 
     // A forged CSRF token in the form is refused.
-    // In one script, so a live update cannot swap the form (and its token) in between.
-    c.execute(
-        "document.querySelectorAll('input[name=csrf]').forEach(function (i) { i.value = 'forged'; }); document.getElementById('sync').click(); return 1;",
-        vec![],
-    )
-    .await
-    .unwrap();
-    let refused = until_text(&c, "h1", &["Refused"], Duration::from_secs(5)).await;
+    let refused = sync_with_forged_csrf(&c).await;
     shot(&c, "lab-4-forged-csrf.png").await;
     assert_eq!(refused, "Refused");
     let _ = c.close().await;
