@@ -781,6 +781,9 @@ async fn terminate(child: &mut tokio::process::Child, grace: Duration) {
     let _ = child.kill().await;
 }
 
+/// How soon a readiness probe is repeated while the container has not been ready yet.
+const UNREADY_PROBE_EVERY: Duration = Duration::from_millis(500);
+
 async fn probe_loop(
     c: Container,
     ip: String,
@@ -826,7 +829,15 @@ async fn probe_loop(
                     }
                     _ => {}
                 }
-                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(period) => {} }
+                // Until a readiness probe first succeeds, the next comes sooner: the kubelet
+                // triggers a probe whenever it syncs a running container that is not ready yet
+                // (prober manager's UpdatePodStatus), so a slow start does not cost a period.
+                let wait = if ready && !me.lock().is_ok_and(|s| s.ready) {
+                    period.min(UNREADY_PROBE_EVERY)
+                } else {
+                    period
+                };
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(wait) => {} }
             }
         }
     };
