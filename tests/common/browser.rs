@@ -76,7 +76,7 @@ pub async fn click(c: &Client, id: &str) {
     panic!("could not click #{id}: {last}");
 }
 
-/// Log in on `base`'s login page with the admin password.
+/// Log in on `base`'s login page with the admin password, and wait until the session is on.
 pub async fn log_in(c: &Client, base: &str, password: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
     c.find(Locator::Id("password"))
@@ -86,6 +86,17 @@ pub async fn log_in(c: &Client, base: &str, password: &str) {
         .await
         .unwrap();
     click(c, "submit").await;
+    // Logged in once the page that follows has a Log out button (the session cookie is set):
+    // navigating on before that would race the form's answer.
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    while c.find(Locator::Id("logout")).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no Log out button within 10 s of logging in: {:?}",
+            text_of(c, "main").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Forge the page's CSRF tokens and press Sync, in one script so a live update cannot swap

@@ -73,7 +73,15 @@ fn join_laptop() {
 
 /// `kubectl ARGS` from the laptop, which must succeed; its stdout.
 fn laptop_kubectl(args: &[&str]) -> String {
-    let mut argv = vec!["lab", "exec", "--", "kubectl"];
+    // `kubectl edit`'s editor: a script that scales podinfo from 2 to 5 replicas.
+    let mut argv = vec![
+        "lab",
+        "exec",
+        "--",
+        "env",
+        "KUBE_EDITOR=sed -i 's/^  replicas: 2$/  replicas: 5/'",
+        "kubectl",
+    ];
     argv.extend_from_slice(args);
     let out = metalgate(&argv);
     assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
@@ -210,18 +218,21 @@ async fn scenario(profile: &std::path::Path) {
         "the history names the commit and its author: {history:?}"
     );
 
-    // A hand edit from the laptop: reverted, and the page names the field.
-    laptop_kubectl(&[
-        "-n",
-        "podinfo",
-        "scale",
-        "deployment",
-        "podinfo",
-        "--replicas=5",
-    ]);
-    let drift = until_text(&c, "#drift", &["spec.replicas"], Duration::from_secs(15)).await;
+    // A `kubectl edit` from the laptop (the editor a script): reverted, and the page names the
+    // field and who changed it.
+    laptop_kubectl(&["-n", "podinfo", "edit", "deployment", "podinfo"]);
+    let drift = until_text(
+        &c,
+        "#drift",
+        &["spec.replicas", "kubectl-edit"],
+        Duration::from_secs(15),
+    )
+    .await;
     shot(&c, "lab-3-drift.png").await;
-    assert!(drift.contains("spec.replicas"), "{drift:?}");
+    assert!(
+        drift.contains("spec.replicas (changed by kubectl-edit)"),
+        "{drift:?}"
+    );
 
     // A forged CSRF token in the form is refused.
     let refused = sync_with_forged_csrf(&c).await;
