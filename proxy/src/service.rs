@@ -232,6 +232,12 @@ impl IngressProxy {
         fallback
     }
 
+    /// Whether a failed request may go to another endpoint: one not tried yet, within the
+    /// attempts allowed.
+    fn more_to_try(&self, backend: &Backend, ctx: &Ctx) -> bool {
+        ctx.tried.len() < backend.endpoints.len().min(self.shared.limits.max_attempts)
+    }
+
     fn record_failure(&self, backend: &Backend, addr: SocketAddr, kind: &str) {
         self.shared
             .metrics
@@ -503,7 +509,7 @@ impl ProxyHttp for IngressProxy {
             };
             self.record_failure(b, addr, kind);
             let idempotent = session.req_header().method.is_idempotent();
-            let more = ctx.tried.len() < b.endpoints.len().min(self.shared.limits.max_attempts);
+            let more = self.more_to_try(b, ctx);
             if idempotent && more {
                 e.set_retry(true);
             }
@@ -530,7 +536,7 @@ impl ProxyHttp for IngressProxy {
         let mut more = false;
         if let (Some(b), Some(addr)) = (&ctx.backend, ctx.current) {
             self.record_failure(b, addr, "proxy");
-            more = ctx.tried.len() < b.endpoints.len().min(self.shared.limits.max_attempts);
+            more = self.more_to_try(b, ctx);
         }
         if !replayable {
             e.set_retry(false);

@@ -71,17 +71,11 @@ fn join_laptop() {
     nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns into mg-laptop");
 }
 
-/// `kubectl ARGS` from the laptop, which must succeed; its stdout.
-fn laptop_kubectl(args: &[&str]) -> String {
-    // `kubectl edit`'s editor: a script that scales podinfo from 2 to 5 replicas.
-    let mut argv = vec![
-        "lab",
-        "exec",
-        "--",
-        "env",
-        "KUBE_EDITOR=sed -i 's/^  replicas: 2$/  replicas: 5/'",
-        "kubectl",
-    ];
+/// `kubectl ARGS` from the laptop with `env` (`NAME=value`) set, which must succeed; its stdout.
+fn laptop_kubectl_with(env: &[&str], args: &[&str]) -> String {
+    let mut argv = vec!["lab", "exec", "--", "env"];
+    argv.extend_from_slice(env);
+    argv.push("kubectl");
     argv.extend_from_slice(args);
     let out = metalgate(&argv);
     assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
@@ -165,15 +159,18 @@ async fn scenario(profile: &std::path::Path) {
     );
 
     // Log in with the admin password from its Secret, as the login page says.
-    let password = laptop_kubectl(&[
-        "-n",
-        "metalgate-system",
-        "get",
-        "secret",
-        "metalgate-gitops-admin",
-        "-o",
-        "jsonpath={.data.password}",
-    ]);
+    let password = laptop_kubectl_with(
+        &[],
+        &[
+            "-n",
+            "metalgate-system",
+            "get",
+            "secret",
+            "metalgate-gitops-admin",
+            "-o",
+            "jsonpath={.data.password}",
+        ],
+    );
     log_in(&c, UI, &decode_password(&password)).await;
     c.goto(&format!("{UI}/applications/podinfo")).await.unwrap();
     assert!(
@@ -220,7 +217,12 @@ async fn scenario(profile: &std::path::Path) {
 
     // A `kubectl edit` from the laptop (the editor a script): reverted, and the page names the
     // field and who changed it.
-    laptop_kubectl(&["-n", "podinfo", "edit", "deployment", "podinfo"]);
+    // The editor: a script that scales podinfo from 2 to 5 replicas.
+    let editor = "KUBE_EDITOR=sed -i 's/^  replicas: 2$/  replicas: 5/'";
+    laptop_kubectl_with(
+        &[editor],
+        &["-n", "podinfo", "edit", "deployment", "podinfo"],
+    );
     let drift = until_text(
         &c,
         "#drift",
