@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
@@ -37,6 +39,18 @@ pub struct Context {
     /// How long one wave may take to turn healthy before the next is applied anyway on a later
     /// pass (the sync stays Running meanwhile).
     pub wave_timeout: Duration,
+    /// What the passes found and reverted, for `/metrics`.
+    pub drift: Arc<DriftCounters>,
+}
+
+/// Drift as the passes saw it: only changes made in the cluster to what Git defines, never the
+/// module's own applies.
+#[derive(Debug, Default)]
+pub struct DriftCounters {
+    /// Passes that found an app which was in sync with its revision no longer in sync with it.
+    pub detected: AtomicU64,
+    /// Objects' fields put back to Git's values by self-heal.
+    pub reverted: AtomicU64,
 }
 
 impl Context {
@@ -48,6 +62,7 @@ impl Context {
             cache: Cache::new(data_dir.join("gitops/repos")),
             checkouts: data_dir.join("gitops/checkouts"),
             wave_timeout: Duration::from_secs(60),
+            drift: Arc::default(),
         }
     }
 }
@@ -446,6 +461,10 @@ async fn pass(
         .as_ref()
         .is_some_and(|a| a.contains_key(crate::runner::PAUSE_ANNOTATION));
     let healing = cfg.automated && cfg.self_heal && !paused && !new_revision && needs_sync;
+    let was_synced = previous.sync.as_ref().is_some_and(|s| s.status == "Synced");
+    if needs_sync && !new_revision && was_synced {
+        ctx.drift.detected.fetch_add(1, Ordering::Relaxed);
+    }
     let should_sync = match trigger {
         Trigger::Manual => true,
         _ => cfg.automated && (new_revision || healing),
@@ -587,6 +606,11 @@ async fn pass(
     }
     if let Some(e) = &sync_error {
         conditions.push(condition("SyncError", e.clone()));
+    }
+    if should_sync && sync_error.is_none() {
+        ctx.drift
+            .reverted
+            .fetch_add(drift.len() as u64, Ordering::Relaxed);
     }
     if should_sync {
         use kube::Resource;

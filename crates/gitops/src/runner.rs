@@ -104,9 +104,15 @@ fn refresh_requested(app: &Application) -> bool {
         .any(|k| a.is_some_and(|a| a.contains_key(*k)))
 }
 
-/// Each Application's sync status and health (1 for the current value), the passes made and
-/// those drift started, in the Prometheus text format.
-fn render_metrics(apps: &[Arc<Application>], passes: u64, drifts: u64) -> String {
+/// Each Application's sync status and health (1 for the current value), the passes made, and
+/// the drift they found and reverted, in the Prometheus text format.
+fn render_metrics(
+    apps: &[Arc<Application>],
+    passes: u64,
+    drift: &crate::reconciler::DriftCounters,
+) -> String {
+    let detected = drift.detected.load(Ordering::Relaxed);
+    let reverted = drift.reverted.load(Ordering::Relaxed);
     let mut sync = String::from(
         "# HELP metalgate_gitops_app_sync An Application's sync status (1 for the current one).\n# TYPE metalgate_gitops_app_sync gauge\n",
     );
@@ -132,7 +138,7 @@ fn render_metrics(apps: &[Arc<Application>], passes: u64, drifts: u64) -> String
         ));
     }
     format!(
-        "{sync}{health}# HELP metalgate_gitops_passes_total Reconcile passes made.\n# TYPE metalgate_gitops_passes_total counter\nmetalgate_gitops_passes_total {passes}\n# HELP metalgate_gitops_drift_detected_total Passes started because a tracked object changed in the cluster.\n# TYPE metalgate_gitops_drift_detected_total counter\nmetalgate_gitops_drift_detected_total {drifts}\n"
+        "{sync}{health}# HELP metalgate_gitops_passes_total Reconcile passes made.\n# TYPE metalgate_gitops_passes_total counter\nmetalgate_gitops_passes_total {passes}\n# HELP metalgate_gitops_drift_detected_total Passes that found an app which was in sync with its revision changed in the cluster (never the module's own applies).\n# TYPE metalgate_gitops_drift_detected_total counter\nmetalgate_gitops_drift_detected_total {detected}\n# HELP metalgate_gitops_drift_reverted_total Changes made in the cluster to what Git defines that self-heal put back (one per field or deleted object).\n# TYPE metalgate_gitops_drift_reverted_total counter\nmetalgate_gitops_drift_reverted_total {reverted}\n"
     )
 }
 
@@ -279,21 +285,14 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     }
     ready.store(true, Ordering::Relaxed);
     let passes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let drifts = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rctx = Arc::new(Context::new(client.clone(), &cfg.data_dir));
     {
-        let (apps, passes, drifts) = (apps.clone(), passes.clone(), drifts.clone());
+        let (apps, passes, drift) = (apps.clone(), passes.clone(), rctx.drift.clone());
         metalgate_k8s::metrics::register(
             NAME,
-            Arc::new(move || {
-                render_metrics(
-                    &apps.state(),
-                    passes.load(Ordering::Relaxed),
-                    drifts.load(Ordering::Relaxed),
-                )
-            }),
+            Arc::new(move || render_metrics(&apps.state(), passes.load(Ordering::Relaxed), &drift)),
         );
     }
-    let rctx = Arc::new(Context::new(client.clone(), &cfg.data_dir));
     let mut drift = Drift::new(client.clone());
     let drifted = drift.notified();
     let hooked: Arc<Mutex<HashSet<String>>> = Arc::default();
@@ -382,9 +381,6 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             };
             let Some(trigger) = trigger else { continue };
             woken.remove(&name);
-            if marked.contains(&name) {
-                drifts.fetch_add(1, Ordering::Relaxed);
-            }
             s.spec = spec;
             s.retry_at = None;
             running.insert(name.clone());

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, Patch, PatchParams};
 use metalgate_gitops::reconciler::{Context, Trigger, reconcile};
 use metalgate_k8s::crd::{Application, ApplicationStatus};
+use std::sync::atomic::Ordering::Relaxed;
 
 fn cm(color: &str) -> String {
     format!(
@@ -177,6 +178,9 @@ async fn push_prune_revert_and_a_broken_revision() {
         4,
         "no history for a sync that did not happen"
     );
+    // Its own applies, prunes and a revert are never counted as drift.
+    assert_eq!(ctx.drift.detected.load(Relaxed), 0);
+    assert_eq!(ctx.drift.reverted.load(Relaxed), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,6 +289,14 @@ async fn an_edit_in_the_cluster_is_reverted_and_reported_only_with_self_heal() {
     assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#000000");
     assert_eq!(s.sync.unwrap().status, "OutOfSync");
     assert_eq!(s.history.len(), 1);
+    assert_eq!(ctx.drift.detected.load(Relaxed), 1);
+    pass(&ctx, "podinfo").await;
+    assert_eq!(
+        ctx.drift.detected.load(Relaxed),
+        1,
+        "the same drift found again is not counted twice"
+    );
+    assert_eq!(ctx.drift.reverted.load(Relaxed), 0);
 
     // With selfHeal: reverted, recorded in history and in an Event naming field and manager.
     put_app(&client, &app("podinfo", &repo.url(), "apps/podinfo", true)).await;
@@ -296,6 +308,18 @@ async fn an_edit_in_the_cluster_is_reverted_and_reported_only_with_self_heal() {
     assert_eq!(
         last.reverted,
         ["ConfigMap demo/podinfo-ui: data.PODINFO_UI_COLOR (changed by kubectl-edit)"]
+    );
+    assert_eq!(ctx.drift.reverted.load(Relaxed), 1);
+    // A second edit of an app in sync is found and reverted again.
+    edit_color(&client, "#111111").await;
+    pass(&ctx, "podinfo").await;
+    assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#34577c");
+    assert_eq!(
+        (
+            ctx.drift.detected.load(Relaxed),
+            ctx.drift.reverted.load(Relaxed)
+        ),
+        (2, 2)
     );
     let events: Api<k8s_openapi::api::core::v1::Event> =
         Api::namespaced(client.clone(), "metalgate-system");
