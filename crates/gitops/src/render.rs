@@ -250,6 +250,21 @@ pub fn read_directory(
     }
 }
 
+/// `p` with `.` and `..` resolved by name, without touching the file system.
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn walk(
     root: &Path,
     base: &Path,
@@ -281,8 +296,17 @@ fn walk(
             .replace('\\', "/");
         let real = match p.canonicalize() {
             Ok(r) => r,
-            // A dangling symlink: nothing to read, and nothing to fear.
-            Err(_) => continue,
+            // A dangling symlink: nothing to read now — but one aimed out of the checkout is
+            // refused all the same (its target could appear later).
+            Err(_) => {
+                let target = std::fs::read_link(&p)
+                    .map(|t| lexical(&p.parent().unwrap_or(root).join(t)))
+                    .unwrap_or_else(|_| p.clone());
+                if !target.starts_with(root) {
+                    errors.push(RenderError::Escapes { path: rel_to_root });
+                }
+                continue;
+            }
         };
         if !real.starts_with(root) {
             errors.push(RenderError::Escapes { path: rel_to_root });
@@ -439,6 +463,24 @@ mod tests {
             [RenderError::Escapes {
                 path: "apps/leak.yaml".into()
             }]
+        );
+        // A dangling link is refused when it aims out of the checkout (its target may appear),
+        // skipped when it stays inside.
+        std::fs::remove_file(root.join("apps/leak.yaml")).unwrap();
+        std::os::unix::fs::symlink("../../nowhere.yaml", root.join("apps/leak.yaml")).unwrap();
+        std::os::unix::fs::symlink("nowhere.yaml", root.join("apps/gone.yaml")).unwrap();
+        let errs =
+            read_directory(root, Path::new("apps"), &DirectoryOptions::default()).unwrap_err();
+        assert_eq!(
+            errs,
+            [RenderError::Escapes {
+                path: "apps/leak.yaml".into()
+            }]
+        );
+        std::fs::remove_file(root.join("apps/leak.yaml")).unwrap();
+        assert_eq!(
+            names(&DirectoryOptions::default()),
+            ["apps/a.yaml:a", "apps/b.yaml:b"]
         );
         // ... and so does a path that is itself such a link, or that does not exist.
         std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();

@@ -2,6 +2,8 @@
 //! store with metalgate's CRDs.
 #![allow(dead_code)]
 
+pub mod apps;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
