@@ -606,3 +606,177 @@ spec:
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The GitOps module killed (SIGKILL) in the middle of a sync, while a later wave waits for an
+/// earlier one, and started again: the sync resumes from Git and ends with every object of the
+/// revision exactly once, the revision recorded once in history, nothing lost.
+#[test]
+fn a_restart_in_the_middle_of_a_sync_loses_nothing_and_duplicates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, bare) = workshop_repo(tmp.path());
+    // Wave 0: a LoadBalancer Service (healthy once it has an address; nothing assigns one
+    // here) and ten ConfigMaps; wave 1: forty ConfigMaps, applied only after wave 0 is healthy.
+    let mut files = vec![(
+        "apps/podinfo/gate.yaml".to_string(),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: gate\nspec:\n  type: LoadBalancer\n  ports:\n  - port: 80\n".to_string(),
+    )];
+    for i in 0..50 {
+        let wave = if i < 10 { 0 } else { 1 };
+        files.push((
+            format!("apps/podinfo/cm-{i:02}.yaml"),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:02}\n  annotations: {{metalgate.io/sync-wave: '{wave}'}}\ndata:\n  i: '{i}'\n"),
+        ));
+    }
+    for (p, t) in &files {
+        std::fs::write(work.join(p), t).unwrap();
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "gate and fifty ConfigMaps"]);
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+
+    // The store in one process, the GitOps module in another, so only the module is killed.
+    let store = Metalgate::start(&tmp.path().join("store"), free_port(), &[]);
+    let kubeconfig = store.kubeconfig();
+    let gitops = || {
+        Metalgate::start_with(
+            &tmp.path().join("gitops"),
+            free_port(),
+            "gitops",
+            &[
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--gitops-poll",
+                "10m",
+            ],
+        )
+    };
+    let first = gitops();
+    let out = store.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &podinfo_app(&format!("file://{}", bare.display()), true),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cms = || -> Vec<String> {
+        let out = store.kubectl_ok(&[
+            "get",
+            "configmaps",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}",
+        ]);
+        out.lines()
+            .filter(|n| n.starts_with("cm-"))
+            .map(str::to_string)
+            .collect()
+    };
+    // Wait until wave 0 is in and wave 1 waits for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cms().len() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "wave 0 never applied: {:?}",
+            cms()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(cms().len(), 10, "wave 1 must wait for the Service");
+    first.kill();
+
+    // Started again; the Service gets its address while it is down or just after.
+    let second = gitops();
+    store.kubectl_ok(&[
+        "patch",
+        "service",
+        "gate",
+        "-n",
+        "demo",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}"#,
+    ]);
+    let state = || {
+        store.kubectl_ok(&[
+            "get",
+            "application",
+            "podinfo",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.status.sync.status}/{.status.health.status}/{.status.sync.revision}",
+        ])
+    };
+    // A leader's lease outlives the killed process (15 s), so allow for it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state() != format!("Synced/Healthy/{sha}") {
+        assert!(
+            Instant::now() < deadline,
+            "never synced after the restart: {} with {} ConfigMaps",
+            state(),
+            cms().len()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut names = cms();
+    assert_eq!(names.len(), 50, "{names:?}");
+    names.dedup();
+    assert_eq!(names.len(), 50, "each object exactly once");
+    let services = store.kubectl_ok(&["get", "services", "-n", "demo", "-o", "name"]);
+    assert_eq!(services.trim(), "service/gate");
+    // Every object is the app's (tracked), and the revision is in history once.
+    let tracked = store.kubectl_ok(&[
+        "get",
+        "configmaps",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.annotations.metalgate\\.io/tracking-id}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        tracked
+            .lines()
+            .filter(|l| l.starts_with("podinfo:/ConfigMap:demo/cm-"))
+            .count(),
+        50,
+        "{tracked}"
+    );
+    let history = store.kubectl_ok(&[
+        "get",
+        "application",
+        "podinfo",
+        "-n",
+        "metalgate-system",
+        "-o",
+        "jsonpath={range .status.history[*]}{.revision}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        history.lines().filter(|r| *r == sha).count(),
+        1,
+        "{history}"
+    );
+    let inventory = store.kubectl_ok(&[
+        "get",
+        "application",
+        "podinfo",
+        "-n",
+        "metalgate-system",
+        "-o",
+        "jsonpath={range .status.resources[*]}{.kind}/{.name}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(
+        inventory
+            .lines()
+            .filter(|l| l.starts_with("ConfigMap/cm-"))
+            .count(),
+        50,
+        "{inventory}"
+    );
+    drop(second);
+}
