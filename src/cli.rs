@@ -83,6 +83,11 @@ pub struct GitopsArgs {
     /// How often each Application is compared with Git without a trigger.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub poll: std::time::Duration,
+    /// Also reconcile ArgoCD's `argoproj.io/v1alpha1` Applications, in this namespace (default
+    /// `argocd`), so an ArgoCD repository works unchanged; metalgate serves their CRD where
+    /// ArgoCD has not installed it, and leaves them to ArgoCD where it has.
+    #[arg(long, value_name = "NAMESPACE", num_args = 0..=1, default_missing_value = "argocd")]
+    pub argo_applications: Option<String>,
     /// Serve `/metrics`, `/healthz` and `/readyz` here (`none` for off).
     #[arg(long, default_value = "0.0.0.0:7473")]
     pub admin_listen: Listen,
@@ -129,6 +134,11 @@ pub struct ControllerArgs {
     /// How often the GitOps module compares each Application with Git without a trigger.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub gitops_poll: std::time::Duration,
+    /// Also reconcile ArgoCD's `argoproj.io/v1alpha1` Applications, in this namespace (default
+    /// `argocd`), so an ArgoCD repository works unchanged; metalgate serves their CRD where
+    /// ArgoCD has not installed it, and leaves them to ArgoCD where it has.
+    #[arg(long, value_name = "NAMESPACE", num_args = 0..=1, default_missing_value = "argocd")]
+    pub gitops_argo_applications: Option<String>,
     /// Run the IPAM controller only, without the GitOps module (`metalgate gitops` runs it
     /// apart, with its own ServiceAccount).
     #[arg(long)]
@@ -193,6 +203,11 @@ pub struct RunArgs {
     /// How often the GitOps module compares each Application with Git without a trigger.
     #[arg(long, default_value = "30s", value_parser = duration)]
     pub gitops_poll: std::time::Duration,
+    /// Also reconcile ArgoCD's `argoproj.io/v1alpha1` Applications, in this namespace (default
+    /// `argocd`), so an ArgoCD repository works unchanged; metalgate serves their CRD where
+    /// ArgoCD has not installed it, and leaves them to ArgoCD where it has.
+    #[arg(long, value_name = "NAMESPACE", num_args = 0..=1, default_missing_value = "argocd")]
+    pub gitops_argo_applications: Option<String>,
     /// Join this API server instead of embedding one (needs --token-file).
     #[arg(long, conflicts_with = "kubeconfig")]
     pub api_server: Option<String>,

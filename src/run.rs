@@ -203,6 +203,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let gitops = metalgate_gitops::runner::Config {
         data_dir: args.data_dir.clone(),
         poll: args.gitops_poll,
+        argo: args.gitops_argo_applications.clone(),
         ..Default::default()
     };
     // The agent is never part of `all`: it runs workloads, which only the lab asks for.
@@ -474,6 +475,7 @@ pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> 
         namespace: args.namespace,
         data_dir: args.data_dir,
         poll: args.gitops_poll,
+        argo: args.gitops_argo_applications.clone(),
         ..Default::default()
     };
     // One process, two leader-elected loops; either ending ends the process.
@@ -514,6 +516,7 @@ pub async fn gitops(args: crate::cli::GitopsArgs) -> anyhow::Result<()> {
         namespace: args.namespace,
         data_dir: args.data_dir,
         poll: args.poll,
+        argo: args.argo_applications.clone(),
         ..Default::default()
     };
     metalgate_gitops::runner::run(ctx, cfg).await

@@ -26,6 +26,8 @@
 //! - [`drift`]: a watch per kind in the apps' inventories; a hand edit marks its app at once;
 //! - [`webhook`]: pushes from GitHub, Gitea or GitLab, signatures checked, matched to apps
 //!   by repository URL (pure);
+//! - [`kinds`]: metalgate's Application and, for migrating, ArgoCD's (`argoproj.io`), whose
+//!   CRD the module serves only where ArgoCD has not installed it;
 //! - [`ui`]: the web UI and ArgoCD's JSON paths, on the admin listener under `/`;
 //! - [`runner`]: the leader-elected loop deciding when each app gets a pass (poll, a change,
 //!   the refresh annotation, drift, a webhook).
@@ -40,6 +42,7 @@ pub mod diff;
 pub mod drift;
 pub mod git;
 pub mod health;
+pub mod kinds;
 pub mod object;
 pub mod plan;
 pub mod reconciler;

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::applier::{Applied, Applier, FIELD_MANAGER};
 use crate::git::{self, Cache, CommitInfo};
 use crate::health::{self, State};
+use crate::kinds::AppKind;
 use crate::object::{Manifest, ObjRef, split_api_version};
 use crate::plan::{self, Owned};
 use crate::render::{self, SourceType};
@@ -106,15 +107,30 @@ fn condition(type_: &str, message: impl Into<String>) -> ApplicationCondition {
     }
 }
 
-/// One pass over `app`; returns the status it wrote.
+/// One pass over `app` (a metalgate.io Application); returns the status it wrote.
 pub async fn reconcile(ctx: &Context, app: &Application, trigger: Trigger) -> ApplicationStatus {
+    reconcile_kind(ctx, AppKind::Metalgate, app, trigger).await
+}
+
+/// One pass over `app`, an Application of `kind`; returns the status it wrote.
+pub async fn reconcile_kind(
+    ctx: &Context,
+    kind: AppKind,
+    app: &Application,
+    trigger: Trigger,
+) -> ApplicationStatus {
     let name = app.metadata.name.clone().unwrap_or_default();
     let ns = app.metadata.namespace.clone().unwrap_or_default();
     // The Application as it is now, not as the caller's cache last saw it: a pass that started
     // from a status older than the previous pass's write would write that old history back.
-    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
-    let fresh = match api.get_opt(&name).await {
-        Ok(Some(a)) => a,
+    let fresh = match kind.api(&ctx.client, &ns).get_opt(&name).await {
+        Ok(Some(a)) => match crate::kinds::read(a) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(app = %name, error = %e, "the Application does not read as one; using the cached one");
+                app.clone()
+            }
+        },
         Ok(None) => return app.status.clone().unwrap_or_default(),
         Err(e) => {
             tracing::debug!(app = %name, error = %e, "reading the Application failed; using the cached one");
@@ -123,7 +139,7 @@ pub async fn reconcile(ctx: &Context, app: &Application, trigger: Trigger) -> Ap
     };
     let app = &fresh;
     let previous = app.status.clone().unwrap_or_default();
-    let status = match pass(ctx, &name, app, &previous, trigger).await {
+    let status = match pass(ctx, kind, &name, app, &previous, trigger).await {
         Ok(s) => s,
         Err(failure) => {
             // Nothing changed in the cluster: keep what was known, add why.
@@ -140,7 +156,7 @@ pub async fn reconcile(ctx: &Context, app: &Application, trigger: Trigger) -> Ap
             s
         }
     };
-    write_status(ctx, &ns, &name, &status).await;
+    write_status(ctx, kind, &ns, &name, &status).await;
     status
 }
 
@@ -156,10 +172,16 @@ fn fail(kind: &'static str, message: impl Into<String>) -> Failure {
     }
 }
 
-async fn write_status(ctx: &Context, ns: &str, name: &str, status: &ApplicationStatus) {
-    let api: Api<Application> = Api::namespaced(ctx.client.clone(), ns);
+async fn write_status(
+    ctx: &Context,
+    kind: AppKind,
+    ns: &str,
+    name: &str,
+    status: &ApplicationStatus,
+) {
+    let api = kind.api(&ctx.client, ns);
     let patch = json!({
-        "apiVersion": "metalgate.io/v1beta1",
+        "apiVersion": kind.api_version(),
         "kind": "Application",
         "status": status,
     });
@@ -381,6 +403,7 @@ pub(crate) fn obj_ref_of(r: &ResourceStatus) -> ObjRef {
 
 async fn pass(
     ctx: &Context,
+    kind: AppKind,
     name: &str,
     app: &Application,
     previous: &ApplicationStatus,
@@ -395,7 +418,7 @@ async fn pass(
 
     // An app-of-apps root usually holds its own Application: never wait on or judge itself.
     let me = ObjRef {
-        group: "metalgate.io".into(),
+        group: kind.group().into(),
         kind: "Application".into(),
         namespace: app.metadata.namespace.clone().unwrap_or_default(),
         name: name.to_string(),
@@ -615,7 +638,8 @@ async fn pass(
     if should_sync {
         use kube::Resource;
         use kube::runtime::events::EventType;
-        let me_ref = app.object_ref(&());
+        let mut me_ref = app.object_ref(&());
+        me_ref.api_version = Some(kind.api_version().into());
         let (type_, reason, note) = match &sync_error {
             Some(e) => (
                 EventType::Warning,

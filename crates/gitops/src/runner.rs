@@ -11,13 +11,15 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
-use metalgate_k8s::crd::{Application, ApplicationStatus};
+use metalgate_k8s::crd::{Application, ApplicationStatus, ArgoApplication};
 use metalgate_k8s::{Component, ComponentContext, leader, reflect};
 use tokio::task::JoinSet;
 
 use crate::drift::{Drift, Gvk};
-use crate::reconciler::{Context, Trigger, reconcile};
+use crate::kinds::AppKind;
+use crate::reconciler::{Context, Trigger, reconcile_kind};
 use crate::webhook;
 
 /// The component name used by `metalgate run --components`.
@@ -44,6 +46,9 @@ pub struct Config {
     pub poll: Duration,
     /// How many apps sync at once.
     pub parallel: usize,
+    /// Also reconcile ArgoCD's `argoproj.io/v1alpha1` Applications in this namespace (ArgoCD's
+    /// is `argocd`), serving their CRD where ArgoCD has not installed it (never where it has).
+    pub argo: Option<String>,
 }
 
 impl Default for Config {
@@ -53,6 +58,7 @@ impl Default for Config {
             data_dir: PathBuf::from("/var/lib/metalgate"),
             poll: Duration::from_secs(30),
             parallel: 4,
+            argo: None,
         }
     }
 }
@@ -257,6 +263,62 @@ fn inventory_kinds(apps: &[Arc<Application>]) -> BTreeSet<Gvk> {
         .collect()
 }
 
+/// Every Application the module reconciles, with its kind: metalgate's, then ArgoCD's (when
+/// served) whose names no metalgate Application has taken — one name, one app, as the tracking
+/// ids on objects name apps by name.
+fn listed(
+    apps: &Store<Application>,
+    argo: Option<&Store<ArgoApplication>>,
+) -> Vec<(AppKind, Arc<Application>)> {
+    let mut out: Vec<(AppKind, Arc<Application>)> = apps
+        .state()
+        .into_iter()
+        .map(|a| (AppKind::Metalgate, a))
+        .collect();
+    let taken: HashSet<String> = out
+        .iter()
+        .filter_map(|(_, a)| a.metadata.name.clone())
+        .collect();
+    for a in argo.map(|s| s.state()).unwrap_or_default() {
+        if a.metadata.name.as_ref().is_some_and(|n| taken.contains(n)) {
+            tracing::debug!(app = ?a.metadata.name, "an argoproj.io Application has the name of a metalgate.io one; skipped");
+            continue;
+        }
+        out.push((AppKind::Argo, Arc::new(Application::from(a.as_ref()))));
+    }
+    out
+}
+
+fn only_apps(listed: &[(AppKind, Arc<Application>)]) -> Vec<Arc<Application>> {
+    listed.iter().map(|(_, a)| a.clone()).collect()
+}
+
+/// The watch on ArgoCD's Applications in `namespace`, once their CRD is served by us; none
+/// (and a warning saying why) where ArgoCD's own CRD is installed or it cannot be served.
+async fn argo_store(
+    client: &kube::Client,
+    watches: &mut reflect::Watches,
+    namespace: &str,
+) -> Option<Store<ArgoApplication>> {
+    match crate::kinds::serve_argo_crd(client).await {
+        Ok(crate::kinds::ArgoCrd::Ours) => {
+            tracing::info!(namespace, "reconciling argoproj.io Applications too");
+            let api: Api<ArgoApplication> = Api::namespaced(client.clone(), namespace);
+            Some(watches.store(api, watcher::Config::default()))
+        }
+        Ok(crate::kinds::ArgoCrd::Theirs) => {
+            tracing::warn!(
+                "applications.argoproj.io is ArgoCD's own CRD here: its Applications are left to ArgoCD"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve applications.argoproj.io; argoproj.io Applications are not reconciled");
+            None
+        }
+    }
+}
+
 /// Run until `ctx.shutdown` (or until leadership is lost).
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let client = ctx.client.clone();
@@ -283,14 +345,22 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     if apps.wait_until_ready().await.is_err() {
         anyhow::bail!("the Application watch ended before its first list");
     }
+    let argo = match &cfg.argo {
+        Some(ns) => argo_store(&client, &mut watches, ns).await,
+        None => None,
+    };
     ready.store(true, Ordering::Relaxed);
     let passes = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let rctx = Arc::new(Context::new(client.clone(), &cfg.data_dir));
     {
-        let (apps, passes, drift) = (apps.clone(), passes.clone(), rctx.drift.clone());
+        let (apps, argo, passes) = (apps.clone(), argo.clone(), passes.clone());
+        let drift = rctx.drift.clone();
         metalgate_k8s::metrics::register(
             NAME,
-            Arc::new(move || render_metrics(&apps.state(), passes.load(Ordering::Relaxed), &drift)),
+            Arc::new(move || {
+                let all = only_apps(&listed(&apps, argo.as_ref()));
+                render_metrics(&all, passes.load(Ordering::Relaxed), &drift)
+            }),
         );
     }
     let mut drift = Drift::new(client.clone());
@@ -299,15 +369,16 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let hook_notify = Arc::new(tokio::sync::Notify::new());
     {
         let (apps, client, ns) = (apps.clone(), client.clone(), cfg.namespace.clone());
-        let (hooked, notify) = (hooked.clone(), hook_notify.clone());
+        let (hooked, notify, argo) = (hooked.clone(), hook_notify.clone(), argo.clone());
         metalgate_k8s::admin::register_route(
             "POST",
             WEBHOOK_PATH,
             Arc::new(move |headers, body| {
                 let (apps, client, ns) = (apps.clone(), client.clone(), ns.clone());
                 let (hooked, notify) = (hooked.clone(), notify.clone());
+                let all = only_apps(&listed(&apps, argo.as_ref()));
                 Box::pin(async move {
-                    let answer = webhook_answer(&client, &ns, &apps.state(), &headers, &body).await;
+                    let answer = webhook_answer(&client, &ns, &all, &headers, &body).await;
                     if let Ok(names) = &answer {
                         hooked
                             .lock()
@@ -330,12 +401,14 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let mut retries: HashMap<String, Option<crate::spec::Retry>> = HashMap::new();
     let tick = Duration::from_secs(1).min(cfg.poll);
     loop {
-        drift.track(&inventory_kinds(&apps.state())).await;
+        let all = listed(&apps, argo.as_ref());
+        let plain = only_apps(&all);
+        drift.track(&inventory_kinds(&plain)).await;
         let marked = drift.take();
         let pushed = std::mem::take(&mut *hooked.lock().unwrap_or_else(|e| e.into_inner()));
-        woken.extend(parents_of_changed(&apps.state(), &mut app_states));
+        woken.extend(parents_of_changed(&plain, &mut app_states));
         woken.extend(drift.take_health_changed());
-        for app in apps.state() {
+        for (kind, app) in all {
             let Some(name) = app.metadata.name.clone() else {
                 continue;
             };
@@ -384,7 +457,11 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             s.spec = spec;
             s.retry_at = None;
             running.insert(name.clone());
-            let (rctx, api, task_name) = (rctx.clone(), apps_api.clone(), name.clone());
+            let api = kind.api(
+                &client,
+                app.metadata.namespace.as_deref().unwrap_or_default(),
+            );
+            let (rctx, task_name) = (rctx.clone(), name.clone());
             let done = passes.clone();
             let policy = retry_policy(&app);
             retries.insert(name.clone(), policy);
@@ -404,7 +481,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                         tracing::warn!(app = %name, error = %e, "could not clear the refresh annotation");
                     }
                 }
-                let status = reconcile(&rctx, &app, trigger).await;
+                let status = reconcile_kind(&rctx, kind, &app, trigger).await;
                 done.fetch_add(1, Ordering::Relaxed);
                 status
             });

@@ -5,7 +5,7 @@
 //! `sources`, `ignoreDifferences`, a Helm chart repository, …) are kept as they are written, so
 //! the module can name each one in a Warning condition instead of dropping it silently.
 
-use kube::CustomResource;
+use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -388,4 +388,79 @@ pub struct ApplicationCondition {
     /// When it first appeared (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
+}
+
+/// ArgoCD's own `Application` (`argoproj.io/v1alpha1`), for migrating a repository unchanged:
+/// the same fields as [`Application`]. Not among the generated CRDs — the GitOps module serves it
+/// itself with `--gitops-argo-applications`, and only where ArgoCD has not installed it.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "argoproj.io",
+    version = "v1alpha1",
+    kind = "Application",
+    root = "ArgoApplication",
+    namespaced,
+    status = "ApplicationStatus",
+    shortname = "app",
+    shortname = "apps",
+    printcolumn = r#"{"name":"Sync Status","type":"string","jsonPath":".status.sync.status"}"#,
+    printcolumn = r#"{"name":"Health","type":"string","jsonPath":".status.health.status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.sync.revision"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+pub struct ArgoApplicationSpec {
+    /// Exactly [`ApplicationSpec`]'s fields.
+    #[serde(flatten)]
+    pub app: ApplicationSpec,
+}
+
+impl From<&ArgoApplication> for Application {
+    fn from(a: &ArgoApplication) -> Self {
+        Application {
+            metadata: a.metadata.clone(),
+            spec: a.spec.app.clone(),
+            status: a.status.clone(),
+        }
+    }
+}
+
+/// The label on the `applications.argoproj.io` CRD metalgate serves, telling it from ArgoCD's.
+pub const ARGO_CRD_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "metalgate");
+
+/// The `applications.argoproj.io` CRD as metalgate serves it, labelled as its own.
+pub fn argo_application_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    let mut crd = ArgoApplication::crd();
+    crd.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(ARGO_CRD_LABEL.0.into(), ARGO_CRD_LABEL.1.into());
+    crd
+}
+
+#[cfg(test)]
+mod argo_tests {
+    use super::*;
+
+    #[test]
+    fn argo_applications_have_the_same_fields_and_read_as_ours() {
+        let crd = argo_application_crd();
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("applications.argoproj.io")
+        );
+        let argo = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let ours = serde_json::to_value(&Application::crd().spec.versions[0].schema).unwrap();
+        assert_eq!(
+            argo["openAPIV3Schema"]["properties"]["spec"]["properties"],
+            ours["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        );
+        let a: ArgoApplication = serde_yaml_ng::from_str(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: podinfo, namespace: argocd}\nspec:\n  project: default\n  source: {repoURL: 'https://example.com/r.git', targetRevision: HEAD, path: apps}\n  destination: {server: 'https://kubernetes.default.svc', namespace: demo}\n  syncPolicy: {automated: {prune: true, selfHeal: true}}\n",
+        )
+        .unwrap();
+        let app = Application::from(&a);
+        assert_eq!(app.spec.source.path.as_deref(), Some("apps"));
+        assert_eq!(app.spec.project.as_deref(), Some("default"));
+    }
 }
