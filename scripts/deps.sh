@@ -31,6 +31,10 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # The GitOps tests make real repositories with git and serve them with git-daemon
 # (gix spawns git-upload-pack for file:// URLs).
 command -v git >/dev/null 2>&1 || missing+=(git)
+# ... and over ssh: the ssh repository test starts its own sshd on loopback (a port of its
+# own, its own host key; never the system's service) and connects with OpenSSH's client.
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 # Pingora's zlib-ng (flate2) builds with cmake.
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 # The deploy checks (tests/deploy.rs): shell scripts linted, the Vagrantfile validated (Vagrant

@@ -126,19 +126,88 @@ pub struct CommitInfo {
     pub time: i64,
 }
 
-/// Username and password for an `http(s)` repository (from a repository Secret).
+/// What a repository Secret gives: username and password for an `http(s)` repository, a
+/// private key for an ssh one; and the hosts an ssh connection trusts.
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// The user.
     pub username: String,
     /// The password or token.
     pub password: String,
+    /// An ssh private key (OpenSSH format), for `ssh://` and `user@host:path` URLs.
+    pub ssh_private_key: Option<String>,
+    /// `known_hosts` lines the ssh connection trusts (from the known-hosts ConfigMap).
+    pub ssh_known_hosts: Option<String>,
+    /// The Secret's `insecure: "true"`: ssh trusts any host key (ArgoCD's field; logged).
+    pub insecure: bool,
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({:?}, <hidden>)", self.username)
+        write!(
+            f,
+            "Credentials({:?}, <hidden>, ssh key: {}, insecure: {})",
+            self.username,
+            self.ssh_private_key.is_some(),
+            self.insecure
+        )
     }
+}
+
+/// Whether `url` is reached over ssh (`ssh://…` or scp-like `user@host:path`).
+pub fn is_ssh(url: &str) -> bool {
+    url.starts_with("ssh://")
+        || url.starts_with("git+ssh://")
+        || (!url.contains("://") && url.split_once(':').is_some_and(|(h, _)| h.contains('@')))
+}
+
+/// The `core.sshCommand` for `creds`: never prompting (BatchMode), only the given key, host
+/// keys checked against the given known hosts — or not at all when the Secret says `insecure`.
+/// Key and known hosts are written under `dir` (0700; the key 0600).
+pub fn ssh_command(dir: &Path, creds: Option<&Credentials>) -> std::io::Result<String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // ssh's own messages go to a log the error then quotes (a fresh one per connection).
+    let log = dir.join("log");
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = format!("ssh -o BatchMode=yes -E {}", q(&log));
+    let Some(c) = creds else {
+        return Ok(cmd);
+    };
+    let write = |name: &str, text: &str| -> std::io::Result<PathBuf> {
+        let p = dir.join(name);
+        let _ = std::fs::remove_file(&p);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        if !text.ends_with('\n') {
+            std::io::Write::write_all(&mut f, b"\n")?;
+        }
+        Ok(p)
+    };
+    if let Some(key) = &c.ssh_private_key {
+        let p = write("id", key)?;
+        cmd.push_str(&format!(" -o IdentitiesOnly=yes -i {}", q(&p)));
+    }
+    if c.insecure {
+        cmd.push_str(" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null");
+    } else if let Some(hosts) = &c.ssh_known_hosts {
+        let p = write("known_hosts", hosts)?;
+        cmd.push_str(&format!(
+            " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
+            q(&p)
+        ));
+    } else {
+        cmd.push_str(" -o StrictHostKeyChecking=yes");
+    }
+    Ok(cmd)
 }
 
 /// Bare repositories under one directory, one per URL (so one fetch serves every Application
@@ -175,24 +244,54 @@ impl Cache {
             .clone()
     }
 
+    /// Where ssh keeps what it says about connections to `url` (key, known hosts, log).
+    fn ssh_dir(&self, url: &str) -> PathBuf {
+        self.dir.join(format!("{}.ssh", hash_name(url)))
+    }
+
+    /// `message`, and for an ssh URL what ssh said (gix reads only some of ssh's messages, and
+    /// not reliably: "Permission denied", "Host key verification failed" are the ones a user
+    /// needs to see).
+    fn with_ssh_log(&self, url: &str, message: String) -> String {
+        if !is_ssh(url) {
+            return message;
+        }
+        let log = std::fs::read_to_string(self.ssh_dir(url).join("log")).unwrap_or_default();
+        let said: Vec<&str> = log
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !message.contains(l))
+            .filter(|l| !l.starts_with("Pseudo-terminal will not be allocated"))
+            .collect();
+        if said.is_empty() {
+            message
+        } else {
+            format!("{message} (ssh: {})", said.join("; "))
+        }
+    }
+
     /// The bare repository that mirrors `url`.
     pub fn path_of(&self, url: &str) -> PathBuf {
         self.dir.join(hash_name(url))
     }
 
-    fn open(&self, url: &str) -> Result<gix::Repository, GitError> {
+    fn open(&self, url: &str, creds: Option<&Credentials>) -> Result<gix::Repository, GitError> {
         let path = self.path_of(url);
         let cache_err = |e: &dyn std::fmt::Display| GitError::Cache {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        if path.join("HEAD").exists() {
-            gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| cache_err(&e))
-        } else {
+        let mut opts = gix::open::Options::isolated();
+        if is_ssh(url) {
+            let dir = self.ssh_dir(url);
+            let cmd = ssh_command(&dir, creds).map_err(|e| cache_err(&e))?;
+            opts = opts.config_overrides([format!("core.sshCommand={cmd}")]);
+        }
+        if !path.join("HEAD").exists() {
             std::fs::create_dir_all(&path).map_err(|e| cache_err(&e))?;
             gix::init_bare(&path).map_err(|e| cache_err(&e))?;
-            gix::open_opts(&path, gix::open::Options::isolated()).map_err(|e| cache_err(&e))
         }
+        gix::open_opts(&path, opts).map_err(|e| cache_err(&e))
     }
 
     /// The refs `url` advertises, without fetching anything.
@@ -201,10 +300,10 @@ impl Cache {
         url: &str,
         creds: Option<&Credentials>,
     ) -> Result<Vec<RemoteRef>, GitError> {
-        let repo = self.open(url)?;
+        let repo = self.open(url, creds)?;
         let remote_err = |e: &dyn std::error::Error| GitError::Remote {
             url: url.into(),
-            message: chain(e),
+            message: self.with_ssh_log(url, chain(e)),
         };
         let remote = repo
             .remote_at(url)
@@ -235,10 +334,10 @@ impl Cache {
         creds: Option<&Credentials>,
         full: bool,
     ) -> Result<Vec<RemoteRef>, GitError> {
-        let repo = self.open(url)?;
+        let repo = self.open(url, creds)?;
         let remote_err = |e: &dyn std::error::Error| GitError::Remote {
             url: url.into(),
-            message: chain(e),
+            message: self.with_ssh_log(url, chain(e)),
         };
         let remote = repo
             .remote_at(url)
@@ -281,7 +380,7 @@ impl Cache {
 
     /// Whether the cache of `url` holds commit `sha`.
     pub fn has_commit(&self, url: &str, sha: &str) -> bool {
-        let Ok(repo) = self.open(url) else {
+        let Ok(repo) = self.open(url, None) else {
             return false;
         };
         find_commit(&repo, sha).is_ok()
@@ -289,7 +388,7 @@ impl Cache {
 
     /// A commit's author, message and time.
     pub fn commit_info(&self, url: &str, sha: &str) -> Result<CommitInfo, GitError> {
-        let repo = self.open(url)?;
+        let repo = self.open(url, None)?;
         let c = find_commit(&repo, sha)?;
         let err = |e: &dyn std::fmt::Display| GitError::Cache {
             path: self.path_of(url).display().to_string(),
@@ -313,7 +412,7 @@ impl Cache {
     /// symlinks as they are in Git (so the renderer can refuse a link that leaves the checkout);
     /// submodules are left empty.
     pub fn checkout(&self, url: &str, sha: &str, dest: &Path) -> Result<(), GitError> {
-        let repo = self.open(url)?;
+        let repo = self.open(url, None)?;
         let c = find_commit(&repo, sha)?;
         let err = |e: &dyn std::fmt::Display| GitError::Cache {
             path: dest.display().to_string(),

@@ -226,7 +226,37 @@ async fn credentials(
             Err(e) => tracing::debug!(error = %e, "listing repository Secrets failed"),
         }
     }
-    crate::repo_creds::find(&secrets, url).map_err(|e| fail("ComparisonError", e))
+    let mut creds =
+        crate::repo_creds::find(&secrets, url).map_err(|e| fail("ComparisonError", e))?;
+    if git::is_ssh(url) {
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(ctx.client.clone(), namespace);
+        let mut hosts = String::new();
+        for name in crate::repo_creds::KNOWN_HOSTS_CONFIGMAPS {
+            match cms.get_opt(name).await {
+                Ok(Some(cm)) => {
+                    if let Some(h) = cm.data.as_ref().and_then(|d| d.get("ssh_known_hosts")) {
+                        hosts.push_str(h);
+                        hosts.push('\n');
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, configmap = name, "reading known hosts failed")
+                }
+            }
+        }
+        if !hosts.trim().is_empty() {
+            creds.get_or_insert_with(Default::default).ssh_known_hosts = Some(hosts);
+        }
+        if creds.as_ref().is_some_and(|c| c.insecure) {
+            tracing::warn!(
+                url,
+                "ssh host keys are not checked for this repository (its Secret says insecure)"
+            );
+        }
+    }
+    Ok(creds)
 }
 
 pub(crate) async fn checkout(

@@ -11,6 +11,11 @@ use k8s_openapi::api::core::v1::Secret;
 use crate::git::Credentials;
 use crate::webhook::normalize;
 
+/// The ConfigMaps (in the Application's namespace) whose `ssh_known_hosts` lines ssh
+/// repositories are checked against: ours, and ArgoCD's.
+pub const KNOWN_HOSTS_CONFIGMAPS: [&str; 2] =
+    ["metalgate-ssh-known-hosts", "argocd-ssh-known-hosts-cm"];
+
 /// The labels that mark a repository Secret (ArgoCD's, and ours).
 pub const TYPE_LABELS: [&str; 2] = ["argocd.argoproj.io/secret-type", "metalgate.io/secret-type"];
 
@@ -35,8 +40,9 @@ fn kind(s: &Secret) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// The credentials for `url`, if a repository Secret has some. An error names the Secret when
-/// the one that matches cannot be used (an ssh key, which this build does not support yet).
+/// The credentials for `url`, if a repository Secret has some: `username`/`password` (https),
+/// `sshPrivateKey` (ssh URLs), `insecure: "true"` (ssh without host key checks). An error names
+/// the Secret when the one that matches cannot be used.
 pub fn find(secrets: &[Secret], url: &str) -> Result<Option<Credentials>, String> {
     let want = normalize(url);
     let exact = secrets.iter().find(|s| {
@@ -59,18 +65,31 @@ pub fn find(secrets: &[Secret], url: &str) -> Result<Option<Credentials>, String
     };
     let d = data(secret);
     let name = secret.metadata.name.clone().unwrap_or_default();
+    let username = d
+        .get("username")
+        .filter(|u| !u.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "git".into());
+    let insecure = d.get("insecure").is_some_and(|v| v.trim() == "true");
     match (d.get("password"), d.get("sshPrivateKey")) {
         (Some(p), _) => Ok(Some(Credentials {
-            username: d
-                .get("username")
-                .filter(|u| !u.is_empty())
-                .cloned()
-                .unwrap_or_else(|| "git".into()),
+            username,
             password: p.clone(),
+            insecure,
+            ..Default::default()
         })),
-        (None, Some(_)) => Err(format!(
-            "Secret {name}: sshPrivateKey is not supported yet (use an https URL with a token)"
+        (None, Some(_)) if !crate::git::is_ssh(url) => Err(format!(
+            "Secret {name}: sshPrivateKey is for ssh URLs, and {url} is not one"
         )),
+        (None, Some(k)) if !k.contains("PRIVATE KEY") => Err(format!(
+            "Secret {name}: sshPrivateKey is not a private key (no PRIVATE KEY block)"
+        )),
+        (None, Some(k)) => Ok(Some(Credentials {
+            username,
+            ssh_private_key: Some(k.clone()),
+            insecure,
+            ..Default::default()
+        })),
         (None, None) => Ok(None),
     }
 }
@@ -143,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn unlabelled_secrets_are_ignored_and_ssh_keys_are_named() {
+    fn unlabelled_secrets_are_ignored_and_ssh_keys_are_read_and_checked() {
         let mut plain = secret(
             "plain",
             "repository",
@@ -155,18 +174,81 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let ssh = secret(
-            "deploy-key",
-            "repository",
-            &[
-                ("url", "git@git.example:a.git"),
-                ("sshPrivateKey", "-----BEGIN"),
-            ],
-        );
-        let err = find(&[ssh], "git@git.example:a.git").unwrap_err();
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n";
+        let url = "git@git.example:a.git";
+        let ssh = |data: &[(&str, &str)]| {
+            let mut d = vec![("url", url)];
+            d.extend_from_slice(data);
+            secret("deploy-key", "repository", &d)
+        };
+        let c = find(&[ssh(&[("sshPrivateKey", key)])], url)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.ssh_private_key.as_deref(), Some(key));
+        assert!(!c.insecure);
+        let c = find(&[ssh(&[("sshPrivateKey", key), ("insecure", "true")])], url)
+            .unwrap()
+            .unwrap();
+        assert!(c.insecure);
+        // Not a key, or a key for an https URL: an error naming the Secret and the field.
+        let err = find(&[ssh(&[("sshPrivateKey", "-----BEGIN")])], url).unwrap_err();
         assert!(
             err.contains("deploy-key") && err.contains("sshPrivateKey"),
             "{err}"
         );
+        let https = secret(
+            "deploy-key",
+            "repository",
+            &[("url", "https://git.example/a.git"), ("sshPrivateKey", key)],
+        );
+        let err = find(&[https], "https://git.example/a.git").unwrap_err();
+        assert!(err.contains("not one"), "{err}");
+    }
+
+    #[test]
+    fn ssh_urls_are_told_apart() {
+        for url in [
+            "ssh://git@h/r.git",
+            "git@github.com:o/r.git",
+            "git+ssh://h/r",
+        ] {
+            assert!(crate::git::is_ssh(url), "{url}");
+        }
+        for url in [
+            "https://h/r.git",
+            "file:///r.git",
+            "git://h/r",
+            "/srv/r.git",
+            "C:/r",
+        ] {
+            assert!(!crate::git::is_ssh(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_ssh_command_never_prompts_and_checks_hosts_unless_told_not_to() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            crate::git::ssh_command(dir.path(), None).unwrap(),
+            format!("ssh -o BatchMode=yes -E '{}/log'", dir.path().display())
+        );
+        let mut c = Credentials {
+            ssh_private_key: Some("KEY".into()),
+            ssh_known_hosts: Some("h ssh-ed25519 AAAA".into()),
+            ..Default::default()
+        };
+        let cmd = crate::git::ssh_command(&dir.path().join("s"), Some(&c)).unwrap();
+        assert!(cmd.contains("StrictHostKeyChecking=yes"), "{cmd}");
+        assert!(cmd.contains("IdentitiesOnly=yes"), "{cmd}");
+        let key = dir.path().join("s/id");
+        assert_eq!(std::fs::read_to_string(&key).unwrap(), "KEY\n");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        c.insecure = true;
+        let cmd = crate::git::ssh_command(&dir.path().join("s"), Some(&c)).unwrap();
+        assert!(cmd.contains("StrictHostKeyChecking=no"), "{cmd}");
     }
 }
