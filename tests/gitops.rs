@@ -970,3 +970,63 @@ spec:
     ]);
     assert_eq!(label, "", "ArgoCD's CRD was changed");
 }
+
+/// A leader that is stopped (SIGTERM, as a rolling update does) hands its Lease back: the next
+/// replica leads at once, not after the Lease's 15 s.
+#[test]
+fn a_stopped_leader_hands_its_lease_to_the_next_replica_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Metalgate::start(&tmp.path().join("store"), free_port(), &[]);
+    let kubeconfig = store.kubeconfig();
+    let replica = |name: &str| {
+        Metalgate::start_with(
+            &tmp.path().join(name),
+            free_port(),
+            "gitops",
+            &["--kubeconfig", kubeconfig.to_str().unwrap()],
+        )
+    };
+    let holder = || {
+        store.kubectl_ok(&[
+            "get",
+            "lease",
+            "metalgate-gitops",
+            "-n",
+            "metalgate-system",
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+    };
+    let mut first = replica("a");
+    let first_id = format!("test-node-{}", first.child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while holder() != first_id {
+        assert!(
+            Instant::now() < deadline,
+            "the first replica never led: {}",
+            holder()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = replica("b");
+    let second_id = format!("test-node-{}", second.child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(holder(), first_id, "a standby does not take a held Lease");
+
+    let stopped = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &first.child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = first.child.wait();
+    while holder() != second_id {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "the standby did not take over within 5 s: {:?}",
+            holder()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(second);
+}

@@ -615,6 +615,9 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     drop(watches);
+    if !lost.is_cancelled() {
+        metalgate_k8s::leader::release(&client, &cfg.namespace, LEASE, &me).await;
+    }
     Ok(())
 }
 

@@ -101,7 +101,11 @@ pub async fn run(
         tokio::select! {
             r = lead(client.clone(), stop.clone()) => { r?; }
             _ = lost.cancelled() => { stop.cancel(); }
-            _ = shutdown.cancelled() => { stop.cancel(); return Ok(()); }
+            _ = shutdown.cancelled() => {
+                stop.cancel();
+                metalgate_k8s::leader::release(&client, &namespace, LEASE, &identity).await;
+                return Ok(());
+            }
         }
     }
 }

@@ -528,6 +528,9 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         }
     }
     tasks.shutdown().await;
+    if !lost.is_cancelled() {
+        leader::release(&client, &cfg.namespace, LEASE, &me).await;
+    }
     Ok(())
 }
 

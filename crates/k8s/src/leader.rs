@@ -48,8 +48,13 @@ async fn try_acquire(api: &Api<Lease>, lease: &str, me: &str) -> Result<bool, ku
             }
         }
         Some(mut l) => {
-            let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone());
-            if holder.as_deref() != Some(me) && !expired(&l) {
+            let holder = l
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .filter(|h| !h.is_empty());
+            // Held by someone else, not expired and not released: theirs.
+            if holder.as_ref().is_some_and(|h| h != me) && !expired(&l) {
                 return Ok(false);
             }
             let spec = l.spec.get_or_insert_with(Default::default);
@@ -67,6 +72,27 @@ async fn try_acquire(api: &Api<Lease>, lease: &str, me: &str) -> Result<bool, ku
                 Err(e) => Err(e),
             }
         }
+    }
+}
+
+/// Hand Lease `lease` back if this replica holds it (on shutdown, as client-go's
+/// `ReleaseOnCancel`): the next replica takes over at once instead of after the Lease's
+/// duration. A compare-and-swap, so a Lease someone else took meanwhile is left alone.
+pub async fn release(client: &kube::Client, namespace: &str, lease: &str, me: &str) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let Ok(Some(mut l)) = api.get_opt(lease).await else {
+        return;
+    };
+    let Some(spec) = l.spec.as_mut() else { return };
+    if spec.holder_identity.as_deref() != Some(me) {
+        return;
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(now());
+    match api.replace(lease, &PostParams::default(), &l).await {
+        Ok(_) => tracing::info!(identity = me, lease, "leadership released"),
+        Err(e) => tracing::debug!(error = %e, lease, "releasing the lease failed"),
     }
 }
 
