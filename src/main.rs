@@ -10,7 +10,11 @@ use clap::Parser;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
-    metalgate_k8s::process::init_tracing();
     let cli = metalgate::cli::Cli::parse();
+    metalgate_k8s::process::init_tracing_at(if cli.is_client_command() {
+        "warn"
+    } else {
+        "info"
+    });
     metalgate_k8s::process::block_on_main(metalgate::commands::dispatch(cli))
 }

@@ -415,6 +415,68 @@ fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    validate_checks_schemas_and_renders_charts(&mg, tmp.path());
+}
+
+/// `metalgate gitops validate` (the seed's CI step): offline it still knows the built-in kinds'
+/// schemas; a Helm chart is rendered as the module renders it; with --kubeconfig it dry-runs
+/// against that cluster; exit 1 and the file, object and field when something is wrong.
+fn validate_checks_schemas_and_renders_charts(mg: &Metalgate, tmp: &std::path::Path) {
+    let validate = |args: &[&str], path: &std::path::Path, envs: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+            .args(["gitops", "validate"])
+            .args(args)
+            .arg(path)
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let svc = tmp.join("svc");
+    std::fs::create_dir_all(&svc).unwrap();
+    std::fs::write(
+        svc.join("svc.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: podinfo}\nspec:\n  ports: [{port: 80}]\n  colour: red\n",
+    )
+    .unwrap();
+    let (ok, said) = validate(&[], &svc, &[]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("svc/svc.yaml: document 1: Service default/podinfo")
+            && said.contains("spec.colour"),
+        "{said}"
+    );
+    assert!(
+        !said.contains(" INFO "),
+        "a client command logs warnings only: {said}"
+    );
+    let kubeconfig = mg.kubeconfig();
+    let (ok, said) = validate(&["--kubeconfig", kubeconfig.to_str().unwrap()], &svc, &[]);
+    assert!(!ok && said.contains("spec.colour"), "{said}");
+
+    let chart = tmp.join("podinfo-chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: podinfo\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(chart.join("values.yaml"), "color: '#34577c'\n").unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: podinfo-ui}\ndata:\n  PODINFO_UI_COLOR: {{ .Values.color | quote }}\n",
+    )
+    .unwrap();
+    let (ok, said) = validate(&["-n", "demo"], &chart, &[]);
+    assert!(ok, "{said}");
+    assert!(said.contains("1 object(s), all valid"), "{said}");
+    // Without helm on PATH: the condition the module would show.
+    let (ok, said) = validate(&[], &chart, &[("PATH", "/usr/bin:/bin")]);
+    assert!(!ok && said.contains("cannot run helm"), "{said}");
 }
 
 #[test]

@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::applier::{Applier, FIELD_MANAGER};
 use crate::diff::{changed_by, differences};
 use crate::object::ObjRef;
-use crate::reconciler::{Context, api_version_of, checkout, obj_ref_of, render_checkout};
+use crate::reconciler::{Context, api_version_of, obj_ref_of};
+use crate::source::{checkout, render_checkout};
 use crate::spec::AppConfig;
 use metalgate_k8s::crd::Application;
 

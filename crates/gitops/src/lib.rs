@@ -20,6 +20,8 @@
 //! - [`health`]: ArgoCD's health rules per kind; an app is as healthy as its worst object;
 //! - [`applier`]: the one writer — server-side apply with the tracking id, an all-or-nothing dry
 //!   run, live reads, prune deletes.
+//! - [`source`]: a revision checked out (credentials, known hosts, one fetch per repository)
+//!   and its path rendered (directory, kustomize, Helm);
 //! - [`compare`]: `metalgate gitops diff` — Git against the cluster, read only;
 //! - [`reconciler`]: one pass over one Application, the recipe over all of the above, ending in
 //!   the status `kubectl get applications` shows.
@@ -49,6 +51,7 @@ pub mod reconciler;
 pub mod render;
 pub mod repo_creds;
 pub mod runner;
+pub mod source;
 pub mod spec;
 pub mod tracking;
 pub mod ui;

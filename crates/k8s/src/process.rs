@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 /// Set up logging from `RUST_LOG` (default `info`), to stderr.
 pub fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// [`init_tracing`] with another default level (`RUST_LOG` still wins): client commands log
+/// only warnings, so their output is theirs.
+pub fn init_tracing_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // A closed stderr (the reader of a pipe gone) must not turn a log line into a panic:
     // tracing-subscriber reports its own write errors with eprintln!, which panics then.
     let _ = tracing_subscriber::fmt()
