@@ -119,7 +119,7 @@ pub async fn diff(ctx: &Context, app: &Application) -> Result<AppDiff, String> {
             .join("; ")
     })?;
     let app_ns = app.metadata.namespace.clone().unwrap_or_default();
-    let (commit, root) = checkout(ctx, &cfg, &app_ns)
+    let (commit, root) = checkout(ctx, &cfg, &app_ns, None)
         .await
         .map_err(|f| format!("{}: {}", f.kind, f.message))?;
     let (_, mut desired) = render_checkout(&name, &cfg, &root)

@@ -79,6 +79,9 @@ pub enum Trigger {
     Refresh,
     /// `metalgate gitops sync` (syncs even without `automated`).
     Manual,
+    /// A tracked object changed in the cluster: compared with the revision already synced
+    /// (no round-trip to the Git host).
+    Drift,
 }
 
 impl Trigger {
@@ -88,6 +91,7 @@ impl Trigger {
             Trigger::Webhook => "webhook",
             Trigger::Refresh => "refresh",
             Trigger::Manual => "cli",
+            Trigger::Drift => "drift",
         }
     }
 }
@@ -214,7 +218,9 @@ async fn pass(
         .map_err(|errs| fail("InvalidSpecError", join(&errs)))?;
     let started = now();
     let app_ns = app.metadata.namespace.clone().unwrap_or_default();
-    let (commit, root) = checkout(ctx, &cfg, &app_ns).await?;
+    let synced = previous.sync.as_ref().and_then(|s| s.revision.as_deref());
+    let known = synced.filter(|_| trigger == Trigger::Drift);
+    let (commit, root) = checkout(ctx, &cfg, &app_ns, known).await?;
     let (source_type, mut desired) = render_checkout(name, &cfg, &root).await?;
 
     // An app-of-apps root usually holds its own Application: never wait on or judge itself.

@@ -444,11 +444,12 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 Some(Trigger::Webhook)
             } else if s.spec != spec
                 || s.at.is_none_or(|t| t.elapsed() >= cfg.poll)
-                || marked.contains(&name)
                 || woken.contains(&name)
                 || retry_due
             {
                 Some(Trigger::Auto)
+            } else if marked.contains(&name) {
+                Some(Trigger::Drift)
             } else {
                 None
             };

@@ -92,36 +92,30 @@ pub(crate) async fn checkout(
     ctx: &Context,
     cfg: &AppConfig,
     namespace: &str,
+    known: Option<&str>,
 ) -> Result<(CommitInfo, PathBuf), Failure> {
     let creds = credentials(ctx, namespace, &cfg.repo_url).await?;
-    let (cache, url, rev, c) = (
-        ctx.cache.clone(),
-        cfg.repo_url.clone(),
-        cfg.revision.clone(),
-        creds.clone(),
-    );
-    let resolved = blocking(move || {
-        let refs = cache.ls_remote(&url, c.as_ref())?;
-        git::resolve(&url, &refs, &rev)
-    })
-    .await
-    .map_err(|mut f| {
-        if creds.is_none() && f.message.contains("No credentials were returned") {
-            f.message = format!(
-                "{}: the repository asks for credentials, and no repository Secret in {namespace} matches its URL (labelled argocd.argoproj.io/secret-type: repository, with url, username and password)",
-                cfg.repo_url
-            );
+    // A commit already resolved and in the cache (a drift pass heals to what was synced, as
+    // ArgoCD's self-heal does): no round-trip to the remote, so a hand edit is reverted even
+    // while the Git host is slow or down. New commits come with the next poll or webhook.
+    let cached = match known {
+        Some(sha) => {
+            let (cache, url, sha) = (ctx.cache.clone(), cfg.repo_url.clone(), sha.to_string());
+            blocking(move || Ok(cache.has_commit(&url, &sha).then_some(sha))).await?
         }
-        f
-    })?;
-    let (cache, url, sha) = (
-        ctx.cache.clone(),
-        cfg.repo_url.clone(),
-        resolved.sha.clone(),
-    );
-    let full = resolved.via.is_none();
-    let dir = ctx.checkouts.join(&resolved.sha);
+        None => None,
+    };
+    let (sha, full) = match cached {
+        Some(sha) => (sha, false),
+        None => {
+            let resolved = resolve(ctx, cfg, namespace, creds.clone()).await?;
+            let full = resolved.via.is_none();
+            (resolved.sha, full)
+        }
+    };
+    let dir = ctx.checkouts.join(&sha);
     let target = dir.clone();
+    let (cache, url) = (ctx.cache.clone(), cfg.repo_url.clone());
     let info = blocking(move || {
         let writer = cache.writer(&url);
         let _one_at_a_time = writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -291,4 +285,33 @@ pub async fn validate(
         return Err(dry.iter().map(ToString::to_string).collect());
     }
     Ok(desired.len())
+}
+
+/// The remote's refs listed, and `targetRevision` resolved among them.
+async fn resolve(
+    ctx: &Context,
+    cfg: &AppConfig,
+    namespace: &str,
+    creds: Option<git::Credentials>,
+) -> Result<git::Resolved, Failure> {
+    let (cache, url, rev, c) = (
+        ctx.cache.clone(),
+        cfg.repo_url.clone(),
+        cfg.revision.clone(),
+        creds.clone(),
+    );
+    blocking(move || {
+        let refs = cache.ls_remote(&url, c.as_ref())?;
+        git::resolve(&url, &refs, &rev)
+    })
+    .await
+    .map_err(|mut f| {
+        if creds.is_none() && f.message.contains("No credentials were returned") {
+            f.message = format!(
+                "{}: the repository asks for credentials, and no repository Secret in {namespace} matches its URL (labelled argocd.argoproj.io/secret-type: repository, with url, username and password)",
+                cfg.repo_url
+            );
+        }
+        f
+    })
 }

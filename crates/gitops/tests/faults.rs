@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::apps::{app, cm, color, pass, put_app};
+use common::apps::{app, cm, color, pass, pass_for, put_app};
 use common::{Repo, git, store};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
-use metalgate_gitops::reconciler::Context;
+use metalgate_gitops::reconciler::{Context, Trigger};
 use metalgate_k8s::crd::ApplicationStatus;
 
 /// A ConfigMap named `name`.
@@ -179,6 +179,25 @@ async fn an_unreachable_repository_or_a_deleted_branch_deletes_nothing() {
     assert!(why.contains(&repo.bare.display().to_string()), "{why}");
     assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#34577c");
     assert_eq!(s.sync.as_ref().unwrap().status, "Synced");
+    // A hand edit while the Git host is down is still reverted: a drift pass heals to the
+    // commit already synced, without asking the remote.
+    cms.patch(
+        "podinfo-ui",
+        &kube::api::PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &kube::api::Patch::Merge(serde_json::json!({"data": {"PODINFO_UI_COLOR": "#000000"}})),
+    )
+    .await
+    .unwrap();
+    let s = pass_for(&ctx, "podinfo", Trigger::Drift).await;
+    assert_eq!(condition(&s, "ComparisonError"), None, "{:?}", s.conditions);
+    assert_eq!(color(&cms.get("podinfo-ui").await.unwrap()), "#34577c");
+    assert_eq!(
+        s.history.last().unwrap().initiated_by.as_deref(),
+        Some("self-heal")
+    );
     // It is reachable again: the condition clears.
     std::fs::rename(&moved, &repo.bare).unwrap();
     let s = pass(&ctx, "podinfo").await;

@@ -55,9 +55,14 @@ pub async fn put_app(client: &kube::Client, yaml: &str) -> Application {
 
 /// One pass on the Application as it is stored now.
 pub async fn pass(ctx: &Context, name: &str) -> ApplicationStatus {
+    pass_for(ctx, name, Trigger::Auto).await
+}
+
+/// One pass for this reason.
+pub async fn pass_for(ctx: &Context, name: &str, trigger: Trigger) -> ApplicationStatus {
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), "metalgate-system");
     let app = api.get(name).await.unwrap();
-    reconcile(ctx, &app, Trigger::Auto).await
+    reconcile(ctx, &app, trigger).await
 }
 
 /// The colour a podinfo ConfigMap holds.
