@@ -96,9 +96,14 @@ pub struct GitopsArgs {
     /// ArgoCD has not installed it, and leaves them to ArgoCD where it has.
     #[arg(long, value_name = "NAMESPACE", num_args = 0..=1, default_missing_value = "argocd")]
     pub argo_applications: Option<String>,
-    /// Serve `/metrics`, `/healthz` and `/readyz` here (`none` for off).
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (`none` for off), and the web UI and the
+    /// webhook too.
     #[arg(long, default_value = "0.0.0.0:7473")]
     pub admin_listen: Listen,
+    /// Serve the web UI, its API and the webhook — and not `/metrics` or the probes — here too:
+    /// the port to put behind an Ingress (`none` for off).
+    #[arg(long, default_value = "none")]
+    pub ui_listen: Listen,
 }
 
 /// A listen address, or `none` for no listener.

@@ -512,6 +512,14 @@ pub async fn gitops(args: crate::cli::GitopsArgs) -> anyhow::Result<()> {
         args.admin_listen.0,
     )
     .await?;
+    if let Some(addr) = args.ui_listen.0 {
+        let stop = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metalgate_k8s::admin::serve_public(addr, stop).await {
+                tracing::error!(%addr, error = %format!("{e:#}"), "UI endpoint failed");
+            }
+        });
+    }
     let cfg = metalgate_gitops::runner::Config {
         namespace: args.namespace,
         data_dir: args.data_dir,

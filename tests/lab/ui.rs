@@ -84,6 +84,11 @@ fn laptop_kubectl_with(env: &[&str], args: &[&str]) -> String {
 
 /// The HTTP status of a POST from the laptop, without a session.
 fn anonymous_post(path: &str) -> String {
+    anonymous("POST", path)
+}
+
+/// The HTTP status of a request from the laptop, without a session.
+fn anonymous(method: &str, path: &str) -> String {
     let out = metalgate(&[
         "lab",
         "exec",
@@ -97,7 +102,7 @@ fn anonymous_post(path: &str) -> String {
         "--max-time",
         "5",
         "-X",
-        "POST",
+        method,
         &format!("{UI}{path}"),
     ]);
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -157,6 +162,10 @@ async fn scenario(profile: &std::path::Path) {
         "401",
         "an action without a session"
     );
+    // The module's metrics and probes are not behind the Ingress (their own port, as ArgoCD's).
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        assert_eq!(anonymous("GET", path), "404", "{path} through the Ingress");
+    }
 
     // Log in with the admin password from its Secret, as the login page says.
     let password = laptop_kubectl_with(

@@ -256,6 +256,11 @@ impl Cache {
         if !is_ssh(url) {
             return message;
         }
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ssh").is_file()));
+        if !on_path {
+            return format!("{message} (cannot run ssh: OpenSSH's ssh is not on PATH)");
+        }
         let log = std::fs::read_to_string(self.ssh_dir(url).join("log")).unwrap_or_default();
         let said: Vec<&str> = log
             .lines()
@@ -285,7 +290,11 @@ impl Cache {
         if is_ssh(url) {
             let dir = self.ssh_dir(url);
             let cmd = ssh_command(&dir, creds).map_err(|e| cache_err(&e))?;
-            opts = opts.config_overrides([format!("core.sshCommand={cmd}")]);
+            // OpenSSH's (gix would otherwise guess the variant by running the command).
+            opts = opts.config_overrides([
+                format!("core.sshCommand={cmd}"),
+                "ssh.variant=ssh".to_string(),
+            ]);
         }
         if !path.join("HEAD").exists() {
             std::fs::create_dir_all(&path).map_err(|e| cache_err(&e))?;

@@ -59,7 +59,10 @@ pub fn register_handler(prefix: &str, handler: Handler) {
 /// The largest body a registered route is given.
 const MAX_BODY: usize = 1024 * 1024;
 
-async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    builtin_paths: bool,
+) -> Result<Response<Body>, Infallible> {
     let route = {
         let all = ROUTES.lock().unwrap_or_else(|e| e.into_inner());
         all.iter()
@@ -115,6 +118,11 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, I
         );
     }
     let (status, ct, body) = match req.uri().path() {
+        _ if !builtin_paths => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
@@ -151,10 +159,27 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, I
         .expect("valid response"))
 }
 
-/// Serve until `shutdown`.
+/// Serve everything — `/metrics`, `/healthz`, `/readyz` and what components registered —
+/// until `shutdown`.
 pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "admin endpoint: /metrics, /healthz");
+    serve_with(addr, shutdown, true).await
+}
+
+/// Serve only what components registered (a web UI, a webhook), not `/metrics`, `/healthz` or
+/// `/readyz`: the listener to put behind an Ingress, as ArgoCD serves its UI and its metrics on
+/// different ports.
+pub async fn serve_public(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(%addr, "public endpoint: registered routes only");
+    serve_with(addr, shutdown, false).await
+}
+
+async fn serve_with(
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    builtin_paths: bool,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     loop {
         let (tcp, _) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -162,7 +187,10 @@ pub async fn serve(addr: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
         };
         tokio::spawn(async move {
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), hyper::service::service_fn(handle))
+                .serve_connection(
+                    TokioIo::new(tcp),
+                    hyper::service::service_fn(move |req| handle(req, builtin_paths)),
+                )
                 .await;
         });
     }
