@@ -1092,3 +1092,75 @@ fn a_stopped_leader_hands_its_lease_to_the_next_replica_at_once() {
     }
     drop(second);
 }
+
+/// Two pushes in quick succession, each announced by a webhook while the first one's sync may
+/// still run: the app ends in the later commit's state — every object of it, none of the
+/// earlier one's — and history records the later commit last.
+#[test]
+fn two_quick_pushes_end_in_the_later_commits_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, bare) = workshop_repo(tmp.path());
+    let (mg, admin) = start_gitops(tmp.path());
+    let repo = format!("file://{}", bare.display());
+    let out = mg.kubectl_stdin(&["apply", "-f", "-"], &podinfo_app(&repo, true));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_color(&mg, "#34577c", Duration::from_secs(20));
+    // Each commit sets 30 ConfigMaps to its own value.
+    let commit = |value: &str| {
+        for i in 0..30 {
+            std::fs::write(
+                work.join(format!("apps/podinfo/cm-{i:02}.yaml")),
+                format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:02}\ndata:\n  v: '{value}'\n"),
+            )
+            .unwrap();
+        }
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", &format!("all {value}")]);
+        git(&work, &["push", "-q", "origin", "HEAD:main"]);
+        git(&work, &["rev-parse", "HEAD"])
+    };
+    let _first = commit("first");
+    assert_eq!(github_push(admin, &repo, None).0, "200");
+    let second = commit("second");
+    assert_eq!(github_push(admin, &repo, None).0, "200");
+    let values = || {
+        mg.kubectl_ok(&[
+            "get",
+            "configmaps",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={range .items[*]}{.data.v}{\"\\n\"}{end}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = values();
+        let second_count = v.lines().filter(|l| *l == "second").count();
+        if second_count == 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never all second: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let revision = || {
+        mg.kubectl_ok(&[
+            "get",
+            "application",
+            "podinfo",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.status.sync.revision} {.status.history[-1:].revision}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while revision() != format!("{second} {second}") {
+        assert!(Instant::now() < deadline, "{}", revision());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
