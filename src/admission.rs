@@ -23,8 +23,12 @@ fn pool_of(v: &Value) -> Option<(String, metalgate_ipam::PoolSpec)> {
 }
 
 impl Admission for PoolAdmission {
+    fn applies_to(&self, group: &str, kind: &str) -> bool {
+        group == "metalgate.io" && kind == "IPAddressPool"
+    }
+
     fn validate(&self, group: &str, kind: &str, obj: &Value, others: &[Arc<Value>]) -> Vec<Cause> {
-        if group != "metalgate.io" || kind != "IPAddressPool" {
+        if !self.applies_to(group, kind) {
             return Vec::new();
         }
         let Some((_, spec)) = pool_of(obj) else {

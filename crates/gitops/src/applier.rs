@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
+
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, ValidationDirective,
 };
@@ -15,6 +17,11 @@ use serde_json::Value;
 
 use crate::object::{Manifest, ObjRef, split_api_version, str_at};
 use crate::tracking::{ANNOTATION, TrackingId};
+
+/// Requests one pass has in flight at once (dry runs, applies within a wave, reads): the
+/// store answers several while one waits on its disk, as ArgoCD applies a wave's resources
+/// concurrently.
+const IN_FLIGHT: usize = 8;
 
 /// The field manager of every write the module makes.
 pub const FIELD_MANAGER: &str = "metalgate-gitops";
@@ -151,7 +158,9 @@ impl Applier {
                 )
             })
             .collect();
+        // The kinds looked up one by one (cached), then the dry runs several at a time.
         let mut errors = Vec::new();
+        let mut jobs = Vec::new();
         for m in manifests {
             let r = m.obj_ref();
             let api = match self.api(&m.object).await {
@@ -162,52 +171,128 @@ impl Applier {
                     continue;
                 }
             };
-            let mut params = apply_params();
-            params.dry_run = true;
             let obj = Self::tracked(app, m);
-            let mut result = api.patch(&r.name, &params, &Patch::Apply(&obj)).await;
-            if let Err(kube::Error::Api(s)) = &result {
-                let missing_ns = s.code == 404
-                    && s.message == format!("namespaces \"{}\" not found", r.namespace);
-                if missing_ns && coming.contains(&r.namespace) {
-                    let mut elsewhere = obj.clone();
-                    elsewhere["metadata"]["namespace"] = Value::String("default".into());
-                    let api = self.api(&elsewhere).await.unwrap_or(api);
-                    result = api.patch(&r.name, &params, &Patch::Apply(&elsewhere)).await;
-                }
-            }
-            if let Err(e) = result {
-                errors.push(error(m, api_message(&e)));
-            }
+            // An object in a namespace the sync makes first is tried in `default` instead.
+            let elsewhere = if coming.contains(&r.namespace) {
+                let mut e = obj.clone();
+                e["metadata"]["namespace"] = Value::String("default".into());
+                Some((self.api(&e).await.unwrap_or_else(|_| api.clone()), e))
+            } else {
+                None
+            };
+            jobs.push((m, r, api, obj, elsewhere));
         }
+        // Futures made in a loop, each owning what it needs (a closure over borrowed data
+        // would not be `Send` for every lifetime, which a spawned pass requires).
+        let mut runs = Vec::new();
+        for (m, r, api, obj, elsewhere) in jobs {
+            let origin = (m.origin.to_string(), r.to_string());
+            runs.push(async move {
+                let mut params = apply_params();
+                params.dry_run = true;
+                let mut result = api.patch(&r.name, &params, &Patch::Apply(&obj)).await;
+                if let (Err(kube::Error::Api(s)), Some((api, e))) = (&result, &elsewhere) {
+                    let missing_ns = s.code == 404
+                        && s.message == format!("namespaces \"{}\" not found", r.namespace);
+                    if missing_ns {
+                        result = api.patch(&r.name, &params, &Patch::Apply(e)).await;
+                    }
+                }
+                result.err().map(|e| ApplyError {
+                    origin: origin.0,
+                    obj: origin.1,
+                    message: api_message(&e),
+                })
+            });
+        }
+        let results: Vec<Option<ApplyError>> = futures::stream::iter(runs)
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        errors.extend(results.into_iter().flatten());
         errors
     }
 
-    /// Apply one manifest for `app`.
-    pub async fn apply(&mut self, app: &str, m: &Manifest) -> Result<Applied, ApplyError> {
-        let api = self.api(&m.object).await.map_err(|e| error(m, e))?;
-        let r = m.obj_ref();
-        let before = api
-            .get_opt(&r.name)
-            .await
-            .map_err(|e| error(m, api_message(&e)))?
-            .and_then(|o| o.metadata.resource_version);
-        let after = api
-            .patch(
-                &r.name,
-                &apply_params(),
-                &Patch::Apply(Self::tracked(app, m)),
-            )
-            .await
-            .map_err(|e| error(m, api_message(&e)))?;
-        if r.kind == "CustomResourceDefinition" && r.group == "apiextensions.k8s.io" {
-            wait_established(&self.client, &r.name).await;
+    /// Apply one stage's manifests for `app`, several at a time, in order of the results;
+    /// `live` (what was read before) tells created from updated from unchanged.
+    pub async fn apply_all(
+        &mut self,
+        app: &str,
+        manifests: &[Manifest],
+        live: &HashMap<ObjRef, Value>,
+    ) -> Vec<Result<Applied, ApplyError>> {
+        let mut runs = Vec::new();
+        for m in manifests {
+            let api = self.api(&m.object).await;
+            let client = self.client.clone();
+            let r = m.obj_ref();
+            let body = Self::tracked(app, m);
+            let before = live
+                .get(&r)
+                .and_then(|l| l["metadata"]["resourceVersion"].as_str())
+                .map(str::to_string);
+            let fail = move |message: String| ApplyError {
+                origin: m.origin.to_string(),
+                obj: m.obj_ref().to_string(),
+                message,
+            };
+            runs.push(async move {
+                let api = api.map_err(&fail)?;
+                let after = api
+                    .patch(&r.name, &apply_params(), &Patch::Apply(body))
+                    .await
+                    .map_err(|e| fail(api_message(&e)))?;
+                if r.kind == "CustomResourceDefinition" && r.group == "apiextensions.k8s.io" {
+                    wait_established(&client, &r.name).await;
+                }
+                Ok(match before {
+                    None => Applied::Created,
+                    Some(rv) if Some(rv.as_str()) == after.metadata.resource_version.as_deref() => {
+                        Applied::Unchanged
+                    }
+                    Some(_) => Applied::Updated,
+                })
+            });
         }
-        Ok(match before {
-            None => Applied::Created,
-            Some(rv) if Some(&rv) == after.metadata.resource_version.as_ref() => Applied::Unchanged,
-            Some(_) => Applied::Updated,
-        })
+        futures::stream::iter(runs)
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await
+    }
+
+    /// The live objects of `refs` (with their apiVersions) that exist, read several at a time.
+    pub async fn live_all(&mut self, refs: &[(ObjRef, String)]) -> HashMap<ObjRef, Value> {
+        let mut runs = Vec::new();
+        for (r, av) in refs {
+            let probe = serde_json::json!({"apiVersion": av, "kind": r.kind,
+                "metadata": {"name": r.name, "namespace": r.namespace}});
+            if let Ok(api) = self.api(&probe).await {
+                let r = r.clone();
+                runs.push(async move {
+                    let o = api.get_opt(&r.name).await.ok().flatten()?;
+                    Some((r, serde_json::to_value(o).ok()?))
+                });
+            }
+        }
+        futures::stream::iter(runs)
+            .buffer_unordered(IN_FLIGHT)
+            .filter_map(|x| async move { x })
+            .collect()
+            .await
+    }
+
+    /// Apply one manifest for `app` (read first, to tell created from updated from unchanged).
+    pub async fn apply(&mut self, app: &str, m: &Manifest) -> Result<Applied, ApplyError> {
+        let r = m.obj_ref();
+        let av = str_at(&m.object, &["apiVersion"]).to_string();
+        let mut live = HashMap::new();
+        if let Ok(Some(l)) = self.live(&r, &av).await {
+            live.insert(r, l);
+        }
+        self.apply_all(app, std::slice::from_ref(m), &live)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(error(m, "nothing applied".into())))
     }
 
     /// The live object, or `None` when it does not exist (or its kind is not served).

@@ -189,6 +189,14 @@ async fn write_status(
     }
 }
 
+/// A manifest's apiVersion.
+fn api_version(m: &Manifest) -> String {
+    m.object["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 pub(crate) fn api_version_of(r: &ResourceStatus) -> String {
     if r.group.is_empty() {
         r.version.clone()
@@ -253,21 +261,17 @@ async fn pass(
             created_namespace: r.created_namespace,
         })
         .collect();
-    let mut live: HashMap<ObjRef, Value> = HashMap::new();
-    for m in &desired {
-        let av = m.object["apiVersion"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if let Ok(Some(l)) = applier.live(&m.obj_ref(), &av).await {
-            live.insert(m.obj_ref(), l);
-        }
-    }
-    for r in &previous.resources {
-        if let Ok(Some(l)) = applier.live(&obj_ref_of(r), &api_version_of(r)).await {
-            live.insert(obj_ref_of(r), l);
-        }
-    }
+    let refs: Vec<(ObjRef, String)> = desired
+        .iter()
+        .map(|m| (m.obj_ref(), api_version(m)))
+        .chain(
+            previous
+                .resources
+                .iter()
+                .map(|r| (obj_ref_of(r), api_version_of(r))),
+        )
+        .collect();
+    let live: HashMap<ObjRef, Value> = applier.live_all(&refs).await;
     let out_of_sync = |m: &Manifest, live: &HashMap<ObjRef, Value>| {
         live.get(&m.obj_ref())
             .is_none_or(|l| !crate::diff::differences(&m.object, l).is_empty())
@@ -359,16 +363,19 @@ async fn pass(
         }
         let last = plan.stages.len().saturating_sub(1);
         'stages: for (i, stage) in plan.stages.iter().enumerate() {
-            for m in &stage.objects {
-                match applier.apply(name, m).await {
+            let applied = applier.apply_all(name, &stage.objects, &live).await;
+            let mut failed = Vec::new();
+            for (m, result) in stage.objects.iter().zip(applied) {
+                match result {
                     Ok(Applied::Created) => entry.created.push(m.obj_ref().to_string()),
                     Ok(Applied::Updated) => entry.updated.push(m.obj_ref().to_string()),
                     Ok(Applied::Unchanged) => {}
-                    Err(e) => {
-                        sync_error = Some(e.to_string());
-                        break 'stages;
-                    }
+                    Err(e) => failed.push(e),
                 }
+            }
+            if !failed.is_empty() {
+                sync_error = Some(join(&failed));
+                break 'stages;
             }
             // As ArgoCD: a wave waits for the one before it to be healthy; the last one is
             // not waited for (its health is reported, not awaited), nor is the app itself.
@@ -477,10 +484,14 @@ async fn pass(
     let mut resources = Vec::new();
     let mut states = Vec::new();
     let mut any_out_of_sync = false;
+    let desired_refs: Vec<(ObjRef, String)> = desired
+        .iter()
+        .map(|m| (m.obj_ref(), api_version(m)))
+        .collect();
+    let after = applier.live_all(&desired_refs).await;
     for m in &desired {
         let r = m.obj_ref();
-        let av = m.object["apiVersion"].as_str().unwrap_or_default();
-        let l = applier.live(&r, av).await.ok().flatten();
+        let l = after.get(&r).cloned();
         let h = match &l {
             _ if r == me => None,
             Some(l) => health::of(l),
@@ -493,7 +504,8 @@ async fn pass(
             .as_ref()
             .is_some_and(|l| crate::diff::differences(&m.object, l).is_empty());
         any_out_of_sync |= !in_sync;
-        let (_, version) = split_api_version(av);
+        let av = api_version(m);
+        let (_, version) = split_api_version(&av);
         resources.push(ResourceStatus {
             group: r.group.clone(),
             version: version.to_string(),

@@ -272,7 +272,12 @@ pub(super) fn prepare(
     let mut causes = Vec::new();
     validation::metadata(&def.kind, &new, &mut causes);
     kinds::rules(def, &new, &mut causes);
-    if causes.is_empty() && part != Part::Status && !t.admission.is_empty() {
+    let checks: Vec<_> = t
+        .admission
+        .iter()
+        .filter(|a| a.applies_to(&def.group, &def.kind))
+        .collect();
+    if causes.is_empty() && part != Part::Status && !checks.is_empty() {
         let key = def.key(t.namespace.as_deref(), &name);
         let others: Vec<Arc<Value>> = txn
             .list(&def.storage_prefix())
@@ -280,7 +285,7 @@ pub(super) fn prepare(
             .filter(|(k, _)| *k != key)
             .map(|(_, o)| o)
             .collect();
-        for a in &t.admission {
+        for a in checks {
             causes.extend(a.validate(&def.group, &def.kind, &new, &others));
         }
     }

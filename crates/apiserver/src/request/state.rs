@@ -27,6 +27,13 @@ pub struct State {
 
 /// Validation a write must pass beyond its schema, like a validating admission webhook.
 pub trait Admission: Send + Sync {
+    /// Whether writes of `group`/`kind` concern this check at all (the store then lists the
+    /// other objects of the resource for it — a cost on every write of a kind with many).
+    fn applies_to(&self, group: &str, kind: &str) -> bool {
+        let _ = (group, kind);
+        true
+    }
+
     /// Problems with `obj` (a create or update of `group`/`kind`, spec part), given the other
     /// objects of the same resource; empty when it may be written.
     fn validate(
