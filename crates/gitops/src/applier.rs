@@ -262,6 +262,17 @@ impl Applier {
 
     /// The live objects of `refs` (with their apiVersions) that exist, read several at a time.
     pub async fn live_all(&mut self, refs: &[(ObjRef, String)]) -> HashMap<ObjRef, Value> {
+        self.live_with(refs, |_, v| v).await
+    }
+
+    /// What `f` makes of each live object of `refs` that exists, read several at a time; each
+    /// object is dropped as soon as `f` has seen it (a pass over a thousand objects need not
+    /// hold them all).
+    pub async fn live_with<T>(
+        &mut self,
+        refs: &[(ObjRef, String)],
+        mut f: impl FnMut(&ObjRef, Value) -> T,
+    ) -> HashMap<ObjRef, T> {
         let mut runs = Vec::new();
         for (r, av) in refs {
             let probe = serde_json::json!({"apiVersion": av, "kind": r.kind,
@@ -274,11 +285,15 @@ impl Applier {
                 });
             }
         }
-        futures::stream::iter(runs)
-            .buffer_unordered(IN_FLIGHT)
-            .filter_map(|x| async move { x })
-            .collect()
-            .await
+        let mut out = HashMap::new();
+        let mut found = futures::stream::iter(runs).buffer_unordered(IN_FLIGHT);
+        while let Some(next) = found.next().await {
+            if let Some((r, v)) = next {
+                let t = f(&r, v);
+                out.insert(r, t);
+            }
+        }
+        out
     }
 
     /// Apply one manifest for `app` (read first, to tell created from updated from unchanged).

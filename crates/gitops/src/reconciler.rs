@@ -488,21 +488,26 @@ async fn pass(
         .iter()
         .map(|m| (m.obj_ref(), api_version(m)))
         .collect();
-    let after = applier.live_all(&desired_refs).await;
+    // Each object's health and whether it matches Git, judged as it arrives.
+    let by_ref: HashMap<ObjRef, &Manifest> = desired.iter().map(|m| (m.obj_ref(), m)).collect();
+    let after = applier
+        .live_with(&desired_refs, |r, l| {
+            let in_sync = by_ref
+                .get(r)
+                .is_some_and(|m| crate::diff::differences(&m.object, &l).is_empty());
+            (health::of(&l), in_sync)
+        })
+        .await;
     for m in &desired {
         let r = m.obj_ref();
-        let l = after.get(&r).cloned();
-        let h = match &l {
-            _ if r == me => None,
-            Some(l) => health::of(l),
-            None => Some(health::missing()),
+        let (h, in_sync) = match after.get(&r) {
+            _ if r == me => (None, after.get(&r).is_some_and(|(_, s)| *s)),
+            Some((h, s)) => (h.clone(), *s),
+            None => (Some(health::missing()), false),
         };
         if let Some(h) = &h {
             states.push(h.state);
         }
-        let in_sync = l
-            .as_ref()
-            .is_some_and(|l| crate::diff::differences(&m.object, l).is_empty());
         any_out_of_sync |= !in_sync;
         let av = api_version(m);
         let (_, version) = split_api_version(&av);
@@ -522,6 +527,8 @@ async fn pass(
         });
     }
     // Objects kept from earlier syncs (prune off or guarded) stay in the inventory.
+    let listed: std::collections::HashSet<ObjRef> = resources.iter().map(obj_ref_of).collect();
+    let pruned: std::collections::HashSet<&String> = entry.pruned.iter().collect();
     for r in &previous.resources {
         let kept = plan.held.iter().any(|h| match h {
             plan::Held::PruneDisabled { obj } | plan::Held::PruneFalse { obj } => {
@@ -529,11 +536,9 @@ async fn pass(
             }
             plan::Held::EmptyNotAllowed { .. } | plan::Held::MassPrune { .. } => true,
             _ => false,
-        }) && !resources.iter().any(|x| obj_ref_of(x) == obj_ref_of(r))
-            && !entry.pruned.contains(&obj_ref_of(r).to_string());
-        if kept
-            || (r.created_namespace && !resources.iter().any(|x| obj_ref_of(x) == obj_ref_of(r)))
-        {
+        }) && !listed.contains(&obj_ref_of(r))
+            && !pruned.contains(&obj_ref_of(r).to_string());
+        if kept || (r.created_namespace && !listed.contains(&obj_ref_of(r))) {
             let mut r = r.clone();
             if !r.created_namespace {
                 r.status = Some("OutOfSync".into());
