@@ -543,6 +543,197 @@ fn kubectl_create_generators_and_auth_commands_work_through_protobuf() {
         "rolebinding.rbac.authorization.k8s.io/bot-reads created"
     );
 
+    // The workload and network generators, and `run`/`expose`.
+    assert_eq!(
+        said(&[
+            "create",
+            "deployment",
+            "podinfo",
+            "-n",
+            "apps",
+            "--image=ghcr.io/stefanprodan/podinfo:6.7.0",
+            "--port=9898",
+            "--replicas=2"
+        ]),
+        "deployment.apps/podinfo created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "deployment",
+            "idle",
+            "-n",
+            "apps",
+            "--image=busybox",
+            "--replicas=0"
+        ]),
+        "deployment.apps/idle created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "service",
+            "loadbalancer",
+            "podinfo",
+            "-n",
+            "apps",
+            "--tcp=80:9898"
+        ]),
+        "service/podinfo created"
+    );
+    assert_eq!(
+        said(&[
+            "expose",
+            "deployment",
+            "podinfo",
+            "-n",
+            "apps",
+            "--name=podinfo-internal",
+            "--port=9898"
+        ]),
+        "service/podinfo-internal exposed"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "ingress",
+            "podinfo",
+            "-n",
+            "apps",
+            "--class=metalgate",
+            "--rule=podinfo.192.168.56.200.nip.io/*=podinfo:80"
+        ]),
+        "ingress.networking.k8s.io/podinfo created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "cronjob",
+            "tick",
+            "-n",
+            "apps",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+            "--",
+            "date"
+        ]),
+        "cronjob.batch/tick created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "job",
+            "hello",
+            "-n",
+            "apps",
+            "--image=busybox",
+            "--",
+            "echo",
+            "hi"
+        ]),
+        "job.batch/hello created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "job",
+            "tick-now",
+            "-n",
+            "apps",
+            "--from=cronjob/tick"
+        ]),
+        "job.batch/tick-now created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "poddisruptionbudget",
+            "podinfo",
+            "-n",
+            "apps",
+            "--selector=app=podinfo",
+            "--min-available=1"
+        ]),
+        "poddisruptionbudget.policy/podinfo created"
+    );
+    assert_eq!(
+        said(&[
+            "create",
+            "quota",
+            "small",
+            "-n",
+            "apps",
+            "--hard=pods=10,cpu=2"
+        ]),
+        "resourcequota/small created"
+    );
+    assert_eq!(
+        said(&[
+            "run",
+            "shell",
+            "-n",
+            "apps",
+            "--image=busybox",
+            "--env=GREETING=hi",
+            "--port=8080"
+        ]),
+        "pod/shell created"
+    );
+    let get = |args: &[&str], path: &str| {
+        let mut all = vec!["get"];
+        all.extend(args);
+        let jp = format!("jsonpath={path}");
+        all.extend(["-n", "apps", "-o", &jp]);
+        said(&all)
+    };
+    let podinfo = ["deployment", "podinfo"];
+    assert_eq!(get(&podinfo, "{.spec.replicas}"), "2");
+    assert_eq!(
+        get(
+            &podinfo,
+            "{.spec.template.spec.containers[0].ports[0].containerPort}"
+        ),
+        "9898"
+    );
+    assert_eq!(get(&podinfo, "{.spec.selector.matchLabels.app}"), "podinfo");
+    assert_eq!(get(&["deployment", "idle"], "{.spec.replicas}"), "0");
+    let svc = ["service", "podinfo"];
+    assert_eq!(get(&svc, "{.spec.type}"), "LoadBalancer");
+    assert_eq!(
+        get(&svc, "{.spec.ports[0].port}/{.spec.ports[0].targetPort}"),
+        "80/9898"
+    );
+    assert_eq!(
+        get(&["service", "podinfo-internal"], "{.spec.selector.app}"),
+        "podinfo"
+    );
+    let ing = ["ingress", "podinfo"];
+    assert_eq!(
+        get(
+            &ing,
+            "{.spec.ingressClassName} {.spec.rules[0].host} {.spec.rules[0].http.paths[0].pathType} {.spec.rules[0].http.paths[0].backend.service.port.number}"
+        ),
+        "metalgate podinfo.192.168.56.200.nip.io Prefix 80"
+    );
+    assert_eq!(
+        get(
+            &["job", "hello"],
+            "{.spec.template.spec.containers[0].command}"
+        ),
+        r#"["echo","hi"]"#
+    );
+    assert_eq!(
+        get(&["job", "tick-now"], "{.metadata.ownerReferences[0].name}"),
+        "tick"
+    );
+    assert_eq!(get(&["cronjob", "tick"], "{.spec.schedule}"), "*/5 * * * *");
+    assert_eq!(get(&["pdb", "podinfo"], "{.spec.minAvailable}"), "1");
+    assert_eq!(get(&["quota", "small"], "{.spec.hard.pods}"), "10");
+    assert_eq!(
+        get(&["pod", "shell"], "{.spec.containers[0].env[0].value}"),
+        "hi"
+    );
+
     // What the user reads back.
     let cm = said(&[
         "get",

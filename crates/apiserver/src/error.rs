@@ -222,6 +222,12 @@ impl ApiError {
         e
     }
 
+    /// 415 for a body in a media type the store reads, holding something it cannot read
+    /// in that type (a protobuf field it does not decode), with the reason.
+    pub fn unsupported_body(message: impl Into<String>) -> Self {
+        Self::new(415, "UnsupportedMediaType", message)
+    }
+
     /// 415.
     pub fn unsupported_media(ct: &str) -> Self {
         Self::new(
