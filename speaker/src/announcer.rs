@@ -34,6 +34,7 @@ use crate::presence;
 use crate::snapshot::{
     self, SPEAKER_MACS, lease_fresh, node_states, pool_info, ready_endpoint_nodes, speaker_macs,
 };
+use crate::transition::{Effect, Probe, Round, State, transition};
 
 /// The annotation naming the node that announces a Service's IP.
 pub const ANNOUNCING_NODE: &str = "metalgate.io/announcing-node";
@@ -198,8 +199,7 @@ fn serve_until_error(
 
 /// How long an RFC 5227 probe listens for an answer.
 pub const PROBE_WAIT: Duration = Duration::from_millis(120);
-/// How long before an IP found in use is probed again.
-pub const CONFLICT_RETRY: Duration = Duration::from_secs(10);
+pub use crate::transition::CONFLICT_RETRY;
 
 /// RFC 5227 probe: ask who has `ip` (sender address 0.0.0.0) and listen briefly. The MAC of
 /// anyone else claiming it, if someone does.
@@ -260,6 +260,127 @@ fn update_peers(nodes: &[Arc<Node>], peers_tx: &watch::Sender<Vec<SocketAddr>>) 
         *cur = peers;
         changed
     });
+}
+
+/// The speaker's part of `/metrics`: what it announces, takeovers, ARP and gossip counters.
+fn register_metrics(
+    node: String,
+    announced: Arc<ArcSwap<Vec<Announcement>>>,
+    c: Arc<Counters>,
+    rej: Arc<membership::Rejected>,
+) {
+    metalgate_k8s::metrics::register(
+        "speaker",
+        Arc::new(move || {
+            let mut owned = String::from(
+                "# HELP metalgate_speaker_announced IPs this node answers ARP for (1 per IP and interface).\n# TYPE metalgate_speaker_announced gauge\n",
+            );
+            for a in announced.load().iter() {
+                owned.push_str(&format!(
+                    "metalgate_speaker_announced{{ip=\"{}\",interface=\"{}\",node=\"{node}\"}} 1\n",
+                    a.ip, a.interface
+                ));
+            }
+            owned.push_str(&format!(
+                "# HELP metalgate_speaker_takeovers_total Times this node started announcing an IP (first assignment or failover).\n# TYPE metalgate_speaker_takeovers_total counter\nmetalgate_speaker_takeovers_total{{node=\"{node}\"}} {}\n",
+                c.takeovers.load(Ordering::Relaxed)
+            ));
+            let mut out = owned;
+            out.push_str(&metalgate_k8s::metrics::counter_family(
+                "metalgate_speaker_arp_dropped_total",
+                "ARP frames the speaker did not answer, by reason.",
+                "reason",
+                &c.drops(),
+            ));
+            out.push_str(&metalgate_k8s::metrics::counter_family(
+                "metalgate_speaker_gossip_rejected_total",
+                "Gossip packets dropped as unauthenticated, by reason.",
+                "reason",
+                &rej.by_reason(),
+            ));
+            out.push_str(&format!(
+                "# HELP metalgate_speaker_arp_replies_total ARP replies sent.\n# TYPE metalgate_speaker_arp_replies_total counter\nmetalgate_speaker_arp_replies_total {}\n",
+                c.replied.load(Ordering::Relaxed)
+            ));
+            out
+        }),
+    );
+}
+
+/// `namespace/name` of a Service.
+fn key_of(s: &Service) -> String {
+    format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
+}
+
+fn service_named<'a>(services: &'a [Arc<Service>], key: &str) -> Option<&'a Arc<Service>> {
+    services.iter().find(|s| key_of(s) == key)
+}
+
+/// Carries out a round's [`Effect`]s.
+struct Doer<'a> {
+    client: &'a kube::Client,
+    recorder: &'a kube::runtime::events::Recorder,
+    me: &'a str,
+    ifaces: &'a [NetworkInterface],
+    services: &'a [Arc<Service>],
+    counters: &'a Counters,
+}
+
+impl Doer<'_> {
+    fn burst(&self, ip: std::net::Ipv4Addr, iface: &str) {
+        if let Some(i) = self.ifaces.iter().find(|i| i.name == iface) {
+            announce_burst(i.clone(), ip);
+        }
+    }
+
+    async fn carry_out(&self, effect: Effect) {
+        let me = self.me;
+        match effect {
+            Effect::Announce(ip, iface) => {
+                tracing::info!(%ip, interface = %iface, "announcing");
+                self.counters.takeovers.fetch_add(1, Ordering::Relaxed);
+                self.burst(ip, &iface);
+            }
+            Effect::Reclaim(ip, iface) => self.burst(ip, &iface),
+            Effect::Withdraw(ip, iface) => {
+                tracing::info!(%ip, interface = %iface, "no longer announcing");
+            }
+            Effect::RouteAdd(ip) => local_route(ip, true),
+            Effect::RouteDel(ip) => local_route(ip, false),
+            Effect::Annotate(service) => {
+                let Some(svc) = service_named(self.services, &service) else {
+                    return;
+                };
+                let ns = svc.namespace().unwrap_or_default();
+                let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+                let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc.name_any(), "namespace": ns, "annotations": {ANNOUNCING_NODE: me}}});
+                let pp = PatchParams::apply(FIELD_MANAGER).force();
+                if let Err(e) = api.patch(&svc.name_any(), &pp, &Patch::Apply(&body)).await {
+                    tracing::warn!(%service, error = %e, "annotating the announcing node failed");
+                }
+            }
+            Effect::Assigned {
+                service,
+                ip,
+                interface,
+            } => {
+                let Some(svc) = service_named(self.services, &service) else {
+                    return;
+                };
+                let note = format!("announcing {ip} from node {me}, interface {interface}");
+                let at = svc.object_ref(&());
+                reflect::publish(
+                    self.recorder,
+                    &at,
+                    EventType::Normal,
+                    "nodeAssigned",
+                    "Announce",
+                    note,
+                )
+                .await;
+            }
+        }
+    }
 }
 
 /// Run the speaker until `ctx.shutdown`.
@@ -401,48 +522,12 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
 
     let shared = Arc::new(ArcSwap::from_pointee(Vec::<Announcement>::new()));
     let counters = Arc::new(Counters::default());
-    {
-        let c = counters.clone();
-        let rej = rejected.clone();
-        let announced = shared.clone();
-        let node = me.clone();
-        metalgate_k8s::metrics::register(
-            "speaker",
-            Arc::new(move || {
-                let mut owned = String::from(
-                    "# HELP metalgate_speaker_announced IPs this node answers ARP for (1 per IP and interface).\n# TYPE metalgate_speaker_announced gauge\n",
-                );
-                for a in announced.load().iter() {
-                    owned.push_str(&format!(
-                        "metalgate_speaker_announced{{ip=\"{}\",interface=\"{}\",node=\"{node}\"}} 1\n",
-                        a.ip, a.interface
-                    ));
-                }
-                owned.push_str(&format!(
-                    "# HELP metalgate_speaker_takeovers_total Times this node started announcing an IP (first assignment or failover).\n# TYPE metalgate_speaker_takeovers_total counter\nmetalgate_speaker_takeovers_total{{node=\"{node}\"}} {}\n",
-                    c.takeovers.load(Ordering::Relaxed)
-                ));
-                let mut out = owned;
-                out.push_str(&metalgate_k8s::metrics::counter_family(
-                    "metalgate_speaker_arp_dropped_total",
-                    "ARP frames the speaker did not answer, by reason.",
-                    "reason",
-                    &c.drops(),
-                ));
-                out.push_str(&metalgate_k8s::metrics::counter_family(
-                    "metalgate_speaker_gossip_rejected_total",
-                    "Gossip packets dropped as unauthenticated, by reason.",
-                    "reason",
-                    &rej.by_reason(),
-                ));
-                out.push_str(&format!(
-                    "# HELP metalgate_speaker_arp_replies_total ARP replies sent.\n# TYPE metalgate_speaker_arp_replies_total counter\nmetalgate_speaker_arp_replies_total {}\n",
-                    c.replied.load(Ordering::Relaxed)
-                ));
-                out
-            }),
-        );
-    }
+    register_metrics(
+        me.clone(),
+        shared.clone(),
+        counters.clone(),
+        rejected.clone(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let mut ifaces = local_interfaces();
     let served: Arc<std::sync::Mutex<BTreeSet<String>>> = Default::default();
@@ -488,14 +573,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     let mut locals: Vec<LocalInterface>;
     let recorder = reflect::recorder(&client, FIELD_MANAGER, &me);
 
-    let mut previous: BTreeSet<(std::net::Ipv4Addr, String)> = BTreeSet::new();
-    let mut alive_before: BTreeSet<String> = BTreeSet::new();
-    let mut owners_before: std::collections::HashMap<std::net::Ipv4Addr, Option<String>> =
-        Default::default();
-    let mut conflicts: std::collections::HashMap<
-        std::net::Ipv4Addr,
-        (std::time::Instant, pnet::util::MacAddr),
-    > = Default::default();
+    let mut state = State::default();
     loop {
         ifaces = local_interfaces();
         serve_new(&ifaces, &mut threads);
@@ -561,7 +639,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         let view_fresh = gossip.is_some()
             || (node_state.iter().any(|n| n.name == me && n.alive)
                 && lease_fresh(&leases.state(), &me));
-        if !view_fresh && !previous.is_empty() {
+        if !view_fresh && !state.announced.is_empty() {
             tracing::warn!("the API view is stale; keeping the current announcements");
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
@@ -581,144 +659,82 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         );
         // RFC 5227: before announcing an IP afresh (not taking it over from another speaker),
         // ask whether someone already has it; if so, do not announce, say so, retry later.
-        let mut announcements = announcements;
         let mut kept = Vec::with_capacity(announcements.len());
-        for a in announcements.drain(..) {
-            let fresh = !previous.iter().any(|(ip, _)| *ip == a.ip);
-            let takeover = owners_before
-                .get(&a.ip)
-                .is_some_and(|o| o.is_some() && o.as_deref() != Some(me.as_str()));
-            if fresh && !takeover {
-                if let Some((retry_at, _)) = conflicts.get(&a.ip) {
-                    if std::time::Instant::now() < *retry_at {
-                        continue;
-                    }
-                }
-                let iface = ifaces.iter().find(|i| i.name == a.interface).cloned();
-                let ip = a.ip;
-                let speakers = speaker_macs(&node_objs);
-                let taken = match iface {
-                    Some(i) => {
-                        tokio::task::spawn_blocking(move || probe_conflict(&i, ip, &speakers))
-                            .await
-                            .unwrap_or(None)
-                    }
-                    None => None,
-                };
-                if let Some(mac) = taken {
-                    let first = !conflicts.contains_key(&a.ip);
-                    conflicts.insert(a.ip, (std::time::Instant::now() + CONFLICT_RETRY, mac));
-                    if first {
-                        tracing::warn!(ip = %a.ip, %mac, "IP already in use on the network; not announcing it");
-                        if let Some(d) = decisions.iter().find(|d| d.ip == a.ip) {
-                            if let Some(svc) = svc_state.iter().find(|s| {
-                                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
-                                    == d.service
-                            }) {
+        for a in announcements {
+            match state.probe(&me, a.ip, std::time::Instant::now()) {
+                Probe::No => {}
+                Probe::Wait => continue,
+                Probe::Ask => {
+                    let iface = ifaces.iter().find(|i| i.name == a.interface).cloned();
+                    let (ip, speakers) = (a.ip, speaker_macs(&node_objs));
+                    let taken = match iface {
+                        Some(i) => {
+                            tokio::task::spawn_blocking(move || probe_conflict(&i, ip, &speakers))
+                                .await
+                                .unwrap_or(None)
+                        }
+                        None => None,
+                    };
+                    let first = state.probed(ip, taken.is_some(), std::time::Instant::now());
+                    if let Some(mac) = taken {
+                        if first {
+                            tracing::warn!(%ip, %mac, "IP already in use on the network; not announcing it");
+                            let note = format!(
+                                "{ip} is already in use on {} by {mac}; node {me} does not announce it and will check again",
+                                a.interface
+                            );
+                            let svc = decisions
+                                .iter()
+                                .find(|d| d.ip == ip)
+                                .and_then(|d| service_named(&svc_state, &d.service));
+                            if let Some(svc) = svc {
+                                let at = svc.object_ref(&());
                                 reflect::publish(
                                     &recorder,
-                                    &svc.object_ref(&()),
+                                    &at,
                                     EventType::Warning,
                                     "IPConflict",
                                     "Probe",
-                                    format!(
-                                        "{} is already in use on {} by {mac}; node {me} does not announce it and will check again",
-                                        a.ip, a.interface
-                                    ),
+                                    note,
                                 )
                                 .await;
                             }
                         }
+                        continue;
                     }
-                    continue;
                 }
-                conflicts.remove(&a.ip);
             }
             kept.push(a);
         }
-        let announcements = kept;
-        owners_before = decisions.iter().map(|d| (d.ip, d.owner.clone())).collect();
-        let now: BTreeSet<(std::net::Ipv4Addr, String)> = announcements
+        let annotated: BTreeSet<String> = svc_state
             .iter()
-            .map(|a| (a.ip, a.interface.clone()))
+            .filter(|s| s.annotations().get(ANNOUNCING_NODE) == Some(&me))
+            .map(|s| key_of(s))
             .collect();
-        shared.store(Arc::new(announcements));
-        for (ip, iface) in now.difference(&previous) {
-            tracing::info!(%ip, interface = %iface, "announcing");
-            counters.takeovers.fetch_add(1, Ordering::Relaxed);
-            if let Some(i) = ifaces.iter().find(|i| &i.name == iface) {
-                announce_burst(i.clone(), *ip);
-            }
+        let (next, effects) = transition(
+            &state,
+            Round {
+                me: &me,
+                decisions: &decisions,
+                announcements: &kept,
+                alive: &alive_now,
+                annotated: &annotated,
+                local_delivery: cfg.local_delivery,
+            },
+        );
+        shared.store(Arc::new(kept));
+        let doer = Doer {
+            client: &client,
+            recorder: &recorder,
+            me: &me,
+            ifaces: &ifaces,
+            services: &svc_state,
+            counters: &counters,
+        };
+        for effect in effects {
+            doer.carry_out(effect).await;
         }
-        // A speaker that (re)joined may have announced our IPs while it could not hear us
-        // (a partition, a link that went down and up): win the neighbours back.
-        let joined = alive_now.difference(&alive_before).next().is_some();
-        if joined && !alive_before.is_empty() {
-            for (ip, iface) in now.intersection(&previous) {
-                if let Some(i) = ifaces.iter().find(|i| &i.name == iface) {
-                    announce_burst(i.clone(), *ip);
-                }
-            }
-        }
-        alive_before = alive_now.clone();
-        for (ip, iface) in previous.difference(&now) {
-            tracing::info!(%ip, interface = %iface, "no longer announcing");
-        }
-        if cfg.local_delivery {
-            let ips = |set: &BTreeSet<(std::net::Ipv4Addr, String)>| {
-                set.iter().map(|(ip, _)| *ip).collect::<BTreeSet<_>>()
-            };
-            let (was, is) = (ips(&previous), ips(&now));
-            for ip in is.difference(&was) {
-                local_route(*ip, true);
-            }
-            for ip in was.difference(&is) {
-                local_route(*ip, false);
-            }
-        }
-        // Tell users who announces what: an annotation and an Event, from the owner.
-        for d in decisions
-            .iter()
-            .filter(|d| d.owner.as_deref() == Some(me.as_str()) && d.interface.is_some())
-        {
-            let newly = !previous.iter().any(|(ip, _)| *ip == d.ip);
-            let Some(svc) = svc_state.iter().find(|s| {
-                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()) == d.service
-            }) else {
-                continue;
-            };
-            if svc.annotations().get(ANNOUNCING_NODE) != Some(&me) {
-                let api: Api<Service> =
-                    Api::namespaced(client.clone(), &svc.namespace().unwrap_or_default());
-                let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": svc.name_any(), "namespace": svc.namespace(), "annotations": {ANNOUNCING_NODE: me}}});
-                if let Err(e) = api
-                    .patch(
-                        &svc.name_any(),
-                        &PatchParams::apply(FIELD_MANAGER).force(),
-                        &Patch::Apply(&body),
-                    )
-                    .await
-                {
-                    tracing::warn!(service = %d.service, error = %e, "annotating the announcing node failed");
-                }
-            }
-            if newly {
-                reflect::publish(
-                    &recorder,
-                    &svc.object_ref(&()),
-                    EventType::Normal,
-                    "nodeAssigned",
-                    "Announce",
-                    format!(
-                        "announcing {} from node {me}, interface {}",
-                        d.ip,
-                        d.interface.clone().unwrap_or_default()
-                    ),
-                )
-                .await;
-            }
-        }
-        previous = now;
+        state = next;
         tracing::debug!(replied = counters.replied.load(Ordering::Relaxed), drops = ?counters.drops(), "ARP counters");
 
         tokio::select! {
@@ -739,13 +755,14 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     gossip_stop.cancel();
     if let Some(g) = gossip {
         let _ = g.await;
-        if !previous.is_empty() {
+        if !state.announced.is_empty() {
             tokio::time::sleep(HANDOFF).await;
         }
     }
     stop.store(true, Ordering::Relaxed);
     if cfg.local_delivery {
-        for ip in previous.iter().map(|(ip, _)| *ip).collect::<BTreeSet<_>>() {
+        let held: BTreeSet<_> = state.announced.iter().map(|(ip, _)| *ip).collect();
+        for ip in held {
             local_route(ip, false);
         }
     }

@@ -11,7 +11,10 @@
 //! - [`election`]: which node owns an IP (sha256 order over eligible nodes) — pure;
 //! - [`plan`]: a cluster snapshot to what this node announces, on which interface — pure;
 //! - [`snapshot`]: the watched objects → node states, pools, endpoints, peers — pure;
-//! - [`announcer`]: the I/O — watches, ARP on every interface (pnet), gratuitous ARP.
+//! - [`transition`]: one round — what to start, stop, probe, win back, route, annotate, report
+//!   — pure;
+//! - [`announcer`]: the I/O — watches, ARP on every interface (pnet), gratuitous ARP, and the
+//!   effects of each round.
 #![forbid(unsafe_code)]
 
 pub mod announcer;
@@ -22,6 +25,7 @@ pub mod membership;
 pub mod plan;
 pub mod presence;
 pub mod snapshot;
+pub mod transition;
 
 use metalgate_k8s::{Component, ComponentContext};
 
