@@ -333,15 +333,16 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         );
     }
     // The UI is served by every replica, the leader or not.
-    crate::ui::start(client.clone(), &cfg.namespace, ctx.shutdown.clone()).await;
+    let crate::ui::Apps {
+        store: apps,
+        changes: mut app_changes,
+    } = crate::ui::start(client.clone(), &cfg.namespace, ctx.shutdown.clone()).await;
     let Some(lost) = leader::acquire(&client, &cfg.namespace, LEASE, &me, &ctx.shutdown).await
     else {
         return Ok(());
     };
     ready.store(false, Ordering::Relaxed);
     let mut watches = reflect::Watches::new();
-    let apps_api: Api<Application> = Api::namespaced(client.clone(), &cfg.namespace);
-    let apps = watches.store(apps_api.clone(), watcher::Config::default());
     if apps.wait_until_ready().await.is_err() {
         anyhow::bail!("the Application watch ended before its first list");
     }
@@ -523,6 +524,8 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 }
             }
             _ = watches.changed() => {}
+            // (A closed channel disables this branch rather than waking the loop.)
+            Ok(()) = app_changes.changed() => {}
             _ = drifted.notified() => {}
             _ = hook_notify.notified() => {}
             _ = tokio::time::sleep(tick) => {}

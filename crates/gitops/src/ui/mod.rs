@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::api::Api;
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use metalgate_k8s::crd::Application;
 use tokio::sync::watch;
@@ -35,9 +36,19 @@ pub async fn ensure_admin_secret(client: &kube::Client, namespace: &str) -> anyh
     .await
 }
 
+/// The Applications of `namespace` as the UI's watch sees them, and a counter bumped on each
+/// change: the leader's sync loop reads the same cache instead of holding a second copy of
+/// every status (a status lists each object its app holds).
+pub struct Apps {
+    /// The cache.
+    pub store: Store<Application>,
+    /// Bumped on every watch event.
+    pub changes: watch::Receiver<u64>,
+}
+
 /// Serve the UI on the admin listener (under `/`) until `shutdown`: every replica serves it,
-/// leader or not, from its own cache of the Applications in `namespace`.
-pub async fn start(client: kube::Client, namespace: &str, shutdown: CancellationToken) {
+/// leader or not, from its own cache of the Applications in `namespace`, which it returns.
+pub async fn start(client: kube::Client, namespace: &str, shutdown: CancellationToken) -> Apps {
     match ensure_admin_secret(&client, namespace).await {
         Ok(true) => tracing::info!(
             secret = %format!("{namespace}/{}", auth::SECRET),
@@ -69,11 +80,11 @@ pub async fn start(client: kube::Client, namespace: &str, shutdown: Cancellation
         }
     });
     let ui = Arc::new(server::Ui {
-        apps: reader,
+        apps: reader.clone(),
         api,
         secrets: Api::namespaced(client, namespace),
         sessions: Mutex::new(auth::Sessions::default()),
-        changes: rx,
+        changes: rx.clone(),
     });
     metalgate_k8s::admin::register_handler(
         "/",
@@ -82,4 +93,8 @@ pub async fn start(client: kube::Client, namespace: &str, shutdown: Cancellation
             Box::pin(ui.handle(req))
         }),
     );
+    Apps {
+        store: reader,
+        changes: rx,
+    }
 }
