@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::arp::{self, Announcement, Drop};
+use crate::arp::{self, Announcement, Unanswered};
 use crate::membership::{self, SpeakerId};
 use crate::plan::{L2Adv, LocalInterface, PoolInfo, plan};
 use crate::presence;
@@ -92,18 +92,18 @@ pub struct Counters {
     pub replied: AtomicU64,
     /// Times this node started announcing an IP (its first assignment, or a takeover).
     pub takeovers: AtomicU64,
-    drops: [AtomicU64; Drop::ALL.len()],
+    drops: [AtomicU64; Unanswered::ALL.len()],
 }
 
 impl Counters {
-    fn dropped(&self, d: Drop) {
-        let i = Drop::ALL.iter().position(|x| *x == d).unwrap_or(0);
+    fn dropped(&self, d: Unanswered) {
+        let i = Unanswered::ALL.iter().position(|x| *x == d).unwrap_or(0);
         self.drops[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// (reason, count) for every drop reason.
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        Drop::ALL
+        Unanswered::ALL
             .iter()
             .zip(&self.drops)
             .map(|(d, c)| (d.label(), c.load(Ordering::Relaxed)))

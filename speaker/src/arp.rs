@@ -11,7 +11,7 @@ use pnet::util::MacAddr;
 
 /// Why a frame got no answer. Every ignored frame is counted under one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Drop {
+pub enum Unanswered {
     /// Not a whole Ethernet frame.
     Truncated,
     /// Not ARP.
@@ -32,32 +32,32 @@ pub enum Drop {
     OwnFrame,
 }
 
-impl Drop {
+impl Unanswered {
     /// Every reason, for metrics.
-    pub const ALL: [Drop; 9] = [
-        Drop::Truncated,
-        Drop::NotArp,
-        Drop::NotEthernetIpv4,
-        Drop::NotRequest,
-        Drop::NotForThisInterface,
-        Drop::NotOwned,
-        Drop::WrongInterface,
-        Drop::SenderOutsideSubnet,
-        Drop::OwnFrame,
+    pub const ALL: [Unanswered; 9] = [
+        Unanswered::Truncated,
+        Unanswered::NotArp,
+        Unanswered::NotEthernetIpv4,
+        Unanswered::NotRequest,
+        Unanswered::NotForThisInterface,
+        Unanswered::NotOwned,
+        Unanswered::WrongInterface,
+        Unanswered::SenderOutsideSubnet,
+        Unanswered::OwnFrame,
     ];
 
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
-            Drop::Truncated => "truncated",
-            Drop::NotArp => "not_arp",
-            Drop::NotEthernetIpv4 => "not_ethernet_ipv4",
-            Drop::NotRequest => "not_request",
-            Drop::NotForThisInterface => "not_for_this_interface",
-            Drop::NotOwned => "not_owned",
-            Drop::WrongInterface => "wrong_interface",
-            Drop::SenderOutsideSubnet => "sender_outside_subnet",
-            Drop::OwnFrame => "own_frame",
+            Unanswered::Truncated => "truncated",
+            Unanswered::NotArp => "not_arp",
+            Unanswered::NotEthernetIpv4 => "not_ethernet_ipv4",
+            Unanswered::NotRequest => "not_request",
+            Unanswered::NotForThisInterface => "not_for_this_interface",
+            Unanswered::NotOwned => "not_owned",
+            Unanswered::WrongInterface => "wrong_interface",
+            Unanswered::SenderOutsideSubnet => "sender_outside_subnet",
+            Unanswered::OwnFrame => "own_frame",
         }
     }
 }
@@ -96,44 +96,44 @@ pub struct Request {
 }
 
 /// Decide about one frame received on `iface`, given what this node announces.
-pub fn decide(frame: &[u8], iface: &Interface, owned: &[Announcement]) -> Result<Request, Drop> {
-    let eth = EthernetPacket::new(frame).ok_or(Drop::Truncated)?;
+pub fn decide(frame: &[u8], iface: &Interface, owned: &[Announcement]) -> Result<Request, Unanswered> {
+    let eth = EthernetPacket::new(frame).ok_or(Unanswered::Truncated)?;
     if eth.get_ethertype() != EtherTypes::Arp {
-        return Err(Drop::NotArp);
+        return Err(Unanswered::NotArp);
     }
     if eth.get_source() == iface.mac {
-        return Err(Drop::OwnFrame);
+        return Err(Unanswered::OwnFrame);
     }
     let dst = eth.get_destination();
     if dst != MacAddr::broadcast() && dst != iface.mac {
-        return Err(Drop::NotForThisInterface);
+        return Err(Unanswered::NotForThisInterface);
     }
-    let arp = ArpPacket::new(eth.payload()).ok_or(Drop::Truncated)?;
+    let arp = ArpPacket::new(eth.payload()).ok_or(Unanswered::Truncated)?;
     if arp.get_hardware_type() != ArpHardwareTypes::Ethernet
         || arp.get_protocol_type() != EtherTypes::Ipv4
         || arp.get_hw_addr_len() != 6
         || arp.get_proto_addr_len() != 4
     {
-        return Err(Drop::NotEthernetIpv4);
+        return Err(Unanswered::NotEthernetIpv4);
     }
     if arp.get_operation() != ArpOperations::Request {
-        return Err(Drop::NotRequest);
+        return Err(Unanswered::NotRequest);
     }
     let target = arp.get_target_proto_addr();
     let sender_ip = arp.get_sender_proto_addr();
     let mine: Vec<&Announcement> = owned.iter().filter(|a| a.ip == target).collect();
     if mine.is_empty() {
-        return Err(Drop::NotOwned);
+        return Err(Unanswered::NotOwned);
     }
     let Some(a) = mine.iter().find(|a| a.interface == iface.name) else {
-        return Err(Drop::WrongInterface);
+        return Err(Unanswered::WrongInterface);
     };
     // The interface must hold the IP's subnet, and (by default) the sender must be in it.
     let Some(net) = iface.nets.iter().find(|n| n.contains(&target)) else {
-        return Err(Drop::WrongInterface);
+        return Err(Unanswered::WrongInterface);
     };
     if a.same_subnet_only && !net.contains(&sender_ip) {
-        return Err(Drop::SenderOutsideSubnet);
+        return Err(Unanswered::SenderOutsideSubnet);
     }
     Ok(Request {
         sender_mac: arp.get_sender_hw_addr(),
@@ -262,7 +262,7 @@ mod tests {
     }
 
     /// (what, frame, interface it arrives on, expected decision)
-    type Case = (&'static str, Vec<u8>, Interface, Result<(), Drop>);
+    type Case = (&'static str, Vec<u8>, Interface, Result<(), Unanswered>);
 
     #[test]
     fn frames_to_decisions() {
@@ -278,7 +278,7 @@ mod tests {
                 "request for an unassigned pool IP",
                 who_has(Ipv4Addr::new(192, 168, 56, 201), laptop_ip),
                 iface(),
-                Err(Drop::NotOwned),
+                Err(Unanswered::NotOwned),
             ),
             (
                 "request on another interface",
@@ -287,7 +287,7 @@ mod tests {
                     name: "eth0".into(),
                     ..iface()
                 },
-                Err(Drop::WrongInterface),
+                Err(Unanswered::WrongInterface),
             ),
             (
                 "interface without the VIP's subnet",
@@ -296,13 +296,13 @@ mod tests {
                     nets: vec!["10.0.2.15/24".parse().unwrap()],
                     ..iface()
                 },
-                Err(Drop::WrongInterface),
+                Err(Unanswered::WrongInterface),
             ),
             (
                 "sender from another subnet",
                 who_has(VIP, Ipv4Addr::new(10, 9, 9, 9)),
                 iface(),
-                Err(Drop::SenderOutsideSubnet),
+                Err(Unanswered::SenderOutsideSubnet),
             ),
             (
                 "a reply, not a request",
@@ -315,25 +315,25 @@ mod tests {
                     MacAddr(2, 0, 0, 0, 0, 9),
                 ),
                 iface(),
-                Err(Drop::NotForThisInterface),
+                Err(Unanswered::NotForThisInterface),
             ),
             (
                 "our own gratuitous ARP",
                 gratuitous(VIP, NODE)[1].clone(),
                 iface(),
-                Err(Drop::OwnFrame),
+                Err(Unanswered::OwnFrame),
             ),
             (
                 "someone else's gratuitous reply",
                 gratuitous(VIP, LAPTOP)[0].clone(),
                 iface(),
-                Err(Drop::NotRequest),
+                Err(Unanswered::NotRequest),
             ),
             (
                 "truncated",
                 who_has(VIP, laptop_ip)[..20].to_vec(),
                 iface(),
-                Err(Drop::Truncated),
+                Err(Unanswered::Truncated),
             ),
             (
                 "IPv4, not ARP",
@@ -344,7 +344,7 @@ mod tests {
                     f
                 },
                 iface(),
-                Err(Drop::NotArp),
+                Err(Unanswered::NotArp),
             ),
             (
                 "unicast to another MAC",
@@ -354,7 +354,7 @@ mod tests {
                     f
                 },
                 iface(),
-                Err(Drop::NotForThisInterface),
+                Err(Unanswered::NotForThisInterface),
             ),
             (
                 "unicast to us",
@@ -375,7 +375,7 @@ mod tests {
                     f
                 },
                 iface(),
-                Err(Drop::NotEthernetIpv4),
+                Err(Unanswered::NotEthernetIpv4),
             ),
         ];
         for (what, frame, iface, want) in cases {
