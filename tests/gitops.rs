@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::workshop::{git, podinfo_app, push_color, start_gitops, wait_color, workshop_repo};
-use common::{Metalgate, free_port};
+use common::{Metalgate, free_port, wait_for};
 
 #[test]
 fn a_push_is_applied_on_refresh_and_on_the_poll() {
@@ -63,15 +63,11 @@ spec:
     );
 
     // kubectl shows it synced at that commit.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(Duration::from_secs(10), || {
         let table = mg.kubectl_ok(&["get", "applications", "-n", "metalgate-system"]);
-        if table.contains("Synced") && table.contains("Healthy") && table.contains(&sha) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{table}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        let synced = table.contains("Synced") && table.contains("Healthy") && table.contains(&sha);
+        synced.then_some(()).ok_or(table)
+    });
     let annotated = mg.kubectl_ok(&[
         "get",
         "application",
@@ -126,8 +122,7 @@ fn a_hand_edit_is_reverted_within_seconds_not_at_the_next_poll() {
     let took = wait_color(&mg, "#34577c", Duration::from_secs(10));
     assert!(took < Duration::from_secs(3), "reverted after {took:?}");
     // And reported: a history entry started by self-heal naming the field and who changed it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(Duration::from_secs(10), || {
         let history = mg.kubectl_ok(&[
             "get",
             "application",
@@ -137,12 +132,9 @@ fn a_hand_edit_is_reverted_within_seconds_not_at_the_next_poll() {
             "-o",
             "jsonpath={.status.history[-1].initiatedBy} {.status.history[-1].reverted}",
         ]);
-        if history.contains("self-heal") && history.contains("data.PODINFO_UI_COLOR") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{history}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        let reported = history.contains("self-heal") && history.contains("data.PODINFO_UI_COLOR");
+        reported.then_some(()).ok_or(history)
+    });
 }
 
 /// POST a GitHub push for `repo` to the admin endpoint; the status code and body.
@@ -266,15 +258,15 @@ fn a_failed_sync_is_retried_with_back_off_as_syncpolicy_retry_says() {
             "jsonpath={.status.conditions[*].type}",
         ])
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !condition().contains("ComparisonError") {
-        assert!(Instant::now() < deadline, "never failed: {}", condition());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(Duration::from_secs(20), || {
+        let c = condition();
+        c.contains("ComparisonError")
+            .then_some(())
+            .ok_or(format!("never failed: {c}"))
+    });
     // The namespace appears; a retry (1 s, then 2 s) applies the revision — long before the poll.
     mg.kubectl_ok(&["create", "namespace", "later"]);
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
+    wait_for(Duration::from_secs(8), || {
         let color = mg.kubectl(&[
             "get",
             "configmap",
@@ -284,16 +276,10 @@ fn a_failed_sync_is_retried_with_back_off_as_syncpolicy_retry_says() {
             "-o",
             "jsonpath={.data.PODINFO_UI_COLOR}",
         ]);
-        if String::from_utf8_lossy(&color.stdout) == "#123456" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no retry applied it; {}",
-            condition()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (String::from_utf8_lossy(&color.stdout) == "#123456")
+            .then_some(())
+            .ok_or_else(|| format!("no retry applied it; {}", condition()))
+    });
 }
 
 fn metalgate(mg: &Metalgate, args: &[&str]) -> (bool, String) {
@@ -630,11 +616,10 @@ spec:
             "jsonpath={.status.sync.status}/{.status.health.status}",
         ])
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while health() != "Synced/Progressing" {
-        assert!(Instant::now() < deadline, "{}", health());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(Duration::from_secs(20), || {
+        let h = health();
+        (h == "Synced/Progressing").then_some(()).ok_or(h)
+    });
     let generation = mg.kubectl_ok(&[
         "get",
         "deployment",
@@ -738,15 +723,12 @@ fn a_restart_in_the_middle_of_a_sync_loses_nothing_and_duplicates_nothing() {
             .collect()
     };
     // Wait until wave 0 is in and wave 1 waits for it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while cms().len() < 10 {
-        assert!(
-            Instant::now() < deadline,
-            "wave 0 never applied: {:?}",
-            cms()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(Duration::from_secs(30), || {
+        let names = cms();
+        (names.len() >= 10)
+            .then_some(())
+            .ok_or(format!("wave 0 never applied: {names:?}"))
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(cms().len(), 10, "wave 1 must wait for the Service");
     first.kill();
@@ -776,16 +758,17 @@ fn a_restart_in_the_middle_of_a_sync_loses_nothing_and_duplicates_nothing() {
         ])
     };
     // A leader's lease outlives the killed process (15 s), so allow for it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while state() != format!("Synced/Healthy/{sha}") {
-        assert!(
-            Instant::now() < deadline,
-            "never synced after the restart: {} with {} ConfigMaps",
-            state(),
-            cms().len()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for(Duration::from_secs(60), || {
+        let now = state();
+        (now == format!("Synced/Healthy/{sha}"))
+            .then_some(())
+            .ok_or_else(|| {
+                format!(
+                    "never synced after the restart: {now} with {} ConfigMaps",
+                    cms().len()
+                )
+            })
+    });
     let mut names = cms();
     assert_eq!(names.len(), 50, "{names:?}");
     names.dedup();
@@ -901,8 +884,7 @@ spec:
     );
     mg.kubectl_ok(&["create", "namespace", "argocd"]);
     // The CRD is metalgate's, labelled so.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_for(Duration::from_secs(20), || {
         let out = mg.kubectl(&[
             "get",
             "crd",
@@ -910,15 +892,10 @@ spec:
             "-o",
             "jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by}",
         ]);
-        if String::from_utf8_lossy(&out.stdout) == "metalgate" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the argoproj.io CRD is not served"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (String::from_utf8_lossy(&out.stdout) == "metalgate")
+            .then_some(())
+            .ok_or("the argoproj.io CRD is not served".to_string())
+    });
     // The workshop's one command, with the Argo root as written for ArgoCD.
     let out = mg.kubectl_stdin(&["apply", "-f", "-"], &root);
     assert!(
@@ -939,16 +916,12 @@ spec:
         ])
     };
     let want = format!("Synced/Healthy/{sha}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while state("root") != want || state("podinfo") != want {
-        assert!(
-            Instant::now() < deadline,
-            "root: {:?}, podinfo: {:?}",
-            state("root"),
-            state("podinfo")
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for(Duration::from_secs(30), || {
+        let (root, podinfo) = (state("root"), state("podinfo"));
+        (root == want && podinfo == want)
+            .then_some(())
+            .ok_or(format!("root: {root:?}, podinfo: {podinfo:?}"))
+    });
     wait_color(&mg, "#34577c", Duration::from_secs(5));
     let conditions = mg.kubectl_ok(&[
         "get",
@@ -1062,15 +1035,12 @@ fn a_stopped_leader_hands_its_lease_to_the_next_replica_at_once() {
     };
     let mut first = replica("a");
     let first_id = format!("test-node-{}", first.child.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while holder() != first_id {
-        assert!(
-            Instant::now() < deadline,
-            "the first replica never led: {}",
-            holder()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(Duration::from_secs(20), || {
+        let h = holder();
+        (h == first_id)
+            .then_some(())
+            .ok_or(format!("the first replica never led: {h}"))
+    });
     let second = replica("b");
     let second_id = format!("test-node-{}", second.child.id());
     std::thread::sleep(Duration::from_secs(1));
@@ -1137,16 +1107,13 @@ fn two_quick_pushes_end_in_the_later_commits_state() {
             "jsonpath={range .items[*]}{.data.v}{\"\\n\"}{end}",
         ])
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_for(Duration::from_secs(20), || {
         let v = values();
         let second_count = v.lines().filter(|l| *l == "second").count();
-        if second_count == 30 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never all second: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (second_count == 30)
+            .then_some(())
+            .ok_or(format!("never all second: {v}"))
+    });
     let revision = || {
         mg.kubectl_ok(&[
             "get",
@@ -1158,9 +1125,8 @@ fn two_quick_pushes_end_in_the_later_commits_state() {
             "jsonpath={.status.sync.revision} {.status.history[-1:].revision}",
         ])
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while revision() != format!("{second} {second}") {
-        assert!(Instant::now() < deadline, "{}", revision());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(Duration::from_secs(10), || {
+        let r = revision();
+        (r == format!("{second} {second}")).then_some(()).ok_or(r)
+    });
 }

@@ -292,6 +292,22 @@ pub fn kubectl_in(
     }
 }
 
+/// Polls `probe` every 200 ms until it returns `Ok`, for at most `limit`; panics with its last
+/// `Err` (what it saw) when it never does.
+pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match probe() {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "not within {limit:?}: {seen}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Wait until `probe` says yes, asking every 100 ms for at most `limit`; whether it did.
 pub fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + limit;
