@@ -96,7 +96,11 @@ pub struct Request {
 }
 
 /// Decide about one frame received on `iface`, given what this node announces.
-pub fn decide(frame: &[u8], iface: &Interface, owned: &[Announcement]) -> Result<Request, Unanswered> {
+pub fn decide(
+    frame: &[u8],
+    iface: &Interface,
+    owned: &[Announcement],
+) -> Result<Request, Unanswered> {
     let eth = EthernetPacket::new(frame).ok_or(Unanswered::Truncated)?;
     if eth.get_ethertype() != EtherTypes::Arp {
         return Err(Unanswered::NotArp);
