@@ -68,15 +68,7 @@ spec:
         let synced = table.contains("Synced") && table.contains("Healthy") && table.contains(&sha);
         synced.then_some(()).ok_or(table)
     });
-    let annotated = mg.kubectl_ok(&[
-        "get",
-        "application",
-        "podinfo",
-        "-n",
-        "metalgate-system",
-        "-o",
-        "jsonpath={.metadata.annotations}",
-    ]);
+    let annotated = mg.app_jsonpath("podinfo", "{.metadata.annotations}");
     assert!(
         !annotated.contains("metalgate.io/refresh"),
         "the annotation is cleared: {annotated}"
@@ -123,15 +115,10 @@ fn a_hand_edit_is_reverted_within_seconds_not_at_the_next_poll() {
     assert!(took < Duration::from_secs(3), "reverted after {took:?}");
     // And reported: a history entry started by self-heal naming the field and who changed it.
     wait_for(Duration::from_secs(10), || {
-        let history = mg.kubectl_ok(&[
-            "get",
-            "application",
+        let history = mg.app_jsonpath(
             "podinfo",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.status.history[-1].initiatedBy} {.status.history[-1].reverted}",
-        ]);
+            "{.status.history[-1].initiatedBy} {.status.history[-1].reverted}",
+        );
         let reported = history.contains("self-heal") && history.contains("data.PODINFO_UI_COLOR");
         reported.then_some(()).ok_or(history)
     });
@@ -247,17 +234,7 @@ fn a_failed_sync_is_retried_with_back_off_as_syncpolicy_retry_says() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let condition = || {
-        mg.kubectl_ok(&[
-            "get",
-            "application",
-            "podinfo",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.status.conditions[*].type}",
-        ])
-    };
+    let condition = || mg.app_jsonpath("podinfo", "{.status.conditions[*].type}");
     wait_for(Duration::from_secs(20), || {
         let c = condition();
         c.contains("ComparisonError")
@@ -484,15 +461,7 @@ fn a_private_repository_is_read_with_the_credentials_of_its_repository_secret() 
     // Without credentials: the app says why, and nothing is applied.
     let mut conditions = String::new();
     let refused = common::eventually(Duration::from_secs(15), || {
-        conditions = mg.kubectl_ok(&[
-            "get",
-            "application",
-            "podinfo",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.status.conditions[*].message}",
-        ]);
+        conditions = mg.app_jsonpath("podinfo", "{.status.conditions[*].message}");
         conditions.contains(&url)
     });
     assert!(refused, "no condition naming the repository: {conditions}");
@@ -556,15 +525,7 @@ stringData: {{url: '{url}', username: ada, password: '{password}'}}
         .stdout
             == b"#34577c"
     });
-    let status = mg.kubectl_ok(&[
-        "get",
-        "application",
-        "podinfo",
-        "-n",
-        "metalgate-system",
-        "-o",
-        "jsonpath={.status.conditions}",
-    ]);
+    let status = mg.app_jsonpath("podinfo", "{.status.conditions}");
     assert!(
         applied,
         "not applied with the repository Secret's credentials: {status}"
@@ -605,17 +566,7 @@ spec:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let health = || {
-        mg.kubectl_ok(&[
-            "get",
-            "application",
-            "podinfo",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.status.sync.status}/{.status.health.status}",
-        ])
-    };
+    let health = || mg.app_jsonpath("podinfo", "{.status.sync.status}/{.status.health.status}");
     wait_for(Duration::from_secs(20), || {
         let h = health();
         (h == "Synced/Progressing").then_some(()).ok_or(h)
@@ -747,15 +698,10 @@ fn a_restart_in_the_middle_of_a_sync_loses_nothing_and_duplicates_nothing() {
         r#"{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}"#,
     ]);
     let state = || {
-        store.kubectl_ok(&[
-            "get",
-            "application",
+        store.app_jsonpath(
             "podinfo",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.status.sync.status}/{.status.health.status}/{.status.sync.revision}",
-        ])
+            "{.status.sync.status}/{.status.health.status}/{.status.sync.revision}",
+        )
     };
     // A leader's lease outlives the killed process (15 s), so allow for it.
     wait_for(Duration::from_secs(60), || {
@@ -792,29 +738,19 @@ fn a_restart_in_the_middle_of_a_sync_loses_nothing_and_duplicates_nothing() {
         50,
         "{tracked}"
     );
-    let history = store.kubectl_ok(&[
-        "get",
-        "application",
+    let history = store.app_jsonpath(
         "podinfo",
-        "-n",
-        "metalgate-system",
-        "-o",
-        "jsonpath={range .status.history[*]}{.revision}{\"\\n\"}{end}",
-    ]);
+        "{range .status.history[*]}{.revision}{\"\\n\"}{end}",
+    );
     assert_eq!(
         history.lines().filter(|r| *r == sha).count(),
         1,
         "{history}"
     );
-    let inventory = store.kubectl_ok(&[
-        "get",
-        "application",
+    let inventory = store.app_jsonpath(
         "podinfo",
-        "-n",
-        "metalgate-system",
-        "-o",
-        "jsonpath={range .status.resources[*]}{.kind}/{.name}{\"\\n\"}{end}",
-    ]);
+        "{range .status.resources[*]}{.kind}/{.name}{\"\\n\"}{end}",
+    );
     assert_eq!(
         inventory
             .lines()
@@ -1115,15 +1051,10 @@ fn two_quick_pushes_end_in_the_later_commits_state() {
             .ok_or(format!("never all second: {v}"))
     });
     let revision = || {
-        mg.kubectl_ok(&[
-            "get",
-            "application",
+        mg.app_jsonpath(
             "podinfo",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.status.sync.revision} {.status.history[-1:].revision}",
-        ])
+            "{.status.sync.revision} {.status.history[-1:].revision}",
+        )
     };
     wait_for(Duration::from_secs(10), || {
         let r = revision();

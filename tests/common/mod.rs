@@ -194,6 +194,20 @@ impl Metalgate {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `kubectl get application NAME -n metalgate-system -o jsonpath=PATH`.
+    pub fn app_jsonpath(&self, name: &str, path: &str) -> String {
+        let jsonpath = format!("jsonpath={path}");
+        self.kubectl_ok(&[
+            "get",
+            "application",
+            name,
+            "-n",
+            "metalgate-system",
+            "-o",
+            &jsonpath,
+        ])
+    }
+
     /// Lines on stderr starting with `prefix`, waiting (up to 10 s) until there are `want`.
     pub fn stderr_lines_with(&self, prefix: &str, want: usize) -> Vec<String> {
         let mut got = Vec::new();
