@@ -129,10 +129,6 @@ fn render_usage(usage: &BTreeMap<String, metalgate_k8s::crd::IPAddressPoolStatus
     out
 }
 
-fn key(svc: &Service) -> String {
-    format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
-}
-
 fn ips_text(ips: &[IpAddr]) -> String {
     let quoted: Vec<String> = ips.iter().map(|i| format!("{:?}", i.to_string())).collect();
     format!("[{}]", quoted.join(","))
@@ -213,7 +209,12 @@ impl State {
         namespaces: &HashMap<String, BTreeMap<String, String>>,
     ) {
         let mut ordered: Vec<&Arc<Service>> = services.iter().collect();
-        ordered.sort_by_key(|s| (s.metadata.creation_timestamp.clone().map(|t| t.0), key(s)));
+        ordered.sort_by_key(|s| {
+            (
+                s.metadata.creation_timestamp.clone().map(|t| t.0),
+                reflect::key_of(&s.metadata),
+            )
+        });
         let empty = BTreeMap::new();
         for svc in ordered {
             let ips = status_ips(svc);
@@ -230,10 +231,10 @@ impl State {
                     .collect();
                 req.requested = ips;
                 req.pool = None;
-                match self.alloc.assign(&key(svc), &req) {
+                match self.alloc.assign(&reflect::key_of(&svc.metadata), &req) {
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(service = %key(svc), error = %e, "could not keep the IPs in its status")
+                        tracing::warn!(service = %reflect::key_of(&svc.metadata), error = %e, "could not keep the IPs in its status")
                     }
                 }
             }
@@ -246,7 +247,7 @@ impl State {
         svc: &Arc<Service>,
         ns_labels: &BTreeMap<String, String>,
     ) -> Option<Action> {
-        let k = key(svc);
+        let k = reflect::key_of(&svc.metadata);
         let mut action = Action {
             svc: svc.clone(),
             write: None,
@@ -305,7 +306,7 @@ impl State {
 
     /// An AllocationFailed Event, once per distinct reason.
     fn fail(&mut self, action: &mut Action, why: String) {
-        let k = key(&action.svc);
+        let k = reflect::key_of(&action.svc.metadata);
         if self.failures.get(&k) != Some(&why) {
             tracing::info!(service = %k, %why, "allocation failed");
             action.events.push((
@@ -422,7 +423,7 @@ async fn write_status(
 async fn perform(client: &kube::Client, recorder: &Recorder, a: Action) -> Result<(), String> {
     if let Some((ips, pool)) = &a.write {
         if let Err(e) = write_status(client, &a.svc, ips, pool.as_deref()).await {
-            tracing::warn!(service = %key(&a.svc), error = %e, "writing status failed; will retry");
+            tracing::warn!(service = %reflect::key_of(&a.svc.metadata), error = %e, "writing status failed; will retry");
             // The Service's owner sees why it has no address (a 403 names the missing rule);
             // repeats are folded into one Event series by the recorder.
             publish(
@@ -433,7 +434,7 @@ async fn perform(client: &kube::Client, recorder: &Recorder, a: Action) -> Resul
                 format!("writing the LoadBalancer address into status failed: {e}"),
             )
             .await;
-            return Err(key(&a.svc));
+            return Err(reflect::key_of(&a.svc.metadata));
         }
     }
     for (type_, reason, note) in a.events {
@@ -549,8 +550,13 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             last_ns = ns.clone();
         }
         let mut svcs = services.state();
-        svcs.sort_by_key(|s| (s.metadata.creation_timestamp.clone().map(|t| t.0), key(s)));
-        let present: HashSet<String> = svcs.iter().map(|s| key(s)).collect();
+        svcs.sort_by_key(|s| {
+            (
+                s.metadata.creation_timestamp.clone().map(|t| t.0),
+                reflect::key_of(&s.metadata),
+            )
+        });
+        let present: HashSet<String> = svcs.iter().map(|s| reflect::key_of(&s.metadata)).collect();
         let held_before = st.alloc.assignments().count();
         // Deleted Services first, so their IPs are free for this pass.
         let gone: Vec<String> = st
@@ -571,7 +577,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             if svc.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            let k = key(svc);
+            let k = reflect::key_of(&svc.metadata);
             let rv = svc.resource_version().unwrap_or_default();
             // Services still waiting for an IP are tried again on every pass.
             if !everything && st.seen.get(&k) == Some(&rv) && !st.failures.contains_key(&k) {

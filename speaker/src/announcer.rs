@@ -308,12 +308,10 @@ fn register_metrics(
 }
 
 /// `namespace/name` of a Service.
-fn key_of(s: &Service) -> String {
-    format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any())
-}
-
 fn service_named<'a>(services: &'a [Arc<Service>], key: &str) -> Option<&'a Arc<Service>> {
-    services.iter().find(|s| key_of(s) == key)
+    services
+        .iter()
+        .find(|s| reflect::key_of(&s.metadata) == key)
 }
 
 /// Carries out a round's [`Effect`]s.
@@ -709,7 +707,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         let annotated: BTreeSet<String> = svc_state
             .iter()
             .filter(|s| s.annotations().get(ANNOUNCING_NODE) == Some(&me))
-            .map(|s| key_of(s))
+            .map(|s| reflect::key_of(&s.metadata))
             .collect();
         let (next, effects) = transition(
             &state,

@@ -84,8 +84,7 @@ pub fn plan(
         if spec.type_.as_deref() != Some("LoadBalancer") {
             continue;
         }
-        let ns = svc.metadata.namespace.clone().unwrap_or_default();
-        let key = format!("{ns}/{}", svc.metadata.name.clone().unwrap_or_default());
+        let key = metalgate_k8s::reflect::key_of(&svc.metadata);
         let ips: Vec<Ipv4Addr> = svc
             .status
             .as_ref()

@@ -146,7 +146,7 @@ pub fn ready_endpoint_nodes(slices: &[Arc<EndpointSlice>]) -> BTreeMap<String, V
         let Some(svc) = s.labels().get("kubernetes.io/service-name") else {
             continue;
         };
-        let key = format!("{}/{svc}", s.namespace().unwrap_or_default());
+        let key = metalgate_k8s::reflect::key(&s.namespace().unwrap_or_default(), svc);
         for ep in &s.endpoints {
             if ep.conditions.as_ref().and_then(|c| c.ready) != Some(false) {
                 if let Some(n) = &ep.node_name {

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -13,6 +14,21 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+
+/// The `namespace/name` key a namespaced object is known by in every component's maps (the
+/// speaker's plan, its endpoint index and its announcer; the controller's allocations). One
+/// function, so a lookup always uses the key its map was built with.
+pub fn key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// [`key`] of an object, from its metadata (empty namespace or name when unset).
+pub fn key_of(meta: &ObjectMeta) -> String {
+    key(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
 
 /// A component's watches: a cached, self-restarting watch per resource kind, all waking one
 /// [`Notify`]. Dropping it stops them.
