@@ -221,7 +221,7 @@ spec:
           spec:
             type: object
             properties:
-              size: {type: integer, minimum: 1}
+              size: {type: integer, minimum: 1, description: How many sprockets a widget turns.}
 ";
 
 #[test]
@@ -260,6 +260,75 @@ fn crds_make_their_kinds_served_with_printer_columns() {
     assert!(!unknown.status.success());
     let err = String::from_utf8_lossy(&unknown.stderr);
     assert!(err.contains("spec.colour"), "{err}");
+
+    // `kubectl explain` reads the CRD's schema, with `metadata` as every kind's ObjectMeta.
+    let explained = mg.kubectl_ok(&["explain", "widgets.spec"]);
+    assert!(explained.contains("GROUP:      example.io"), "{explained}");
+    assert!(explained.contains("size\t<integer>"), "{explained}");
+    assert!(
+        explained.contains("How many sprockets a widget turns."),
+        "{explained}"
+    );
+    let meta = mg.kubectl_ok(&["explain", "widgets.metadata.labels"]);
+    assert!(meta.contains("FIELD: labels <map[string]string>"), "{meta}");
+}
+
+/// `kubectl explain` on built-in kinds, as a newcomer runs it: a kind, a nested field, a field
+/// of a list's items, a value that is a number or a name — and a field that does not exist.
+#[test]
+fn kubectl_explain_describes_built_in_kinds_and_their_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let mg = Metalgate::start(&dir.path().join("data"), free_port(), &[]);
+
+    let deploy = mg.kubectl_ok(&["explain", "deployment"]);
+    assert!(deploy.contains("GROUP:      apps"), "{deploy}");
+    assert!(deploy.contains("KIND:       Deployment"), "{deploy}");
+    assert!(
+        deploy.contains("Deployment enables declarative updates for Pods and ReplicaSets."),
+        "{deploy}"
+    );
+    assert!(deploy.contains("spec\t<DeploymentSpec>"), "{deploy}");
+    // `metadata` is not required: the API fills in what is left out.
+    assert!(deploy.contains("metadata\t<ObjectMeta>\n"), "{deploy}");
+
+    let replicas = mg.kubectl_ok(&["explain", "deploy.spec.replicas"]);
+    assert!(replicas.contains("FIELD: replicas <integer>"), "{replicas}");
+    assert!(replicas.contains("Number of desired pods."), "{replicas}");
+
+    let ports = mg.kubectl_ok(&["explain", "pods.spec.containers.ports"]);
+    assert!(ports.contains("FIELD: ports <[]ContainerPort>"), "{ports}");
+    assert!(
+        ports.contains("containerPort\t<integer> -required-"),
+        "{ports}"
+    );
+
+    let target = mg.kubectl_ok(&["explain", "svc.spec.ports.targetPort"]);
+    assert!(
+        target.contains("FIELD: targetPort <IntOrString>"),
+        "{target}"
+    );
+
+    let ing = mg.kubectl_ok(&["explain", "ingress.spec.rules.http.paths.pathType"]);
+    assert!(ing.contains("Prefix"), "{ing}");
+
+    let rb = mg.kubectl_ok(&["explain", "clusterrolebinding.roleRef"]);
+    assert!(rb.contains("GROUP:      rbac.authorization.k8s.io"), "{rb}");
+    assert!(rb.contains("apiGroup\t<string> -required-"), "{rb}");
+
+    let recursive = mg.kubectl_ok(&["explain", "cronjob.spec", "--recursive"]);
+    assert!(
+        recursive.contains("schedule\t<string> -required-"),
+        "{recursive}"
+    );
+    assert!(
+        recursive.contains("containers\t<[]Container> -required-"),
+        "{recursive}"
+    );
+
+    let missing = mg.kubectl(&["explain", "deploy.spec.colour"]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("colour"), "{err}");
 }
 
 #[test]

@@ -120,8 +120,12 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> ApiResult<Response
         })),
         ["apis"] => ok(group_list(&state.registry)),
         ["openapi", "v3"] => ok(openapi::index(&state.registry)),
-        ["openapi", "v3", "api", v] => gv_openapi(state, "", v),
-        ["openapi", "v3", "apis", g, v] => gv_openapi(state, g, v),
+        ["openapi", "v3", "api", v] => {
+            gv_openapi(state, "", v, ctx.query.get("hash").map(String::as_str))
+        }
+        ["openapi", "v3", "apis", g, v] => {
+            gv_openapi(state, g, v, ctx.query.get("hash").map(String::as_str))
+        }
         ["api", "v1", rest @ ..] => resource_request(state, &ctx, "", "v1", rest).await,
         ["apis", g] => {
             let groups = state.registry.groups();
