@@ -208,7 +208,16 @@ pub(super) async fn commit_write(
     };
     let warnings = p.warnings.clone();
     if ctx.dry_run() {
-        return Ok((status, present(&t.def, &p.obj), warnings));
+        // Nothing is stored, so the object keeps the version it has (kube-apiserver's dry run
+        // answers with the current resourceVersion): `kubectl diff` shows no version change.
+        let mut obj = p.obj;
+        if let Some(rv) = txn
+            .get(&key)
+            .and_then(|o| o["metadata"]["resourceVersion"].as_str().map(str::to_owned))
+        {
+            obj["metadata"]["resourceVersion"] = Value::String(rv);
+        }
+        return Ok((status, present(&t.def, &obj), warnings));
     }
     if p.noop {
         let current = txn.get(&key).map(|o| (*o).clone()).unwrap_or(p.obj);
