@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use metalgate_apiserver::{ApiServer, Config};
-use metalgate_k8s::{Component, ComponentContext, NodeIdentity, client, manifests, node};
+use metalgate_k8s::{Component, ComponentContext, NodeIdentity, client, manifests, node, process};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
@@ -79,14 +79,6 @@ pub fn select_components(
     Ok(out)
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// A kubeconfig for `--api-server`. Without a CA the server's certificate could not be
 /// verified: that takes an explicit `--insecure-skip-tls-verify`, never silence.
 fn join_kubeconfig(
@@ -118,25 +110,6 @@ fn join_kubeconfig(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    {tls}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
         token.trim()
     ))
-}
-
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    // Cancel first, log second: nothing after the signal may stand between it and shutdown.
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = shutdown.cancelled() => return,
-    };
-    shutdown.cancel();
-    tracing::info!("{name}: shutting down");
 }
 
 /// Where the embedded store is reached from this node's network: `--api-listen`, or the
@@ -218,10 +191,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     #[cfg_attr(not(feature = "lab"), allow(unused_mut))]
     let mut selected = select_components(&rest, args.proxy.config()?, gitops)?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
+    tokio::spawn(process::cancel_on_signal(shutdown.clone()));
 
     let node = NodeIdentity {
-        name: args.node_name.clone().unwrap_or_else(hostname),
+        name: args.node_name.clone().unwrap_or_else(process::hostname),
         ip: args.node_ip,
     };
 
@@ -305,12 +278,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         if selected.iter().any(|(n, _)| *n == metalgate_proxy::NAME) {
             metalgate_proxy::report_starting();
         }
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = metalgate_k8s::admin::serve(addr, stop).await {
-                tracing::error!(%addr, error = %format!("{e:#}"), "admin endpoint failed");
-            }
-        });
+        process::spawn_admin(addr, shutdown.clone());
     }
 
     // 4. Components.
@@ -422,46 +390,14 @@ async fn apply_manifests(client: &kube::Client, paths: &[PathBuf]) -> usize {
     errors.len()
 }
 
-/// A component's context outside `metalgate run`: a client from a kubeconfig (or the
-/// environment), this node, and SIGTERM/SIGINT as the shutdown signal.
-async fn alone(
-    kubeconfig: Option<&Path>,
-    node_name: Option<String>,
-    node_ip: Option<IpAddr>,
-    admin_listen: Option<std::net::SocketAddr>,
-) -> anyhow::Result<ComponentContext> {
-    let client = match kubeconfig {
-        Some(k) => client::from_kubeconfig(k).await?,
-        None => client::infer().await?,
-    };
-    let shutdown = CancellationToken::new();
-    tokio::spawn(wait_for_signal(shutdown.clone()));
-    if let Some(addr) = admin_listen {
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = metalgate_k8s::admin::serve(addr, stop).await {
-                tracing::error!(%addr, error = %format!("{e:#}"), "admin endpoint failed");
-            }
-        });
-    }
-    Ok(ComponentContext {
-        client,
-        node: NodeIdentity {
-            name: node_name.unwrap_or_else(hostname),
-            ip: node_ip,
-        },
-        shutdown,
-    })
-}
-
 /// `metalgate controller`: the controller alone, against a cluster or a store.
 pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> {
-    let ctx = alone(
-        args.kubeconfig.as_deref(),
-        args.node_name,
-        None,
-        args.admin_listen.0,
-    )
+    let ctx = process::standalone(process::Standalone {
+        kubeconfig: args.kubeconfig.as_deref(),
+        node_name: args.node_name,
+        node_ip: None,
+        admin_listen: args.admin_listen.0,
+    })
     .await?;
     let cfg = metalgate_controller::Config {
         namespace: args.namespace.clone(),
@@ -488,12 +424,12 @@ pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> 
 
 /// `metalgate speaker`: the speaker alone, against a cluster or a store.
 pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
-    let ctx = alone(
-        args.kubeconfig.as_deref(),
-        args.node_name,
-        args.node_ip,
-        args.admin_listen.0,
-    )
+    let ctx = process::standalone(process::Standalone {
+        kubeconfig: args.kubeconfig.as_deref(),
+        node_name: args.node_name,
+        node_ip: args.node_ip,
+        admin_listen: args.admin_listen.0,
+    })
     .await?;
     let cfg = metalgate_speaker::announcer::Config {
         namespace: args.namespace,
@@ -505,12 +441,12 @@ pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
 
 /// `metalgate gitops run`: the GitOps module alone, with its own ServiceAccount.
 pub async fn gitops(args: crate::cli::GitopsArgs) -> anyhow::Result<()> {
-    let ctx = alone(
-        args.kubeconfig.as_deref(),
-        args.node_name,
-        None,
-        args.admin_listen.0,
-    )
+    let ctx = process::standalone(process::Standalone {
+        kubeconfig: args.kubeconfig.as_deref(),
+        node_name: args.node_name,
+        node_ip: None,
+        admin_listen: args.admin_listen.0,
+    })
     .await?;
     if let Some(addr) = args.ui_listen.0 {
         let stop = ctx.shutdown.clone();

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 /// The proxy's settings, shared by `metalgate run` and `metalgate proxy`.
 #[derive(Debug, Clone, Args)]
@@ -99,43 +98,14 @@ pub struct ProxyArgs {
 /// SIGTERM/SIGINT to drain and stop.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let cfg = args.proxy.config()?;
-    let client = match &args.kubeconfig {
-        Some(k) => metalgate_k8s::client::from_kubeconfig(k).await?,
-        None => metalgate_k8s::client::infer().await?,
-    };
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            stop.cancel();
-            tracing::info!("signal: draining");
-        }
-    });
+    // Not ready until the first route table is served: before the admin endpoint answers.
     crate::report_starting();
-    let admin = args.admin_listen;
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        if let Err(e) = metalgate_k8s::admin::serve(admin, stop).await {
-            tracing::error!(%admin, error = %format!("{e:#}"), "admin endpoint failed");
-        }
-    });
-    let node = args.node_name.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into())
-    });
-    let ctx = metalgate_k8s::ComponentContext {
-        client,
-        node: metalgate_k8s::NodeIdentity {
-            name: node,
-            ip: None,
-        },
-        shutdown,
-    };
+    let ctx = metalgate_k8s::process::standalone(metalgate_k8s::process::Standalone {
+        kubeconfig: args.kubeconfig.as_deref(),
+        node_name: args.node_name.clone(),
+        node_ip: None,
+        admin_listen: Some(args.admin_listen),
+    })
+    .await?;
     crate::run(ctx, cfg).await
 }

@@ -11,7 +11,8 @@
 //! - [`client`]: building a client from a kubeconfig or an API server URL;
 //! - [`metrics`]: the registry behind `/metrics` (and `/readyz`);
 //! - [`admin`]: the HTTP endpoint serving them;
-//! - [`process`]: logging and the runtime around each binary's command;
+//! - [`process`]: logging, the runtime and the shutdown signal around each binary's command,
+//!   and the one start-up path of a component run on its own;
 //! - [`crd`]: metalgate's custom resources (`IPAddressPool`, `L2Advertisement`, `Application`);
 //! - [`leader`]: one active replica per component, by a coordination Lease;
 //! - [`reflect`]: cached watches that wake a component on any change, and its Event recorder;

@@ -1,7 +1,17 @@
-//! What every metalgate binary does around its command: logging to stderr and a runtime.
+//! What every metalgate binary does around its command: logging to stderr, a runtime, the
+//! shutdown signal, and — for a component run on its own (`metalgate controller|speaker|gitops
+//! run`, `metalgate proxy`, `metalgate-proxy`) — the one start-up path to its
+//! [`ComponentContext`]. `metalgate run` builds its context around the embedded store but takes
+//! the signal, the node's name and the admin endpoint from here too.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{ComponentContext, NodeIdentity, admin, client};
 
 /// Set up logging from `RUST_LOG` (default `info`), to stderr.
 pub fn init_tracing() {
@@ -41,4 +51,77 @@ pub fn block_on_main(command: impl Future<Output = anyhow::Result<ExitCode>>) ->
             ExitCode::FAILURE
         }
     }
+}
+
+/// This machine's name (`/proc/sys/kernel/hostname`), the default Node name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Cancel `shutdown` on SIGTERM or SIGINT (or return when it is cancelled otherwise).
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    // Cancel first, log second: nothing after the signal may stand between it and shutdown.
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = shutdown.cancelled() => return,
+    };
+    shutdown.cancel();
+    tracing::info!("{name}: shutting down");
+}
+
+/// Serve `/metrics`, `/readyz` and `/healthz` on `addr` until `shutdown`; a failure is logged.
+pub fn spawn_admin(addr: SocketAddr, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        if let Err(e) = admin::serve(addr, shutdown).await {
+            tracing::error!(%addr, error = %format!("{e:#}"), "admin endpoint failed");
+        }
+    });
+}
+
+/// How a component run on its own reaches the API and says where it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Standalone<'a> {
+    /// A kubeconfig; without one, the environment's (in-cluster, `KUBECONFIG`, `~/.kube`).
+    pub kubeconfig: Option<&'a Path>,
+    /// The Node's name; without one, [`hostname`].
+    pub node_name: Option<String>,
+    /// The node's address, when the component needs it.
+    pub node_ip: Option<IpAddr>,
+    /// Where to serve the admin endpoint, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// A component's context outside `metalgate run`: a client from the kubeconfig (or the
+/// environment), this node, SIGTERM/SIGINT as the shutdown signal, and the admin endpoint.
+pub async fn standalone(opts: Standalone<'_>) -> anyhow::Result<ComponentContext> {
+    let client = match opts.kubeconfig {
+        Some(k) => client::from_kubeconfig(k).await?,
+        None => client::infer().await?,
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    if let Some(addr) = opts.admin_listen {
+        spawn_admin(addr, shutdown.clone());
+    }
+    Ok(ComponentContext {
+        client,
+        node: NodeIdentity {
+            name: opts.node_name.unwrap_or_else(hostname),
+            ip: opts.node_ip,
+        },
+        shutdown,
+    })
 }
