@@ -6,29 +6,21 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{CustomResourceExt, ResourceExt};
-use metalgate_apiserver::{ApiServer, Config};
 use metalgate_k8s::crd::{IPAddressPool, L2Advertisement};
 use metalgate_k8s::{ComponentContext, NodeIdentity};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 struct Env {
-    _server: ApiServer,
     client: kube::Client,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _dir: tempfile::TempDir,
+    _store: metalgate_testkit::Store,
 }
 
 async fn start() -> Env {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::new(dir.path());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    let server = ApiServer::start(cfg).await.unwrap();
-    let client = metalgate_k8s::client::from_kubeconfig_str(&server.kubeconfig(None))
-        .await
-        .unwrap();
+    let store = metalgate_testkit::Store::start().await;
+    let client = store.client.clone();
     let pp = PatchParams::apply("test");
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
     for crd in [IPAddressPool::crd(), L2Advertisement::crd()] {
@@ -36,24 +28,12 @@ async fn start() -> Env {
             .await
             .unwrap();
     }
-    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    for ns in ["metalgate-system", "apps"] {
-        nss.patch(
-            ns,
-            &pp,
-            &Patch::Apply(
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            ),
-        )
-        .await
-        .unwrap();
-    }
+    store.namespaces(&["metalgate-system", "apps"]).await;
     let mut env = Env {
-        _server: server,
         client,
         shutdown: CancellationToken::new(),
         task: None,
-        _dir: dir,
+        _store: store,
     };
     env.start_controller();
     env

@@ -9,13 +9,7 @@ use common::{Backend, NS};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use metalgate_testkit::free_port;
 
 async fn get(url: &str, host: Option<&str>) -> Option<(u16, String)> {
     let mut r = reqwest::Client::new().get(url);
@@ -40,26 +34,12 @@ impl Drop for Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_routes_reports_ready_and_drains_on_sigterm() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = metalgate_apiserver::Config::new(dir.path());
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    let server = metalgate_apiserver::ApiServer::start(cfg).await.unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig(None)).unwrap();
-    let client = metalgate_k8s::client::from_kubeconfig(&kubeconfig)
-        .await
-        .unwrap();
+    let store = metalgate_testkit::Store::start().await;
+    store.namespaces(&[NS]).await;
+    let kubeconfig = store.kubeconfig_file();
+    let client = store.client.clone();
     let be = Backend::start("bin").await;
     let pp = PatchParams::apply("test");
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    ns.patch(
-        NS,
-        &pp,
-        &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})),
-    )
-    .await
-    .unwrap();
     let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), NS);
     svcs.patch(
         "web",
@@ -158,5 +138,5 @@ async fn the_binary_serves_routes_reports_ready_and_drains_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status}");
-    drop(server);
+    drop(store);
 }

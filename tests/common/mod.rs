@@ -11,14 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// A free loopback port (bound, then released for the child to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use metalgate_testkit::free_port;
 
 /// A running `metalgate run`; killed (by its PID) when dropped.
 pub struct Metalgate {

@@ -29,7 +29,8 @@ metadata: {name: demo, namespace: ignored}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applies_with_tracking_dry_runs_bad_revisions_and_prunes() {
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let mut applier = Applier::new(client.clone());
     let mut ms = parse_documents("apps/podinfo.yaml", GOOD).unwrap();
     assert!(applier.place(&mut ms, "demo").await.is_empty());

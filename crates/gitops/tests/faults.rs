@@ -52,7 +52,8 @@ async fn the_prune_guards_hold_until_the_application_lifts_them() {
         .map(|(p, t)| (p.as_str(), t.as_str()))
         .collect();
     repo.commit(&refs, "four ConfigMaps");
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
     let spec = app("cms", &repo.url(), "apps/cms", true);
@@ -105,7 +106,8 @@ async fn a_pinned_revision_rolls_back_and_a_force_push_is_followed() {
     let repo = Repo::new(tmp.path());
     let blue = repo.commit(&[("apps/podinfo/cm.yaml", &cm("#0000ff"))], "blue");
     let red = repo.commit(&[("apps/podinfo/cm.yaml", &cm("#ff0000"))], "red");
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
     let spec = app("podinfo", &repo.url(), "apps/podinfo", true);
@@ -146,7 +148,8 @@ async fn an_unreachable_repository_or_a_deleted_branch_deletes_nothing() {
     repo.commit(&[("README.md", "main\n")], "main");
     git(&repo.work, &["checkout", "-q", "-b", "feature"]);
     let sha = repo.commit(&[("apps/podinfo/cm.yaml", &cm("#34577c"))], "feature");
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
     let spec = app("podinfo", &repo.url(), "apps/podinfo", true)
@@ -210,7 +213,8 @@ async fn a_path_that_leaves_the_repository_applies_nothing() {
     let repo = Repo::new(tmp.path());
     std::fs::write(tmp.path().join("outside.yaml"), named("stolen")).unwrap();
     repo.commit(&[("apps/podinfo/cm.yaml", &cm("#34577c"))], "first");
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
 

@@ -131,11 +131,7 @@ fn an_unreachable_remote_is_an_error_naming_it() {
         "{err:?}"
     );
     // Nothing listens on this loopback port: refused at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = metalgate_testkit::free_port();
     let url = format!("git://127.0.0.1:{port}/repo.git");
     assert!(matches!(
         cache.fetch(&url, None, false),
@@ -158,11 +154,7 @@ fn a_git_daemon_remote_over_tcp() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repo::new(tmp.path());
     let sha = repo.commit(&[("apps/a.yaml", "a: 1\n")], "over the network");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = metalgate_testkit::free_port();
     // `git daemon` would fork `git-daemon` and leave it behind when killed: run the server
     // itself, so the PID we end is the one listening.
     let exec_path = git(tmp.path(), &["--exec-path"]);

@@ -47,7 +47,8 @@ async fn a_kustomization_and_a_helm_chart_are_rendered_and_synced() {
         ],
         "kustomize and helm",
     );
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     let demo: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
     let charts: Api<ConfigMap> = Api::namespaced(client.clone(), "charts");

@@ -49,11 +49,7 @@ fn sshd(dir: &Path, authorized: &Path) -> Sshd {
     std::fs::create_dir_all("/run/sshd").unwrap();
     let host = dir.join("host_key");
     keygen(&host);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = metalgate_testkit::free_port();
     let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
         .unwrap()
         .trim()
@@ -136,7 +132,8 @@ async fn an_ssh_repository_is_read_with_its_key_and_checked_host() {
         repo.bare.display()
     );
 
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
     let hosts: Api<ConfigMap> = Api::namespaced(client.clone(), "metalgate-system");

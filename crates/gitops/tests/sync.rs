@@ -24,7 +24,8 @@ async fn push_prune_revert_and_a_broken_revision() {
         ],
         "podinfo: first version",
     );
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     put_app(&client, &app("podinfo", &repo.url(), "apps/podinfo", true)).await;
 
@@ -140,7 +141,8 @@ async fn without_prune_a_removed_file_stays_and_the_app_is_out_of_sync() {
         ],
         "first",
     );
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     put_app(&client, &app("podinfo", &repo.url(), "apps/podinfo", false)).await;
     pass(&ctx, "podinfo").await;
@@ -179,7 +181,8 @@ async fn an_app_of_apps_root_creates_its_children() {
         ],
         "app of apps",
     );
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     // The workshop's one kubectl apply: the root Application.
     put_app(&client, &root).await;
@@ -221,7 +224,8 @@ async fn an_edit_in_the_cluster_is_reverted_and_reported_only_with_self_heal() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repo::new(tmp.path());
     repo.commit(&[("apps/podinfo/cm.yaml", &cm("#34577c"))], "first");
-    let (_dir, _server, client) = store().await;
+    let store = store().await;
+    let client = store.client.clone();
     let ctx = Context::new(client.clone(), &tmp.path().join("data"));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "demo");
 

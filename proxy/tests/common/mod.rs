@@ -16,7 +16,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
-use metalgate_apiserver::{ApiServer, Config as ApiConfig};
 use metalgate_k8s::{ComponentContext, NodeIdentity};
 use metalgate_proxy::{Config, Listen, Server, Shared};
 use serde::de::DeserializeOwned;
@@ -132,8 +131,7 @@ pub struct Env {
     pub shared: Arc<Shared>,
     pub shutdown: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    _server: ApiServer,
-    _dir: tempfile::TempDir,
+    _store: metalgate_testkit::Store,
 }
 
 pub const NS: &str = "apps";
@@ -144,26 +142,9 @@ impl Env {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Env {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ApiConfig::new(dir.path());
-        cfg.listen = "127.0.0.1:0".parse().unwrap();
-        let server = ApiServer::start(cfg).await.unwrap();
-        let client = metalgate_k8s::client::from_kubeconfig_str(&server.kubeconfig(None))
-            .await
-            .unwrap();
-        for ns in [NS, "metalgate-system"] {
-            let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-            api.patch(
-                ns,
-                &PatchParams::apply("test"),
-                &Patch::Apply(
-                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-                ),
-            )
-            .await
-            .unwrap();
-        }
+        let store = metalgate_testkit::Store::start().await;
+        store.namespaces(&[NS, "metalgate-system"]).await;
+        let client = store.client.clone();
         let mut pc = Config {
             listen: Listen {
                 http: vec!["127.0.0.1:0".parse().unwrap()],
@@ -200,8 +181,7 @@ impl Env {
             shared,
             shutdown,
             task: Some(task),
-            _server: server,
-            _dir: dir,
+            _store: store,
         }
     }
 
