@@ -17,7 +17,7 @@ use kube::{Api, Resource};
 use metalgate_k8s::reflect;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::Shared;
+use crate::service::ProxyState;
 use crate::table::{ClassSettings, ObjKey, RouteTable, Snapshot};
 
 /// The field manager of the proxy's writes.
@@ -36,7 +36,7 @@ pub struct Settings {
 /// Run until `shutdown`: keep `shared.table` current.
 pub async fn run(
     client: kube::Client,
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     settings: Settings,
     instance: String,
     shutdown: CancellationToken,

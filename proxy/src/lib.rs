@@ -31,7 +31,7 @@ use std::time::Duration;
 use metalgate_k8s::{Component, ComponentContext};
 
 pub use server::{Listen, Server};
-pub use service::{Limits, Shared};
+pub use service::{Limits, ProxyState};
 pub use table::{ClassSettings, ObjKey};
 
 /// The component name used by `metalgate run --components`.
@@ -91,7 +91,7 @@ pub fn report_starting() {
 /// Run until `ctx.shutdown`, then drain.
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     metalgate_k8s::client::install_crypto_provider();
-    let shared = Arc::new(Shared::new(cfg.limits.clone(), cfg.access_log));
+    let shared = Arc::new(ProxyState::new(cfg.limits.clone(), cfg.access_log));
     let server = Server::start(shared.clone(), &cfg.listen)?;
     start_with(ctx, cfg, shared, server).await
 }
@@ -100,7 +100,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
 pub async fn start_with(
     ctx: ComponentContext,
     cfg: Config,
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     server: Server,
 ) -> anyhow::Result<()> {
     let m = shared.clone();

@@ -28,18 +28,18 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::service::{IngressProxy, Shared};
+use crate::service::{IngressProxy, ProxyState};
 
 /// Picks the certificate for a TLS handshake from the current table; a self-signed default
 /// when no Ingress has one for the name (as ingress-nginx's "fake certificate").
 pub struct SniResolver {
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
     fallback: Arc<CertifiedKey>,
 }
 
 impl SniResolver {
     /// A resolver over `shared`'s table, with a freshly made default certificate.
-    pub fn new(shared: Arc<Shared>) -> anyhow::Result<Self> {
+    pub fn new(shared: Arc<ProxyState>) -> anyhow::Result<Self> {
         let made = rcgen::generate_simple_self_signed(vec!["metalgate.invalid".to_string()])
             .context("making the default certificate")?;
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
@@ -91,7 +91,7 @@ pub struct Server {
     pub https: Vec<SocketAddr>,
     stop: tokio::sync::watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
-    shared: Arc<Shared>,
+    shared: Arc<ProxyState>,
 }
 
 impl Drop for Server {
@@ -132,7 +132,7 @@ fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
 
 impl Server {
     /// Bind every listener (a clear error when one cannot be bound) and start serving.
-    pub fn start(shared: Arc<Shared>, listen: &Listen) -> anyhow::Result<Server> {
+    pub fn start(shared: Arc<ProxyState>, listen: &Listen) -> anyhow::Result<Server> {
         let conf = Arc::new(ServerConf {
             upstream_keepalive_pool_size: 512,
             ..Default::default()

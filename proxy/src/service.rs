@@ -52,7 +52,7 @@ impl Default for Limits {
 }
 
 /// State shared by the request path, discovery and the admin endpoint.
-pub struct Shared {
+pub struct ProxyState {
     /// The current route table; swapped whole on every change.
     pub table: ArcSwap<RouteTable>,
     /// Counters.
@@ -68,10 +68,10 @@ pub struct Shared {
     origin: Instant,
 }
 
-impl Shared {
+impl ProxyState {
     /// Fresh state with an empty table.
     pub fn new(limits: Limits, access_log: bool) -> Self {
-        Shared {
+        ProxyState {
             table: ArcSwap::from_pointee(RouteTable::default()),
             metrics: Metrics::default(),
             limits,
@@ -105,8 +105,8 @@ pub struct Ctx {
 
 /// The ingress proxy.
 pub struct IngressProxy {
-    /// Shared state.
-    pub shared: Arc<Shared>,
+    /// The route table, counters and limits it shares with discovery and the admin endpoint.
+    pub shared: Arc<ProxyState>,
 }
 
 fn hop_by_hop(name: &str) -> bool {

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
 use metalgate_k8s::{ComponentContext, NodeIdentity};
-use metalgate_proxy::{Config, Listen, Server, Shared};
+use metalgate_proxy::{Config, Listen, ProxyState, Server};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -128,7 +128,7 @@ pub struct Env {
     pub client: kube::Client,
     pub http: SocketAddr,
     pub https: SocketAddr,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ProxyState>,
     pub shutdown: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _store: metalgate_testkit::Store,
@@ -156,7 +156,7 @@ impl Env {
             ..Default::default()
         };
         tweak(&mut pc);
-        let shared = Arc::new(Shared::new(pc.limits.clone(), pc.access_log));
+        let shared = Arc::new(ProxyState::new(pc.limits.clone(), pc.access_log));
         let srv = Server::start(shared.clone(), &pc.listen).unwrap();
         let (http, https) = (srv.http[0], srv.https[0]);
         let shutdown = CancellationToken::new();

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::decode::FieldValidation;
 use super::state::now;
-use super::target::Target;
+use super::target::ResourcePath;
 use crate::defaults;
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{self, Part};
@@ -27,7 +27,7 @@ pub(super) fn generate_name(prefix: &str) -> String {
 }
 
 pub(super) fn check_identity(
-    t: &Target,
+    t: &ResourcePath,
     obj: &mut Value,
     name_from_url: Option<&str>,
 ) -> ApiResult<()> {
@@ -87,7 +87,7 @@ pub(super) fn check_identity(
     Ok(())
 }
 
-pub(super) fn namespace_must_exist(txn: &Txn, t: &Target) -> ApiResult<()> {
+pub(super) fn namespace_must_exist(txn: &Txn, t: &ResourcePath) -> ApiResult<()> {
     if let Some(ns) = &t.namespace {
         match txn.get(&format!("core/namespaces//{ns}")) {
             None => return Err(ApiError::not_found("namespaces", "", ns)),
@@ -131,7 +131,7 @@ pub(super) fn normalized_for_noop(v: &Value) -> Value {
     o
 }
 
-pub(super) struct Prepared {
+pub(super) struct Admitted {
     pub(super) obj: Value,
     pub(super) warnings: Vec<String>,
     pub(super) noop: bool,
@@ -140,16 +140,16 @@ pub(super) struct Prepared {
 
 /// The write pipeline every create, update, patch and apply goes through.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn prepare(
+pub(super) fn admit_write(
     txn: &Txn,
-    t: &Target,
+    t: &ResourcePath,
     part: Part,
     old: Option<&Value>,
     mut new: Value,
     manager: &str,
     validation_mode: FieldValidation,
     track: bool,
-) -> ApiResult<Prepared> {
+) -> ApiResult<Admitted> {
     let def = &t.def;
     let now = now();
     let name = new["metadata"]["name"]
@@ -323,7 +323,7 @@ pub(super) fn prepare(
             .as_array()
             .is_none_or(|f| f.is_empty());
     let noop = old.is_some_and(|o| normalized_for_noop(o) == normalized_for_noop(&new));
-    Ok(Prepared {
+    Ok(Admitted {
         obj: new,
         warnings,
         noop,

@@ -12,7 +12,7 @@ use super::decode::{Ctx, parse_body};
 use super::read::{Filter, list_prefix, present};
 use super::response::{Body, json_response};
 use super::state::{State, now};
-use super::target::Target;
+use super::target::ResourcePath;
 use super::write::crd_side_effects;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::ResourceDef;
@@ -21,7 +21,7 @@ use crate::store::{Txn, Write};
 pub(super) async fn delete(
     state: &Arc<State>,
     ctx: &Ctx,
-    t: &Target,
+    t: &ResourcePath,
     name: &str,
 ) -> ApiResult<Response<Body>> {
     let opts: Value = if ctx.body.is_empty() {
@@ -141,7 +141,7 @@ fn propagation(ctx: &Ctx, opts: &Value) -> ApiResult<Option<&'static str>> {
 pub(super) fn delete_in_txn(
     state: &State,
     txn: &mut Txn<'_>,
-    t: &Target,
+    t: &ResourcePath,
     key: &str,
     old: &Value,
     dry: bool,
@@ -217,7 +217,7 @@ pub(super) fn delete_in_txn(
 pub(super) async fn delete_collection(
     state: &Arc<State>,
     ctx: &Ctx,
-    t: &Target,
+    t: &ResourcePath,
 ) -> ApiResult<Response<Body>> {
     let filter = Filter::from(ctx)?;
     let opts: Value = if ctx.body.is_empty() {

@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::decode::Ctx;
 use super::response::Body;
 use super::state::State;
-use super::target::Target;
+use super::target::ResourcePath;
 use crate::error::{ApiError, ApiResult};
 
 /// The query parameters passed on to the agent (kubectl's `PodLogOptions`).
@@ -99,7 +99,7 @@ pub(super) fn agent_path(
 pub(super) async fn pod_log(
     state: &Arc<State>,
     ctx: &Ctx,
-    t: &Target,
+    t: &ResourcePath,
     name: &str,
 ) -> ApiResult<Response<Body>> {
     let ns = t.namespace.as_deref().unwrap_or("default");

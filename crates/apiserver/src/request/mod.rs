@@ -57,7 +57,7 @@ use response::{error_response, full, json_response};
 use reviews::{answer, token_request};
 use scale::scale;
 pub use state::{Admission, State, now};
-use target::parse_target;
+use target::parse_resource_path;
 use write::{create, patch_object, update};
 
 /// The Kubernetes version this store reports (kubectl picks its client by it).
@@ -156,7 +156,7 @@ async fn resource_request(
             &[],
         ));
     }
-    let mut t = parse_target(&state.registry, g, v, rest)?;
+    let mut t = parse_resource_path(&state.registry, g, v, rest)?;
     t.admission = state.admission.clone();
     if t.def.answered {
         return match (&ctx.method, &t.name) {

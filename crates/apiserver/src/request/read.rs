@@ -17,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::decode::Ctx;
 use super::response::{Body, full, json_response};
 use super::state::State;
-use super::target::{Target, key_of};
+use super::target::{ResourcePath, key_of};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::ResourceDef;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -35,7 +35,7 @@ pub(super) fn present(def: &ResourceDef, obj: &Value) -> Value {
     o
 }
 
-pub(super) fn list_prefix(t: &Target) -> String {
+pub(super) fn list_prefix(t: &ResourcePath) -> String {
     match &t.namespace {
         Some(ns) => format!("{}{ns}/", t.def.storage_prefix()),
         None => t.def.storage_prefix(),
@@ -76,7 +76,11 @@ pub(super) fn decode_continue(token: &str) -> ApiResult<(String, u64)> {
     ))
 }
 
-pub(super) async fn list(state: &Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult<Response<Body>> {
+pub(super) async fn list(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    t: &ResourcePath,
+) -> ApiResult<Response<Body>> {
     let filter = Filter::from(ctx)?;
     let (all, rv) = state.store.list(&list_prefix(t)).await;
     let limit: usize = match ctx.q("limit") {
@@ -134,7 +138,11 @@ pub(super) async fn list(state: &Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult
     ))
 }
 
-pub(super) async fn watch(state: Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult<Response<Body>> {
+pub(super) async fn watch(
+    state: Arc<State>,
+    ctx: &Ctx,
+    t: &ResourcePath,
+) -> ApiResult<Response<Body>> {
     let filter = Filter::from(ctx)?;
     let prefix = list_prefix(t);
     let name_key = t.name.clone();

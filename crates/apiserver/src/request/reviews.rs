@@ -12,7 +12,7 @@ use super::authz::allowed;
 use super::decode::Ctx;
 use super::response::{Body, json_response};
 use super::state::{State, now};
-use super::target::Target;
+use super::target::ResourcePath;
 use crate::auth::tokens::{self, Claims};
 use crate::auth::{Attributes, UserInfo};
 use crate::error::{ApiError, ApiResult, Cause};
@@ -25,7 +25,7 @@ const DEFAULT_EXPIRY: i64 = 3600;
 pub(super) async fn token_request(
     state: &Arc<State>,
     ctx: &Ctx,
-    t: &Target,
+    t: &ResourcePath,
     name: &str,
 ) -> ApiResult<Response<Body>> {
     let ns = t.namespace.clone().unwrap_or_default();
@@ -119,7 +119,11 @@ fn review_attributes(spec: &Value) -> ApiResult<Attributes> {
 }
 
 /// `POST` of a review: answered in its status, never stored.
-pub(super) async fn answer(state: &Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult<Response<Body>> {
+pub(super) async fn answer(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    t: &ResourcePath,
+) -> ApiResult<Response<Body>> {
     let caller = ctx.user.clone().ok_or_else(ApiError::unauthorized)?;
     let mut review = ctx.body_value()?;
     let status = match t.def.kind.as_str() {

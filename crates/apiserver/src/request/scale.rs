@@ -8,11 +8,11 @@ use http::{Method, StatusCode};
 use hyper::Response;
 use serde_json::{Value, json};
 
-use super::admit::prepare;
+use super::admit::admit_write;
 use super::decode::Ctx;
 use super::response::{Body, json_response};
 use super::state::State;
-use super::target::Target;
+use super::target::ResourcePath;
 use super::write::commit_write;
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::fields::Part;
@@ -65,7 +65,7 @@ fn wanted_replicas(scale: &Value, name: &str) -> ApiResult<i64> {
 pub(super) async fn scale(
     state: &Arc<State>,
     ctx: &Ctx,
-    t: &Target,
+    t: &ResourcePath,
     name: &str,
 ) -> ApiResult<Response<Body>> {
     let mut txn = state.store.txn().await;
@@ -110,7 +110,7 @@ pub(super) async fn scale(
     let mut new = (*old).clone();
     new["spec"]["replicas"] = json!(replicas);
     let manager = ctx.manager("update");
-    let p = prepare(
+    let p = admit_write(
         &txn,
         t,
         Part::Spec,

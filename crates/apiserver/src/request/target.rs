@@ -10,7 +10,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::registry::{Registry, ResourceDef};
 
 /// A parsed resource path.
-pub(super) struct Target {
+pub(super) struct ResourcePath {
     pub(super) admission: Vec<Arc<dyn Admission>>,
     pub(super) def: Arc<ResourceDef>,
     pub(super) namespace: Option<String>,
@@ -18,7 +18,12 @@ pub(super) struct Target {
     pub(super) sub: Option<String>,
 }
 
-pub(super) fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> ApiResult<Target> {
+pub(super) fn parse_resource_path(
+    reg: &Registry,
+    g: &str,
+    v: &str,
+    rest: &[&str],
+) -> ApiResult<ResourcePath> {
     let find = |plural: &str| {
         reg.by_plural(g, v, plural).ok_or_else(|| {
             let gv = if g.is_empty() {
@@ -40,21 +45,21 @@ pub(super) fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> A
                 )));
             }
             match tail {
-                [] => Ok(Target {
+                [] => Ok(ResourcePath {
                     admission: Vec::new(),
                     def,
                     namespace: s(ns),
                     name: None,
                     sub: None,
                 }),
-                [name] => Ok(Target {
+                [name] => Ok(ResourcePath {
                     admission: Vec::new(),
                     def,
                     namespace: s(ns),
                     name: s(name),
                     sub: None,
                 }),
-                [name, sub] => Ok(Target {
+                [name, sub] => Ok(ResourcePath {
                     admission: Vec::new(),
                     def,
                     namespace: s(ns),
@@ -64,7 +69,7 @@ pub(super) fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> A
                 _ => Err(ApiError::no_route(&rest.join("/"))),
             }
         }
-        [plural] => Ok(Target {
+        [plural] => Ok(ResourcePath {
             admission: Vec::new(),
             def: find(plural)?,
             namespace: None,
@@ -76,7 +81,7 @@ pub(super) fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> A
             if def.namespaced {
                 return Err(ApiError::no_route(&rest.join("/")));
             }
-            Ok(Target {
+            Ok(ResourcePath {
                 admission: Vec::new(),
                 def,
                 namespace: None,
@@ -89,7 +94,7 @@ pub(super) fn parse_target(reg: &Registry, g: &str, v: &str, rest: &[&str]) -> A
             if def.namespaced {
                 return Err(ApiError::no_route(&rest.join("/")));
             }
-            Ok(Target {
+            Ok(ResourcePath {
                 admission: Vec::new(),
                 def,
                 namespace: None,

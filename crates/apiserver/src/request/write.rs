@@ -7,13 +7,13 @@ use http::StatusCode;
 use hyper::Response;
 use serde_json::{Value, json};
 
-use super::admit::{Prepared, check_identity, generate_name, namespace_must_exist, prepare};
+use super::admit::{Admitted, admit_write, check_identity, generate_name, namespace_must_exist};
 use super::cascade::{cascade, deleted_keys, finish_namespace};
 use super::decode::{Ctx, FieldValidation};
 use super::read::present;
 use super::response::{Body, json_response};
 use super::state::{State, now};
-use super::target::Target;
+use super::target::ResourcePath;
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{self, ApplyOutcome, Part};
 use crate::kinds;
@@ -39,9 +39,9 @@ pub(super) fn crd_side_effects(state: &State, def: &ResourceDef, obj: &Value, de
 pub(super) async fn commit_one(
     state: &State,
     txn: &mut Txn<'_>,
-    t: &Target,
+    t: &ResourcePath,
     key: String,
-    p: Prepared,
+    p: Admitted,
 ) -> ApiResult<Value> {
     let now = now();
     let mut writes = Vec::new();
@@ -72,7 +72,11 @@ pub(super) async fn commit_one(
     Ok(obj)
 }
 
-pub(super) async fn create(state: &Arc<State>, ctx: &Ctx, t: &Target) -> ApiResult<Response<Body>> {
+pub(super) async fn create(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    t: &ResourcePath,
+) -> ApiResult<Response<Body>> {
     let mut obj = ctx.body_value()?;
     check_identity(t, &mut obj, None)?;
     if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
@@ -99,7 +103,7 @@ pub(super) async fn create(state: &Arc<State>, ctx: &Ctx, t: &Target) -> ApiResu
     } else {
         Part::Whole
     };
-    let p = prepare(&txn, t, part, None, obj, &manager, ctx.validation(), true)?;
+    let p = admit_write(&txn, t, part, None, obj, &manager, ctx.validation(), true)?;
     let warnings = p.warnings.clone();
     if ctx.dry_run() {
         return Ok(json_response(
@@ -117,7 +121,7 @@ pub(super) async fn create(state: &Arc<State>, ctx: &Ctx, t: &Target) -> ApiResu
 }
 
 pub(super) fn check_precondition(
-    t: &Target,
+    t: &ResourcePath,
     name: &str,
     body: &Value,
     old: &Value,
@@ -141,7 +145,7 @@ pub(super) fn check_precondition(
 pub(super) async fn update(
     state: &Arc<State>,
     ctx: &Ctx,
-    t: &Target,
+    t: &ResourcePath,
     name: &str,
     part: Part,
 ) -> ApiResult<Response<Body>> {
@@ -164,7 +168,7 @@ pub(super) async fn update(
         }
         None => return Err(ApiError::not_found(&t.def.plural, &t.def.group, name)),
     };
-    let p = prepare(
+    let p = admit_write(
         &txn,
         t,
         part,
@@ -181,24 +185,24 @@ pub(super) async fn finish_write(
     state: &Arc<State>,
     ctx: &Ctx,
     txn: &mut Txn<'_>,
-    t: &Target,
+    t: &ResourcePath,
     key: String,
-    p: Prepared,
+    p: Admitted,
     created: bool,
 ) -> ApiResult<Response<Body>> {
     let (status, obj, warnings) = commit_write(state, ctx, txn, t, key, p, created).await?;
     Ok(json_response(status, &obj, &warnings))
 }
 
-/// Commit a prepared write (nothing for a dry run or a no-op) and say what the client sees:
+/// Commit an admitted write (nothing for a dry run or a no-op) and say what the client sees:
 /// the status code, the object as its version serves it, and warnings.
 pub(super) async fn commit_write(
     state: &Arc<State>,
     ctx: &Ctx,
     txn: &mut Txn<'_>,
-    t: &Target,
+    t: &ResourcePath,
     key: String,
-    p: Prepared,
+    p: Admitted,
     created: bool,
 ) -> ApiResult<(StatusCode, Value, Vec<String>)> {
     let status = if created {
@@ -230,7 +234,7 @@ pub(super) async fn commit_write(
 pub(super) async fn patch_object(
     state: &Arc<State>,
     ctx: &Ctx,
-    t: &Target,
+    t: &ResourcePath,
     name: &str,
     part: Part,
 ) -> ApiResult<Response<Body>> {
@@ -285,7 +289,7 @@ pub(super) async fn patch_object(
                 return Err(ApiError::apply_conflict(&t.def.plural, name, c));
             }
         };
-        let mut p = prepare(
+        let mut p = admit_write(
             &txn,
             t,
             part,
@@ -323,7 +327,7 @@ pub(super) async fn patch_object(
     check_precondition(t, name, &body, &old)?;
     check_identity(t, &mut obj, Some(name))?;
     let manager = ctx.manager("patch");
-    let p = prepare(
+    let p = admit_write(
         &txn,
         t,
         part,
