@@ -26,7 +26,6 @@ use serde_json::Value;
 
 use crate::defaults;
 use crate::error::Cause;
-use crate::openapi::component;
 use crate::registry::{ResourceDef, Schema};
 use crate::validation::{Findings, typed};
 
@@ -96,9 +95,6 @@ pub struct Kind {
     pub answered: bool,
     /// Structure: types and unknown fields, from the typed form.
     pub structure: fn(&Value, &mut Findings),
-    /// Its OpenAPI schema (`kubectl explain`): registers the typed form's schema in a generator
-    /// and names its component.
-    pub openapi: Option<fn(&mut schemars::SchemaGenerator) -> String>,
     /// The rules the API documents for the kind, each cause naming its field.
     pub rules: fn(&Value, &mut Vec<Cause>),
     /// What kube-apiserver fills in when a field is left out.
@@ -141,7 +137,6 @@ const BASE: Kind = Kind {
     spec: true,
     answered: false,
     structure: no_structure,
-    openapi: None,
     rules: no_rules,
     defaults: no_defaults,
     printer: None,
@@ -157,7 +152,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         status: true,
         structure: typed::<api::core::v1::Namespace>,
-        openapi: Some(component::<api::core::v1::Namespace>),
         defaults: defaults::namespace,
         printer: Some(core::NAMESPACE),
         ..BASE
@@ -169,7 +163,6 @@ pub static BUILTINS: &[Kind] = &[
         in_all: true,
         status: true,
         structure: typed::<api::core::v1::Service>,
-        openapi: Some(component::<api::core::v1::Service>),
         rules: service::rules,
         printer: Some(service::PRINTER),
         ..BASE
@@ -180,7 +173,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["ep"],
         spec: false,
         structure: typed::<api::core::v1::Endpoints>,
-        openapi: Some(component::<api::core::v1::Endpoints>),
         printer: Some(core::ENDPOINTS),
         ..BASE
     },
@@ -189,7 +181,6 @@ pub static BUILTINS: &[Kind] = &[
         plural: "secrets",
         spec: false,
         structure: typed::<api::core::v1::Secret>,
-        openapi: Some(component::<api::core::v1::Secret>),
         rules: core::secret_rules,
         defaults: defaults::secret,
         printer: Some(core::SECRET),
@@ -201,7 +192,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["cm"],
         spec: false,
         structure: typed::<api::core::v1::ConfigMap>,
-        openapi: Some(component::<api::core::v1::ConfigMap>),
         printer: Some(core::CONFIG_MAP),
         ..BASE
     },
@@ -212,7 +202,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         status: true,
         structure: typed::<api::core::v1::Node>,
-        openapi: Some(component::<api::core::v1::Node>),
         rules: core::node_rules,
         printer: Some(core::NODE),
         ..BASE
@@ -223,7 +212,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["ev"],
         spec: false,
         structure: typed::<api::core::v1::Event>,
-        openapi: Some(component::<api::core::v1::Event>),
         printer: Some(core::EVENT),
         ..BASE
     },
@@ -234,7 +222,6 @@ pub static BUILTINS: &[Kind] = &[
         in_all: true,
         status: true,
         structure: typed::<api::core::v1::Pod>,
-        openapi: Some(component::<api::core::v1::Pod>),
         rules: pod::pod_rules,
         defaults: pod::pod_defaults,
         printer: Some(pod::PRINTER),
@@ -246,7 +233,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["sa"],
         spec: false,
         structure: typed::<api::core::v1::ServiceAccount>,
-        openapi: Some(component::<api::core::v1::ServiceAccount>),
         printer: Some(core::SERVICE_ACCOUNT),
         ..BASE
     },
@@ -256,7 +242,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["pvc"],
         status: true,
         structure: typed::<api::core::v1::PersistentVolumeClaim>,
-        openapi: Some(component::<api::core::v1::PersistentVolumeClaim>),
         rules: core::pvc_rules,
         defaults: core::pvc_defaults,
         printer: Some(core::PVC),
@@ -267,7 +252,6 @@ pub static BUILTINS: &[Kind] = &[
         plural: "limitranges",
         short: &["limits"],
         structure: typed::<api::core::v1::LimitRange>,
-        openapi: Some(component::<api::core::v1::LimitRange>),
         printer: Some(print::CREATED_AT),
         ..BASE
     },
@@ -277,7 +261,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["quota"],
         status: true,
         structure: typed::<api::core::v1::ResourceQuota>,
-        openapi: Some(component::<api::core::v1::ResourceQuota>),
         printer: Some(core::RESOURCE_QUOTA),
         ..BASE
     },
@@ -289,7 +272,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["ev"],
         spec: false,
         structure: typed::<api::core::v1::Event>,
-        openapi: Some(component::<api::core::v1::Event>),
         printer: Some(core::EVENT_V1),
         ..BASE
     },
@@ -303,7 +285,6 @@ pub static BUILTINS: &[Kind] = &[
         status: true,
         scale: true,
         structure: typed::<api::apps::v1::Deployment>,
-        openapi: Some(component::<api::apps::v1::Deployment>),
         rules: workloads::deployment_rules,
         defaults: workloads::deployment_defaults,
         printer: Some(workloads::DEPLOYMENT),
@@ -318,7 +299,6 @@ pub static BUILTINS: &[Kind] = &[
         status: true,
         scale: true,
         structure: typed::<api::apps::v1::ReplicaSet>,
-        openapi: Some(component::<api::apps::v1::ReplicaSet>),
         rules: workloads::replica_set_rules,
         defaults: workloads::replica_set_defaults,
         printer: Some(workloads::REPLICA_SET),
@@ -332,7 +312,6 @@ pub static BUILTINS: &[Kind] = &[
         in_all: true,
         status: true,
         structure: typed::<api::apps::v1::DaemonSet>,
-        openapi: Some(component::<api::apps::v1::DaemonSet>),
         rules: workloads::daemon_set_rules,
         defaults: workloads::daemon_set_defaults,
         printer: Some(workloads::DAEMON_SET),
@@ -347,7 +326,6 @@ pub static BUILTINS: &[Kind] = &[
         status: true,
         scale: true,
         structure: typed::<api::apps::v1::StatefulSet>,
-        openapi: Some(component::<api::apps::v1::StatefulSet>),
         rules: workloads::stateful_set_rules,
         defaults: workloads::stateful_set_defaults,
         printer: Some(workloads::STATEFUL_SET),
@@ -359,7 +337,6 @@ pub static BUILTINS: &[Kind] = &[
         plural: "controllerrevisions",
         spec: false,
         structure: typed::<api::apps::v1::ControllerRevision>,
-        openapi: Some(component::<api::apps::v1::ControllerRevision>),
         printer: Some(workloads::CONTROLLER_REVISION),
         ..BASE
     },
@@ -371,7 +348,6 @@ pub static BUILTINS: &[Kind] = &[
         in_all: true,
         status: true,
         structure: typed::<api::batch::v1::Job>,
-        openapi: Some(component::<api::batch::v1::Job>),
         rules: workloads::job_rules,
         defaults: workloads::job_defaults,
         printer: Some(workloads::JOB),
@@ -385,7 +361,6 @@ pub static BUILTINS: &[Kind] = &[
         in_all: true,
         status: true,
         structure: typed::<api::batch::v1::CronJob>,
-        openapi: Some(component::<api::batch::v1::CronJob>),
         rules: workloads::cron_job_rules,
         defaults: workloads::cron_job_defaults,
         printer: Some(workloads::CRON_JOB),
@@ -398,7 +373,6 @@ pub static BUILTINS: &[Kind] = &[
         plural: "roles",
         spec: false,
         structure: typed::<api::rbac::v1::Role>,
-        openapi: Some(component::<api::rbac::v1::Role>),
         rules: rbac::role_rules,
         printer: Some(print::CREATED_AT),
         ..BASE
@@ -410,7 +384,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         spec: false,
         structure: typed::<api::rbac::v1::ClusterRole>,
-        openapi: Some(component::<api::rbac::v1::ClusterRole>),
         rules: rbac::cluster_role_rules,
         printer: Some(print::CREATED_AT),
         ..BASE
@@ -421,7 +394,6 @@ pub static BUILTINS: &[Kind] = &[
         plural: "rolebindings",
         spec: false,
         structure: typed::<api::rbac::v1::RoleBinding>,
-        openapi: Some(component::<api::rbac::v1::RoleBinding>),
         rules: rbac::role_binding_rules,
         defaults: rbac::binding_defaults,
         printer: Some(rbac::BINDING),
@@ -434,7 +406,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         spec: false,
         structure: typed::<api::rbac::v1::ClusterRoleBinding>,
-        openapi: Some(component::<api::rbac::v1::ClusterRoleBinding>),
         rules: rbac::cluster_role_binding_rules,
         defaults: rbac::binding_defaults,
         printer: Some(rbac::BINDING),
@@ -447,7 +418,6 @@ pub static BUILTINS: &[Kind] = &[
         plural: "endpointslices",
         spec: false,
         structure: typed::<api::discovery::v1::EndpointSlice>,
-        openapi: Some(component::<api::discovery::v1::EndpointSlice>),
         rules: networking::endpoint_slice_rules,
         printer: Some(networking::ENDPOINT_SLICE),
         ..BASE
@@ -459,7 +429,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["ing"],
         status: true,
         structure: typed::<api::networking::v1::Ingress>,
-        openapi: Some(component::<api::networking::v1::Ingress>),
         rules: networking::ingress_rules,
         printer: Some(networking::INGRESS),
         ..BASE
@@ -470,7 +439,6 @@ pub static BUILTINS: &[Kind] = &[
         plural: "ingressclasses",
         namespaced: false,
         structure: typed::<api::networking::v1::IngressClass>,
-        openapi: Some(component::<api::networking::v1::IngressClass>),
         printer: Some(networking::INGRESS_CLASS),
         ..BASE
     },
@@ -480,7 +448,6 @@ pub static BUILTINS: &[Kind] = &[
         plural: "networkpolicies",
         short: &["netpol"],
         structure: typed::<api::networking::v1::NetworkPolicy>,
-        openapi: Some(component::<api::networking::v1::NetworkPolicy>),
         printer: Some(networking::NETWORK_POLICY),
         ..BASE
     },
@@ -489,7 +456,6 @@ pub static BUILTINS: &[Kind] = &[
         kind: "Lease",
         plural: "leases",
         structure: typed::<api::coordination::v1::Lease>,
-        openapi: Some(component::<api::coordination::v1::Lease>),
         printer: Some(cluster::LEASE),
         ..BASE
     },
@@ -501,7 +467,6 @@ pub static BUILTINS: &[Kind] = &[
         short: &["pdb"],
         status: true,
         structure: typed::<api::policy::v1::PodDisruptionBudget>,
-        openapi: Some(component::<api::policy::v1::PodDisruptionBudget>),
         rules: cluster::pdb_rules,
         printer: Some(cluster::PDB),
         ..BASE
@@ -515,7 +480,6 @@ pub static BUILTINS: &[Kind] = &[
         in_all: true,
         status: true,
         structure: typed::<api::autoscaling::v2::HorizontalPodAutoscaler>,
-        openapi: Some(component::<api::autoscaling::v2::HorizontalPodAutoscaler>),
         rules: cluster::hpa_rules,
         defaults: cluster::hpa_defaults,
         printer: Some(cluster::HPA),
@@ -528,7 +492,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         spec: false,
         structure: typed::<api::admissionregistration::v1::ValidatingWebhookConfiguration>,
-        openapi: Some(component::<api::admissionregistration::v1::ValidatingWebhookConfiguration>),
         printer: Some(cluster::WEBHOOKS),
         ..BASE
     },
@@ -539,7 +502,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         spec: false,
         structure: typed::<api::admissionregistration::v1::MutatingWebhookConfiguration>,
-        openapi: Some(component::<api::admissionregistration::v1::MutatingWebhookConfiguration>),
         printer: Some(cluster::WEBHOOKS),
         ..BASE
     },
@@ -551,7 +513,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         answered: true,
         structure: typed::<api::authorization::v1::SelfSubjectAccessReview>,
-        openapi: Some(component::<api::authorization::v1::SelfSubjectAccessReview>),
         ..BASE
     },
     Kind {
@@ -561,7 +522,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         answered: true,
         structure: typed::<api::authorization::v1::SubjectAccessReview>,
-        openapi: Some(component::<api::authorization::v1::SubjectAccessReview>),
         ..BASE
     },
     Kind {
@@ -571,7 +531,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         answered: true,
         structure: typed::<api::authentication::v1::SelfSubjectReview>,
-        openapi: Some(component::<api::authentication::v1::SelfSubjectReview>),
         ..BASE
     },
     Kind {
@@ -582,7 +541,6 @@ pub static BUILTINS: &[Kind] = &[
         namespaced: false,
         status: true,
         structure: typed::<apiext::CustomResourceDefinition>,
-        openapi: Some(component::<apiext::CustomResourceDefinition>),
         rules: cluster::crd_rules,
         printer: Some(print::CREATED_AT),
         ..BASE
