@@ -11,40 +11,28 @@
 //!   and the newer rule is reported.
 //! - Endpoints: ready ones; terminating-but-serving ones only when nothing is ready.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use regex::Regex;
 use rustls::sign::CertifiedKey;
 
 use crate::metrics::RouteStats;
 use crate::policy::{self, Policy};
 
-/// The controller name our IngressClasses carry in `spec.controller`.
-pub const CONTROLLER: &str = "metalgate.io/ingress-controller";
+mod backend;
+mod class;
+mod tls;
 
-/// Which Ingresses are ours.
-#[derive(Debug, Clone)]
-pub struct ClassSettings {
-    /// The class name accepted even without an IngressClass object (`metalgate`).
-    pub class: String,
-    /// Also serve Ingresses of class `nginx` (drop-in migration from ingress-nginx).
-    pub accept_nginx: bool,
-}
-
-impl Default for ClassSettings {
-    fn default() -> Self {
-        ClassSettings {
-            class: "metalgate".into(),
-            accept_nginx: false,
-        }
-    }
-}
+use backend::BackendCtx;
+pub use class::{CONTROLLER, ClassSettings};
+use class::{is_ours, our_classes};
+pub use tls::{CertTable, parse_tls_secret};
 
 /// Everything the table is built from.
 #[derive(Debug, Default, Clone)]
@@ -205,36 +193,6 @@ pub struct HostRoutes {
 impl HostRoutes {
     fn find(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.path.matches(path))
-    }
-}
-
-/// Certificates by host name, for SNI.
-#[derive(Debug, Default, Clone)]
-pub struct CertTable {
-    exact: HashMap<String, Arc<CertifiedKey>>,
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-}
-
-impl CertTable {
-    /// The certificate for a server name: exact, then `*.` wildcard.
-    pub fn get(&self, host: &str) -> Option<&Arc<CertifiedKey>> {
-        self.get_normalized(&host.trim_end_matches('.').to_ascii_lowercase())
-    }
-
-    /// [`CertTable::get`] for a lowercase name without trailing dot.
-    pub fn get_normalized(&self, host: &str) -> Option<&Arc<CertifiedKey>> {
-        self.exact.get(host).or_else(|| {
-            host.split_once('.')
-                .and_then(|(_, parent)| self.wildcard.get(parent))
-        })
-    }
-    /// How many host names have a certificate.
-    pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcard.len()
-    }
-    /// Whether no host has a certificate.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -661,175 +619,7 @@ fn valid_host(h: &str) -> Result<(), String> {
     }
 }
 
-struct BackendCtx<'a> {
-    ingress: &'a ObjKey,
-    policy: &'a Arc<Policy>,
-    services: &'a HashMap<ObjKey, &'a Service>,
-    slices: &'a HashMap<ObjKey, Vec<&'a EndpointSlice>>,
-    health: &'a HashMap<SocketAddr, Arc<EndpointHealth>>,
-    stats: &'a dyn Fn(&str, &str) -> Arc<RouteStats>,
-    problems: &'a mut Vec<Problem>,
-}
-
-impl BackendCtx<'_> {
-    fn problem(&mut self, field: String, message: String, reason: &'static str) {
-        self.problems.push(Problem {
-            ingress: self.ingress.clone(),
-            field,
-            message,
-            reason,
-        });
-    }
-
-    /// The backend of an Ingress backend reference; `None` (and a problem) when it cannot be
-    /// used at all. A Service without ready endpoints still gives a backend (503 until it has).
-    fn backend(&mut self, b: &IngressBackend, field: &str) -> Option<Arc<Backend>> {
-        let Some(svc_ref) = &b.service else {
-            self.problem(
-                field.to_string(),
-                "only service backends are supported (resource backends are not)".into(),
-                "UnsupportedBackend",
-            );
-            return None;
-        };
-        let sk = ObjKey {
-            namespace: self.ingress.namespace.clone(),
-            name: svc_ref.name.clone(),
-        };
-        let mut endpoints = Vec::new();
-        match self.services.get(&sk) {
-            None => self.problem(
-                format!("{field}.service.name"),
-                format!("Service {sk} not found; requests get 503 until it exists"),
-                "ServiceNotFound",
-            ),
-            Some(svc) => {
-                let ports = svc
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.ports.clone())
-                    .unwrap_or_default();
-                let want = svc_ref.port.as_ref();
-                let sp = ports.iter().find(|p| match want {
-                    Some(w) => match (&w.number, &w.name) {
-                        (Some(n), _) => p.port == *n,
-                        (None, Some(name)) => p.name.as_deref() == Some(name.as_str()),
-                        (None, None) => ports.len() == 1,
-                    },
-                    None => ports.len() == 1,
-                });
-                match sp {
-                    None => self.problem(
-                        format!("{field}.service.port"),
-                        format!("Service {sk} has no such port"),
-                        "ServicePortNotFound",
-                    ),
-                    Some(sp) => {
-                        let name = sp.name.clone().unwrap_or_default();
-                        endpoints = self.endpoints(&sk, &name);
-                    }
-                }
-            }
-        }
-        let stats = (self.stats)(&self.ingress.to_string(), &sk.to_string());
-        Some(Arc::new(Backend {
-            ingress: self.ingress.clone(),
-            service: sk,
-            endpoints,
-            policy: self.policy.clone(),
-            cursor: AtomicUsize::new(0),
-            stats,
-        }))
-    }
-
-    fn endpoints(&self, svc: &ObjKey, port_name: &str) -> Vec<Endpoint> {
-        let mut ready = Vec::new();
-        let mut serving = Vec::new();
-        for slice in self.slices.get(svc).into_iter().flatten() {
-            if slice.address_type == "FQDN" {
-                continue;
-            }
-            let Some(port) = slice.ports.iter().flatten().find_map(|p| {
-                (p.name.clone().unwrap_or_default() == port_name)
-                    .then_some(p.port)
-                    .flatten()
-            }) else {
-                continue;
-            };
-            let Ok(port) = u16::try_from(port) else {
-                continue;
-            };
-            for ep in &slice.endpoints {
-                let c = ep.conditions.clone().unwrap_or_default();
-                let list = if c.ready.unwrap_or(true) {
-                    &mut ready
-                } else if c.serving == Some(true) && c.terminating == Some(true) {
-                    &mut serving
-                } else {
-                    continue;
-                };
-                for a in &ep.addresses {
-                    if let Ok(ip) = a.parse::<IpAddr>() {
-                        list.push(SocketAddr::new(ip, port));
-                    }
-                }
-            }
-        }
-        let mut chosen = if ready.is_empty() { serving } else { ready };
-        let mut seen = HashSet::new();
-        chosen.retain(|a| seen.insert(*a));
-        chosen
-            .into_iter()
-            .map(|addr| Endpoint {
-                addr,
-                health: self.health.get(&addr).cloned().unwrap_or_default(),
-            })
-            .collect()
-    }
-}
-
-fn our_classes(classes: &[Arc<IngressClass>], s: &ClassSettings) -> (HashSet<String>, bool) {
-    let mut names: HashSet<String> = [s.class.clone()].into_iter().collect();
-    if s.accept_nginx {
-        names.insert("nginx".into());
-    }
-    let mut default = false;
-    for c in classes {
-        if c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(CONTROLLER) {
-            if let Some(n) = &c.metadata.name {
-                names.insert(n.clone());
-            }
-            if c.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("ingressclass.kubernetes.io/is-default-class"))
-                .is_some_and(|v| v == "true")
-            {
-                default = true;
-            }
-        }
-    }
-    (names, default)
-}
-
-fn is_ours(i: &Ingress, (names, default): &(HashSet<String>, bool)) -> bool {
-    let class = i
-        .spec
-        .as_ref()
-        .and_then(|s| s.ingress_class_name.clone())
-        .or_else(|| {
-            i.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("kubernetes.io/ingress.class").cloned())
-        });
-    match class {
-        Some(c) => names.contains(&c),
-        None => *default,
-    }
-}
-
-fn key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjKey {
+pub(super) fn key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjKey {
     ObjKey {
         namespace: m.namespace.clone().unwrap_or_default(),
         name: m.name.clone().unwrap_or_default(),
@@ -842,41 +632,4 @@ fn created(i: &Ingress) -> String {
         .as_ref()
         .map(|t| format!("{:020}", t.0.as_second()))
         .unwrap_or_default()
-}
-
-/// Parse a `kubernetes.io/tls` Secret into a certificate for rustls.
-pub fn parse_tls_secret(s: &Secret) -> Result<CertifiedKey, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let name = key(&s.metadata);
-    let data: BTreeMap<String, Vec<u8>> = s
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .chain(
-            s.string_data
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.into_bytes())),
-        )
-        .collect();
-    let crt = data
-        .get("tls.crt")
-        .ok_or_else(|| format!("Secret {name} has no data[tls.crt]"))?;
-    let key_pem = data
-        .get("tls.key")
-        .ok_or_else(|| format!("Secret {name} has no data[tls.key]"))?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(crt)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("Secret {name} data[tls.crt]: not a PEM certificate: {e}"))?;
-    if chain.is_empty() {
-        return Err(format!("Secret {name} data[tls.crt]: no certificate"));
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("Secret {name} data[tls.key]: not a PEM private key: {e}"))?;
-    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
-        .map_err(|e| format!("Secret {name}: certificate and key do not make a pair: {e}"))
 }
