@@ -11,6 +11,8 @@
 //!   (`ArcSwap`: requests in flight keep the table they started with), writes Ingress status;
 //! - [`service`]: Pingora's `ProxyHttp` — matching, hardening, headers, endpoints, retries;
 //! - [`server`]: the HTTP/HTTPS listeners (certificates per SNI), header deadline, drain;
+//! - [`metrics`]: the Prometheus metrics — requests by ingress, service and code, latency,
+//!   upstream errors, the route table's generation;
 //! - [`cli`]: its flags, and the proxy alone (`metalgate proxy`, the `metalgate-proxy` binary).
 #![forbid(unsafe_code)]
 

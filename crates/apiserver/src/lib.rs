@@ -14,6 +14,8 @@
 //!
 //! - `server` — the HTTPS listener and the handle that starts and stops the store.
 //! - `request` — authentication, decoding, routing, reads, the write pipeline, deletes, `/scale`.
+//! - `auth` — who a token is (the admin, ServiceAccount tokens, TokenRequest) and what RBAC
+//!   lets them do, as kube-apiserver's RBAC authorizer decides.
 //! - `kinds` — the built-in kinds as table entries: names, subresources, typed checks, rules,
 //!   defaults and `kubectl get` columns.
 //! - `registry` — the kinds served now: the built-ins and those applied CRDs add.
