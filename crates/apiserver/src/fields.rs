@@ -441,7 +441,17 @@ pub fn apply(
             if p.last().map(String::as_str) == Some(".") {
                 continue;
             }
-            if value_at(live, p) != value_at(applied, p) {
+            let (was, asked) = (value_at(live, p), value_at(applied, p));
+            // A map on both sides is a container, not a value: its keys conflict one by one
+            // (structured-merge-diff compares leaves). An empty map applied is owned — as
+            // `data: {}` is — but never compared whole against the keys others hold.
+            if matches!(
+                (was, asked),
+                (Some(Value::Object(_)), Some(Value::Object(_)))
+            ) {
+                continue;
+            }
+            if was != asked {
                 conflicts.push((m.name.clone(), render_path(p)));
                 contested.entry(i).or_default().push(p.clone());
             }
@@ -640,5 +650,148 @@ mod tests {
             ]),
             r#".spec.ports[port=80,protocol="TCP"].name"#
         );
+    }
+
+    mod ownership {
+        //! Server-side apply's ownership, as properties over two managers applying ConfigMap
+        //! `data` maps drawn from a few keys and values (so they overlap often).
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        type Data = BTreeMap<String, String>;
+
+        fn data() -> impl Strategy<Value = Data> {
+            proptest::collection::btree_map("[a-d]", "[xy]", 0..4)
+        }
+
+        fn cm(data: &Data) -> Value {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data})
+        }
+
+        fn def() -> crate::registry::ResourceDef {
+            builtins()
+                .into_iter()
+                .find(|d| d.kind == "ConfigMap")
+                .unwrap()
+        }
+
+        fn run(live: &Value, data: &Data, manager: &str, force: bool) -> ApplyOutcome {
+            let def = def();
+            apply(
+                live,
+                &cm(data),
+                &Shape::new(&def),
+                Part::Whole,
+                manager,
+                force,
+                "t",
+            )
+        }
+
+        fn applied(o: ApplyOutcome) -> Value {
+            match o {
+                ApplyOutcome::Applied(v) => v,
+                ApplyOutcome::Conflicts(c) => panic!("unexpected conflicts {c:?}"),
+            }
+        }
+
+        fn data_of(obj: &Value) -> Data {
+            serde_json::from_value(obj["data"].clone()).unwrap_or_default()
+        }
+
+        /// Whether `manager` owns `data.k`.
+        fn owns(obj: &Value, manager: &str, k: &str) -> bool {
+            let path = vec!["f:data".to_string(), format!("f:{k}")];
+            managers_of(obj)
+                .iter()
+                .any(|m| m.name == manager && m.fields.contains(&path))
+        }
+
+        fn empty() -> Value {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+        }
+
+        proptest! {
+            #[test]
+            fn applying_the_same_configuration_again_changes_nothing(a in data()) {
+                let once = applied(run(&empty(), &a, "a", false));
+                let twice = applied(run(&once, &a, "a", false));
+                prop_assert_eq!(once, twice);
+            }
+
+            #[test]
+            fn a_second_manager_conflicts_exactly_on_the_keys_it_sets_differently(
+                a in data(), b in data()
+            ) {
+                let live = applied(run(&empty(), &a, "a", false));
+                let differing: Vec<&String> =
+                    b.iter().filter(|(k, v)| a.get(*k).is_some_and(|x| x != *v)).map(|(k, _)| k).collect();
+                match run(&live, &b, "b", false) {
+                    ApplyOutcome::Conflicts(c) => {
+                        prop_assert!(!differing.is_empty());
+                        let named: Vec<String> = c.iter().map(|(m, p)| format!("{m} {p}")).collect();
+                        prop_assert_eq!(named.len(), differing.len());
+                        for k in &differing {
+                            prop_assert!(named.contains(&format!("a .data.{k}")), "{named:?} lacks {k}");
+                        }
+                    }
+                    ApplyOutcome::Applied(obj) => {
+                        prop_assert!(differing.is_empty());
+                        let mut union = a.clone();
+                        union.extend(b.clone());
+                        prop_assert_eq!(data_of(&obj), union);
+                        for k in a.keys() {
+                            prop_assert!(owns(&obj, "a", k));
+                        }
+                        for k in b.keys() {
+                            prop_assert!(owns(&obj, "b", k), "b applied {k} and does not own it");
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn a_forced_apply_takes_the_contested_keys_and_leaves_the_rest(
+                a in data(), b in data()
+            ) {
+                let live = applied(run(&empty(), &a, "a", false));
+                let obj = applied(run(&live, &b, "b", true));
+                let got = data_of(&obj);
+                for (k, v) in &b {
+                    prop_assert_eq!(got.get(k), Some(v));
+                    prop_assert!(owns(&obj, "b", k));
+                    if a.get(k).is_some_and(|x| x != v) {
+                        prop_assert!(!owns(&obj, "a", k), "a still owns the contested {k}");
+                    }
+                }
+                for (k, v) in a.iter().filter(|(k, _)| !b.contains_key(*k)) {
+                    prop_assert_eq!(got.get(k), Some(v));
+                    prop_assert!(owns(&obj, "a", k));
+                }
+            }
+
+            #[test]
+            fn a_key_a_manager_stops_applying_goes_unless_another_owns_it(
+                a in data(), b in data(), keep in data()
+            ) {
+                // `a` applies, `b` applies (forced), then `a` applies only the keys of `keep`
+                // it had: what `a` dropped stays only where `b` owns it.
+                let live = applied(run(&empty(), &a, "a", false));
+                let live = applied(run(&live, &b, "b", true));
+                let still: Data = a
+                    .iter()
+                    .filter(|(k, _)| keep.contains_key(*k) && !b.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let obj = applied(run(&live, &still, "a", false));
+                let got = data_of(&obj);
+                let mut expected = b.clone();
+                expected.extend(still.clone());
+                prop_assert_eq!(got, expected);
+            }
+        }
     }
 }
