@@ -194,4 +194,78 @@ mod tests {
         );
         assert!(FieldSelector::parse("nonsense").is_err());
     }
+    mod agreement {
+        //! The `labelSelector` query string a client sends and the structured selector it was
+        //! formatted from select the same objects: the parser here against
+        //! `metalgate_k8s::selector` (what the components evaluate), over random selectors and
+        //! labels drawn from a few keys and values.
+        use std::collections::BTreeMap;
+
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+            LabelSelector as Structured, LabelSelectorRequirement,
+        };
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        use super::super::LabelSelector;
+
+        fn requirement() -> impl Strategy<Value = LabelSelectorRequirement> {
+            let op = prop::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist"]);
+            let values = proptest::collection::btree_set("[xyz]", 1..3);
+            ("[abc]", op, values).prop_map(|(key, op, values)| LabelSelectorRequirement {
+                key,
+                operator: op.to_string(),
+                values: matches!(op, "In" | "NotIn").then(|| values.into_iter().collect()),
+            })
+        }
+
+        fn selector() -> impl Strategy<Value = Structured> {
+            (
+                proptest::collection::btree_map("[abc]", "[xyz]", 0..3),
+                proptest::collection::vec(requirement(), 0..3),
+            )
+                .prop_map(|(labels, exprs)| Structured {
+                    match_labels: Some(labels),
+                    match_expressions: Some(exprs),
+                })
+        }
+
+        /// As client-go's `metav1.FormatLabelSelector` writes it (without its `<none>`).
+        fn format(sel: &Structured) -> String {
+            let mut parts: Vec<String> = sel
+                .match_labels
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            for e in sel.match_expressions.iter().flatten() {
+                let vals = e.values.clone().unwrap_or_default().join(",");
+                parts.push(match e.operator.as_str() {
+                    "In" => format!("{} in ({vals})", e.key),
+                    "NotIn" => format!("{} notin ({vals})", e.key),
+                    "Exists" => e.key.clone(),
+                    _ => format!("!{}", e.key),
+                });
+            }
+            parts.join(",")
+        }
+
+        proptest! {
+            #[test]
+            fn the_query_string_selects_what_its_selector_selects(
+                sel in selector(),
+                labels in proptest::collection::btree_map("[abc]", "[xyz]", 0..4),
+            ) {
+                let labels: BTreeMap<String, String> = labels;
+                let text = format(&sel);
+                let parsed = LabelSelector::parse(&text).unwrap();
+                let obj = json!({"metadata": {"labels": labels}});
+                prop_assert_eq!(
+                    parsed.matches(&obj),
+                    metalgate_k8s::selector::matches(&sel, &labels),
+                    "{} on {:?}", text, labels
+                );
+            }
+        }
+    }
 }
