@@ -97,7 +97,7 @@ struct State {
     alloc: Allocator,
     recorder: Recorder,
     /// The last valid version of each pool: a bad edit leaves the pool as it was.
-    last_good: HashMap<String, Pool>,
+    last_good: BTreeMap<String, Pool>,
     /// Pool versions already reported invalid.
     reported: HashSet<(String, String)>,
     /// Service resourceVersions already handled.
@@ -137,59 +137,23 @@ fn ips_text(ips: &[IpAddr]) -> String {
 impl State {
     /// Pools from the store, validated; a bad pool keeps its last good version.
     async fn refresh_pools(&mut self, pools: &[Arc<IPAddressPool>]) -> bool {
-        let mut sorted: Vec<&Arc<IPAddressPool>> = pools.iter().collect();
-        sorted.sort_by_key(|p| p.name_any());
-        let mut accepted: Vec<Pool> = Vec::new();
-        let overlaps = |p: &Pool, accepted: &[Pool]| -> Option<String> {
-            accepted
-                .iter()
-                .find(|o| {
-                    p.ranges.iter().any(|r| {
-                        o.ranges.iter().any(|or| {
-                            or.family == r.family && r.first <= or.last && or.first <= r.last
-                        })
-                    })
-                })
-                .map(|o| o.name.clone())
-        };
-        for obj in sorted {
-            let spec = pool_spec(obj);
-            let problem = match Pool::from_spec(&spec) {
-                Ok(p) => match overlaps(&p, &accepted) {
-                    None => {
-                        self.last_good.insert(p.name.clone(), p.clone());
-                        accepted.push(p);
-                        None
-                    }
-                    Some(other) => Some(format!("spec.addresses: overlaps pool {other:?}")),
-                },
-                Err(errors) => Some(
-                    errors
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
+        let specs: Vec<PoolSpec> = pools.iter().map(|p| pool_spec(p)).collect();
+        let metalgate_ipam::Accepted {
+            pools: accepted,
+            problems,
+        } = metalgate_ipam::accept(&specs, &mut self.last_good);
+        for (name, problem) in problems {
+            let Some(obj) = pools.iter().find(|p| p.name_any() == name) else {
+                continue;
             };
-            if let Some(problem) = problem {
-                let version = (
-                    spec.name.clone(),
-                    obj.resource_version().unwrap_or_default(),
-                );
-                if self.reported.insert(version) {
-                    tracing::warn!(pool = %spec.name, %problem, "invalid IPAddressPool; keeping its last good version");
-                    publish(&self.recorder, obj.as_ref(), EventType::Warning, "InvalidConfiguration", format!("IPAddressPool {}: {problem}; the pool keeps its last valid configuration", spec.name)).await;
-                }
-                if let Some(good) = self.last_good.get(&spec.name).cloned() {
-                    if overlaps(&good, &accepted).is_none() {
-                        accepted.push(good);
-                    }
-                }
+            if self
+                .reported
+                .insert((name.clone(), obj.resource_version().unwrap_or_default()))
+            {
+                tracing::warn!(pool = %name, %problem, "invalid IPAddressPool; keeping its last good version");
+                publish(&self.recorder, obj.as_ref(), EventType::Warning, "InvalidConfiguration", format!("IPAddressPool {name}: {problem}; the pool keeps its last valid configuration")).await;
             }
         }
-        let names: HashSet<String> = pools.iter().map(|p| p.name_any()).collect();
-        self.last_good.retain(|k, _| names.contains(k));
-        accepted.sort_by(|a, b| a.name.cmp(&b.name));
         if accepted == self.pools_in_use {
             return false;
         }
@@ -512,7 +476,7 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
         cfg: cfg.clone(),
         alloc: Allocator::default(),
         recorder,
-        last_good: HashMap::new(),
+        last_good: BTreeMap::new(),
         reported: HashSet::new(),
         seen: HashMap::new(),
         failures: HashMap::new(),

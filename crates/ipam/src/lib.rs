@@ -14,6 +14,6 @@ pub mod pool;
 
 pub use allocator::{AllocError, Allocator, Assignment, PoolStats, Port, Request, ServiceKey};
 pub use pool::{
-    Family, FieldError, Pool, PoolSpec, Requirement, Selector, ServiceAllocation, ServiceInfo,
-    validate_all,
+    Accepted, Family, FieldError, Pool, PoolSpec, Requirement, Selector, ServiceAllocation,
+    ServiceInfo, accept, validate_all,
 };

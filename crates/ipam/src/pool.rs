@@ -368,6 +368,15 @@ pub struct ServiceInfo {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The first of `accepted` that shares an address with `p`.
+pub fn overlapping<'a>(p: &Pool, accepted: &'a [Pool]) -> Option<&'a Pool> {
+    accepted.iter().find(|o| {
+        p.ranges
+            .iter()
+            .any(|r| o.ranges.iter().any(|or| or.overlaps(r)))
+    })
+}
+
 /// Validate a set of pools together: each on its own, and no two overlapping.
 pub fn validate_all(specs: &[PoolSpec]) -> (Vec<Pool>, Vec<FieldError>) {
     let mut pools: Vec<Pool> = Vec::new();
@@ -396,6 +405,57 @@ pub fn validate_all(specs: &[PoolSpec]) -> (Vec<Pool>, Vec<FieldError>) {
         }
     }
     (pools, errors)
+}
+
+/// The pools a controller uses, given what the store holds now and each pool's last good
+/// version.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Accepted {
+    /// The pools in use, by name.
+    pub pools: Vec<Pool>,
+    /// Each pool that is invalid now, by name, with what is wrong (fields named).
+    pub problems: Vec<(String, String)>,
+}
+
+/// Accept pools as the controller runs them, in name order: a valid pool that overlaps no
+/// pool accepted before it is used and becomes its last good version; an invalid one, or one
+/// that overlaps, is reported and its last good version is used instead — if that overlaps
+/// nothing accepted — so a bad edit never takes IPs away. `last_good` is updated and forgets
+/// pools that are gone.
+pub fn accept(specs: &[PoolSpec], last_good: &mut BTreeMap<String, Pool>) -> Accepted {
+    let mut sorted: Vec<&PoolSpec> = specs.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Accepted::default();
+    for spec in sorted {
+        let problem = match Pool::from_spec(spec) {
+            Ok(p) => match overlapping(&p, &out.pools) {
+                None => {
+                    last_good.insert(p.name.clone(), p.clone());
+                    out.pools.push(p);
+                    None
+                }
+                Some(other) => Some(format!("spec.addresses: overlaps pool {:?}", other.name)),
+            },
+            Err(errors) => Some(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        if let Some(problem) = problem {
+            out.problems.push((spec.name.clone(), problem));
+            if let Some(good) = last_good.get(&spec.name) {
+                if overlapping(good, &out.pools).is_none() {
+                    out.pools.push(good.clone());
+                }
+            }
+        }
+    }
+    last_good.retain(|k, _| specs.iter().any(|s| &s.name == k));
+    out.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 #[cfg(test)]
@@ -501,5 +561,89 @@ mod tests {
         assert!(!p.contains("10.0.0.255".parse().unwrap()));
         assert!(!p.contains("10.0.1.0".parse().unwrap()));
         assert!(p.contains("10.0.1.1".parse().unwrap()));
+    }
+
+    /// What the controller uses, pass after pass: a bad edit keeps the last good version, an
+    /// overlap is refused to the later pool (by name), a pool never valid is not used, and a
+    /// deleted pool is forgotten.
+    #[test]
+    fn accept_keeps_last_good_versions_through_bad_edits() {
+        let spec = |name: &str, a: &[&str]| PoolSpec {
+            name: name.into(),
+            addresses: a.iter().map(|s| s.to_string()).collect(),
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            allocation: None,
+        };
+        let names = |acc: &Accepted| -> Vec<String> {
+            acc.pools
+                .iter()
+                .map(|p| format!("{}:{}", p.name, p.ranges.len()))
+                .collect()
+        };
+        let problems = |acc: &Accepted| -> Vec<String> {
+            acc.problems.iter().map(|(n, _)| n.clone()).collect()
+        };
+        let mut good = BTreeMap::new();
+
+        // Pass 1: two valid pools; "z" was never valid.
+        let acc = accept(
+            &[
+                spec("b", &["10.0.1.0/24"]),
+                spec("a", &["10.0.0.0/24"]),
+                spec("z", &["not-an-ip"]),
+            ],
+            &mut good,
+        );
+        assert_eq!(names(&acc), ["a:1", "b:1"]);
+        assert_eq!(problems(&acc), ["z"]);
+        assert!(
+            acc.problems[0].1.contains("spec.addresses[0]"),
+            "{:?}",
+            acc.problems
+        );
+
+        // Pass 2: "b" edited badly (keeps its last good version), "a" gains a range.
+        let acc = accept(
+            &[
+                spec("a", &["10.0.0.0/24", "10.0.2.0/24"]),
+                spec("b", &["10.0.1.0/33"]),
+            ],
+            &mut good,
+        );
+        assert_eq!(names(&acc), ["a:2", "b:1"]);
+        assert_eq!(problems(&acc), ["b"]);
+
+        // Pass 3: "b" now overlaps "a": refused, and its last good version still fits.
+        let acc = accept(
+            &[
+                spec("a", &["10.0.0.0/24", "10.0.2.0/24"]),
+                spec("b", &["10.0.2.5-10.0.2.9"]),
+            ],
+            &mut good,
+        );
+        assert_eq!(names(&acc), ["a:2", "b:1"]);
+        assert!(
+            acc.problems[0].1.contains("overlaps pool \"a\""),
+            "{:?}",
+            acc.problems
+        );
+
+        // Pass 4: "a" now covers b's last good range: b's old version would overlap, so b is
+        // not used at all rather than double-booking addresses.
+        let acc = accept(
+            &[spec("a", &["10.0.0.0/16"]), spec("b", &["10.0.1.0/33"])],
+            &mut good,
+        );
+        assert_eq!(names(&acc), ["a:1"]);
+
+        // Pass 5: "b" deleted: forgotten, so a later invalid "b" has no last good version.
+        accept(&[spec("a", &["10.0.0.0/16"])], &mut good);
+        assert!(!good.contains_key("b"));
+        let acc = accept(
+            &[spec("a", &["10.0.0.0/16"]), spec("b", &["bad"])],
+            &mut good,
+        );
+        assert_eq!(names(&acc), ["a:1"]);
     }
 }
