@@ -620,4 +620,45 @@ mod tests {
             ]
         );
     }
+
+    mod agreement {
+        //! A pool's selectors (converted for the allocator) and the speaker's node selectors
+        //! (`metalgate_k8s::selector`) read one LabelSelector the same way: random selectors,
+        //! unknown operators included, against random labels.
+        use std::collections::BTreeMap;
+
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+            LabelSelector, LabelSelectorRequirement,
+        };
+        use proptest::prelude::*;
+
+        fn requirement() -> impl Strategy<Value = LabelSelectorRequirement> {
+            let op = prop::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist", "Gt"]);
+            let values = proptest::collection::vec("[xyz]", 0..3);
+            ("[abc]", op, values).prop_map(|(key, op, values)| LabelSelectorRequirement {
+                key,
+                operator: op.to_string(),
+                values: Some(values),
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn the_allocator_and_the_speaker_select_alike(
+                match_labels in proptest::collection::btree_map("[abc]", "[xyz]", 0..3),
+                exprs in proptest::collection::vec(requirement(), 0..3),
+                labels in proptest::collection::btree_map("[abc]", "[xyz]", 0..4),
+            ) {
+                let sel = LabelSelector {
+                    match_labels: Some(match_labels),
+                    match_expressions: Some(exprs),
+                };
+                let labels: BTreeMap<String, String> = labels;
+                prop_assert_eq!(
+                    super::super::selector(&sel).matches(&labels),
+                    metalgate_k8s::selector::matches(&sel, &labels)
+                );
+            }
+        }
+    }
 }
