@@ -462,6 +462,17 @@ pub fn accept(specs: &[PoolSpec], last_good: &mut BTreeMap<String, Pool>) -> Acc
 mod tests {
     use super::*;
 
+    /// A plain pool spec with these addresses.
+    fn spec(name: &str, a: &[&str]) -> PoolSpec {
+        PoolSpec {
+            name: name.into(),
+            addresses: a.iter().map(|s| s.to_string()).collect(),
+            auto_assign: true,
+            avoid_buggy_ips: false,
+            allocation: None,
+        }
+    }
+
     #[test]
     fn ranges_and_cidrs() {
         let r = parse_range("192.168.56.200-192.168.56.220").unwrap();
@@ -487,13 +498,6 @@ mod tests {
 
     #[test]
     fn overlapping_pools_are_named() {
-        let spec = |name: &str, a: &[&str]| PoolSpec {
-            name: name.into(),
-            addresses: a.iter().map(|s| s.to_string()).collect(),
-            auto_assign: true,
-            avoid_buggy_ips: false,
-            allocation: None,
-        };
         let (pools, errors) = validate_all(&[
             spec("a", &["10.0.0.0/24"]),
             spec("b", &["10.0.1.0/24", "10.0.0.128-10.0.0.130"]),
@@ -568,13 +572,6 @@ mod tests {
     /// deleted pool is forgotten.
     #[test]
     fn accept_keeps_last_good_versions_through_bad_edits() {
-        let spec = |name: &str, a: &[&str]| PoolSpec {
-            name: name.into(),
-            addresses: a.iter().map(|s| s.to_string()).collect(),
-            auto_assign: true,
-            avoid_buggy_ips: false,
-            allocation: None,
-        };
         let names = |acc: &Accepted| -> Vec<String> {
             acc.pools
                 .iter()
