@@ -228,6 +228,9 @@ const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/ta
 impl Cache {
     /// A cache in `dir` (created when needed).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
+        // https remotes go through reqwest's rustls without a provider of its own (the image
+        // carries one crypto library, ring, not also aws-lc): make sure ring is installed.
+        metalgate_k8s::client::install_crypto_provider();
         Cache {
             dir: dir.into(),
             writers: Default::default(),
