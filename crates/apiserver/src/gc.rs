@@ -169,14 +169,14 @@ const MAX_STEPS: usize = 32;
 
 /// Collect until `stop`: at start (finishing what a restart cut short), after deletes and
 /// deletion marks, and every few seconds.
-pub async fn run(state: Arc<crate::request::State>, stop: CancellationToken) {
-    let store: &Store = &state.store;
+pub async fn run<S: AsRef<Store>>(state: Arc<S>, stop: CancellationToken) {
+    let store: &Store = (*state).as_ref();
     let (_, mut rx, _) = store.snapshot_and_watch("\u{10ffff}").await;
     loop {
         for _ in 0..MAX_STEPS {
             let mut txn = store.txn().await;
             let all = txn.list("");
-            let writes = plan(&all, &crate::request::now());
+            let writes = plan(&all, &crate::store::now());
             if writes.is_empty() {
                 break;
             }

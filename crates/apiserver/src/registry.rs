@@ -63,6 +63,35 @@ pub struct ResourceDef {
 }
 
 impl ResourceDef {
+    /// Structure of an object of a built-in kind: types and unknown fields (nothing for a
+    /// custom kind: its schema is checked apart).
+    pub fn builtin_structure(&self, obj: &Value) -> crate::validation::Findings {
+        let mut f = crate::validation::Findings::default();
+        if let Some(k) = crate::kinds::find(&self.group, &self.kind) {
+            (k.structure)(obj, &mut f);
+        }
+        f
+    }
+
+    /// The documented rules of a built-in kind (none for custom kinds: their schema is the
+    /// rule).
+    pub fn builtin_rules(&self, obj: &Value, causes: &mut Vec<crate::error::Cause>) {
+        if let (Schema::Builtin, Some(k)) =
+            (&self.schema, crate::kinds::find(&self.group, &self.kind))
+        {
+            (k.rules)(obj, causes);
+        }
+    }
+
+    /// Fill in what kube-apiserver defaults for a built-in kind.
+    pub fn builtin_defaults(&self, obj: &mut Value) {
+        if let (Schema::Builtin, Some(k)) =
+            (&self.schema, crate::kinds::find(&self.group, &self.kind))
+        {
+            (k.defaults)(obj);
+        }
+    }
+
     /// `v1` or `group/version`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

@@ -17,6 +17,13 @@ use crate::error::{ApiError, ApiResult};
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// Now, as Kubernetes writes timestamps.
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 /// How many recent changes watches can resume from before they get 410 Gone.
 pub const DEFAULT_HISTORY: usize = 10_000;
 

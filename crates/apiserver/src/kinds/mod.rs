@@ -26,7 +26,6 @@ use serde_json::Value;
 
 use crate::defaults;
 use crate::error::Cause;
-use crate::registry::{ResourceDef, Schema};
 use crate::validation::{Findings, typed};
 
 /// A column `kubectl get` prints (after NAME, which every kind but Event leads with).
@@ -546,29 +545,6 @@ pub static BUILTINS: &[Kind] = &[
         ..BASE
     },
 ];
-
-/// Structure of a built-in object: types and unknown fields.
-pub fn structure(def: &ResourceDef, obj: &Value) -> Findings {
-    let mut f = Findings::default();
-    if let Some(k) = find(&def.group, &def.kind) {
-        (k.structure)(obj, &mut f);
-    }
-    f
-}
-
-/// The documented rules of a built-in kind (none for custom kinds: their schema is the rule).
-pub fn rules(def: &ResourceDef, obj: &Value, causes: &mut Vec<Cause>) {
-    if let (Schema::Builtin, Some(k)) = (&def.schema, find(&def.group, &def.kind)) {
-        (k.rules)(obj, causes);
-    }
-}
-
-/// Fill in what kube-apiserver defaults for a built-in kind.
-pub fn defaults(def: &ResourceDef, obj: &mut Value) {
-    if let (Schema::Builtin, Some(k)) = (&def.schema, find(&def.group, &def.kind)) {
-        (k.defaults)(obj);
-    }
-}
 
 /// The built-in kind `group`/`kind`, if the store serves it.
 pub fn find(group: &str, kind: &str) -> Option<&'static Kind> {

@@ -225,7 +225,7 @@ pub(super) fn admit_write(
 
     // Structure: types and unknown fields.
     let findings = match &def.schema {
-        Schema::Builtin => kinds::structure(def, &new),
+        Schema::Builtin => def.builtin_structure(&new),
         Schema::Crd(schema) => validation::structure_custom(schema, &mut new),
     };
     if !findings.unknown.is_empty() && validation_mode == FieldValidation::Strict {
@@ -266,12 +266,12 @@ pub(super) fn admit_write(
         }
         _ => {}
     }
-    kinds::defaults(def, &mut new);
+    def.builtin_defaults(&mut new);
 
     // Documented rules.
     let mut causes = Vec::new();
     validation::metadata(&def.kind, &new, &mut causes);
-    kinds::rules(def, &new, &mut causes);
+    def.builtin_rules(&new, &mut causes);
     let checks: Vec<_> = t
         .admission
         .iter()

@@ -45,9 +45,11 @@ pub trait Admission: Send + Sync {
     ) -> Vec<crate::Cause>;
 }
 
-/// Now, as Kubernetes writes timestamps.
-pub fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+pub use crate::store::now;
+
+/// The garbage collector runs on the store alone.
+impl AsRef<Store> for State {
+    fn as_ref(&self) -> &Store {
+        &self.store
+    }
 }

@@ -16,7 +16,6 @@ use super::state::{State, now};
 use super::target::ResourcePath;
 use crate::error::{ApiError, ApiResult};
 use crate::fields::{self, ApplyOutcome, Part};
-use crate::kinds;
 use crate::patch;
 use crate::registry::{ResourceDef, Schema, defs_from_crd};
 use crate::shape::Shape;
@@ -274,7 +273,7 @@ pub(super) async fn patch_object(
         // Validate the applied configuration itself: unknown fields there are the user's.
         let mut probe = applied.clone();
         let findings = match &t.def.schema {
-            Schema::Builtin => kinds::structure(&t.def, &probe),
+            Schema::Builtin => t.def.builtin_structure(&probe),
             Schema::Crd(s) => validation::structure_custom(s, &mut probe),
         };
         if !findings.unknown.is_empty() && ctx.validation() == FieldValidation::Strict {
