@@ -23,6 +23,7 @@
 //! - [`source`]: a revision checked out (credentials, known hosts, one fetch per repository)
 //!   and its path rendered (directory, kustomize, Helm);
 //! - [`compare`]: `metalgate gitops diff` — Git against the cluster, read only;
+//! - [`context`]: what every pass shares (client, Git cache, checkouts, Events, drift counters);
 //! - [`reconciler`]: one pass over one Application, the recipe over all of the above, ending in
 //!   the status `kubectl get applications` shows.
 //! - [`drift`]: a watch per kind in the apps' inventories; a hand edit marks its app at once;
@@ -40,6 +41,7 @@
 
 pub mod applier;
 pub mod compare;
+pub mod context;
 pub mod diff;
 pub mod drift;
 pub mod git;

@@ -5,9 +5,7 @@
 //! condition naming the file, object and field.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
@@ -18,7 +16,7 @@ use metalgate_k8s::crd::{
 use serde_json::{Value, json};
 
 use crate::applier::{Applied, Applier, FIELD_MANAGER};
-use crate::git::Cache;
+use crate::context::join;
 use crate::health::{self, State};
 use crate::kinds::AppKind;
 use crate::object::{Manifest, ObjRef, split_api_version};
@@ -26,47 +24,7 @@ use crate::plan::{self, Owned};
 use crate::source::{Failure, checkout, fail, render_checkout};
 use crate::spec::AppConfig;
 
-/// What a reconciler needs: a client, the Git cache and where checkouts go.
-#[derive(Clone)]
-pub struct Context {
-    /// The API server.
-    pub client: kube::Client,
-    /// Bare repositories, one per URL.
-    pub cache: Cache,
-    /// Checkouts, one directory per commit.
-    pub checkouts: PathBuf,
-    /// Writes the app's Events (`Synced`, `DriftReverted`, `SyncFailed`).
-    pub recorder: kube::runtime::events::Recorder,
-    /// How long one wave may take to turn healthy before the next is applied anyway on a later
-    /// pass (the sync stays Running meanwhile).
-    pub wave_timeout: Duration,
-    /// What the passes found and reverted, for `/metrics`.
-    pub drift: Arc<DriftCounters>,
-}
-
-/// Drift as the passes saw it: only changes made in the cluster to what Git defines, never the
-/// module's own applies.
-#[derive(Debug, Default)]
-pub struct DriftCounters {
-    /// Passes that found an app which was in sync with its revision no longer in sync with it.
-    pub detected: AtomicU64,
-    /// Objects' fields put back to Git's values by self-heal.
-    pub reverted: AtomicU64,
-}
-
-impl Context {
-    /// A context keeping its Git data under `data_dir/gitops`.
-    pub fn new(client: kube::Client, data_dir: &Path) -> Self {
-        Context {
-            recorder: metalgate_k8s::reflect::recorder(&client, FIELD_MANAGER, "gitops"),
-            client,
-            cache: Cache::new(data_dir.join("gitops/repos")),
-            checkouts: data_dir.join("gitops/checkouts"),
-            wave_timeout: Duration::from_secs(60),
-            drift: Arc::default(),
-        }
-    }
-}
+pub use crate::context::{Context, DriftCounters};
 
 /// Why a pass was started (recorded in history as ArgoCD's `initiatedBy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +245,7 @@ async fn pass(
         .metadata
         .annotations
         .as_ref()
-        .is_some_and(|a| a.contains_key(crate::runner::PAUSE_ANNOTATION));
+        .is_some_and(|a| a.contains_key(crate::kinds::PAUSE_ANNOTATION));
     let healing = cfg.automated && cfg.self_heal && !paused && !new_revision && needs_sync;
     let was_synced = previous.sync.as_ref().is_some_and(|s| s.status == "Synced");
     if needs_sync && !new_revision && was_synced {
@@ -602,14 +560,6 @@ async fn pass(
 
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
-}
-
-/// Every problem in one condition message.
-pub(crate) fn join<E: std::fmt::Display>(errs: &[E]) -> String {
-    errs.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Wait until every object of a wave that has a health is Healthy (or Suspended), or time out.

@@ -26,14 +26,7 @@ use crate::webhook;
 pub const NAME: &str = "gitops";
 /// The coordination Lease the active replica holds.
 pub const LEASE: &str = "metalgate-gitops";
-/// The annotations that ask for a pass now (ours, and ArgoCD's; any value).
-pub const REFRESH_ANNOTATIONS: [&str; 2] = ["metalgate.io/refresh", "argocd.argoproj.io/refresh"];
-/// The annotation that asks for a sync now, even without automated sync (`metalgate gitops
-/// sync`); cleared when the pass starts.
-pub const SYNC_ANNOTATION: &str = "metalgate.io/sync";
-/// The annotation that pauses self-heal (any value; the UI's Pause button): a hand edit stays
-/// in place and the app shows OutOfSync, as for a manual rollback; new commits still sync.
-pub const PAUSE_ANNOTATION: &str = "metalgate.io/pause-self-heal";
+pub use crate::kinds::{PAUSE_ANNOTATION, REFRESH_ANNOTATIONS, SYNC_ANNOTATION};
 
 /// How the component runs.
 #[derive(Debug, Clone)]

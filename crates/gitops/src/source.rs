@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use kube::api::Api;
 
+use crate::context::{Context, join};
 use crate::git::{self, CommitInfo};
 use crate::object::Manifest;
-use crate::reconciler::{Context, join};
 use crate::render::{self, SourceType};
 use crate::spec::AppConfig;
 

@@ -60,9 +60,7 @@ pub fn typed<T: DeserializeOwned>(obj: &Value, out: &mut Findings) {
     let res: Result<T, _> = serde_ignored::deserialize(de, |p| unknown.push(render_ignored(&p)));
     if let Err(e) = res {
         let path = render_tracked(&track.path());
-        let value = crate::fields::value_at(obj, &path_to_fieldpath(&path))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let value = value_named(obj, &path).cloned().unwrap_or(Value::Null);
         out.causes.push(Cause {
             reason: "FieldValueInvalid".into(),
             field: path,
@@ -72,12 +70,13 @@ pub fn typed<T: DeserializeOwned>(obj: &Value, out: &mut Findings) {
     out.unknown.extend(unknown);
 }
 
-fn path_to_fieldpath(path: &str) -> Vec<String> {
-    // Good enough to look the offending value up for a message; list indices are skipped.
+/// The value at a dotted path, for a message: good enough to show the offending value, so a
+/// path through a list item (`ports[0]`) finds nothing.
+fn value_named<'v>(obj: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.')
         .filter(|s| !s.is_empty())
-        .map(|s| format!("f:{}", s.split('[').next().unwrap_or(s)))
-        .collect()
+        .map(|s| s.split('[').next().unwrap_or(s))
+        .try_fold(obj, |v, key| v.get(key))
 }
 
 /// Remove fields named by dotted paths (`spec.foo`, `spec.ports[0].bar`).

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::auth::{self, Sessions};
 use super::html::{self, Viewer};
 use super::{assets, view};
-use crate::runner::{PAUSE_ANNOTATION, REFRESH_ANNOTATIONS, SYNC_ANNOTATION};
+use crate::kinds::{PAUSE_ANNOTATION, REFRESH_ANNOTATIONS, SYNC_ANNOTATION};
 
 /// The UI's state: the Applications' cache, where to write, and the sessions.
 pub struct Ui {

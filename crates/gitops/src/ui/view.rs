@@ -3,7 +3,7 @@
 
 use metalgate_k8s::crd::Application;
 
-use crate::runner::PAUSE_ANNOTATION;
+use crate::kinds::PAUSE_ANNOTATION;
 
 /// One app as a card or a page header.
 #[derive(Debug, Clone, PartialEq, Eq)]
