@@ -183,20 +183,17 @@ pub fn render_history(app: &Application) -> String {
     table(&rows)
 }
 
-/// Set `annotation` on the Application and wait (at most a minute) until the module took it
-/// and finished the pass.
+/// Set `annotation` on the Application and wait (at most a minute) until the module removes
+/// it, which it does when the pass that answered it has ended (and its status is written).
 async fn ask(api: &Api<Application>, name: &str, annotation: &str) -> anyhow::Result<Application> {
-    let before = api
-        .get(name)
+    api.get(name)
         .await
         .with_context(|| format!("Application {name}"))?;
-    let was = before.status.as_ref().and_then(|s| s.reconciled_at.clone());
     let patch = serde_json::json!({"metadata": {"annotations": {annotation: jiff::Timestamp::now().to_string()}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .with_context(|| format!("annotating Application {name}"))?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut taken_at: Option<Instant> = None;
     loop {
         let now = api.get(name).await?;
         let pending = now
@@ -204,18 +201,12 @@ async fn ask(api: &Api<Application>, name: &str, annotation: &str) -> anyhow::Re
             .annotations
             .as_ref()
             .is_some_and(|a| a.contains_key(annotation));
-        let at = now.status.as_ref().and_then(|s| s.reconciled_at.clone());
         if !pending {
-            let taken = *taken_at.get_or_insert_with(Instant::now);
-            // reconciledAt has a resolution of a second: a pass in the same second as the last
-            // one does not move it, so a short wait after the annotation is taken also ends it.
-            if at != was || taken.elapsed() > Duration::from_secs(3) {
-                return Ok(now);
-            }
+            return Ok(now);
         }
         if Instant::now() > deadline {
             bail!(
-                "Application {name}: the GitOps module did not take {annotation} within a minute — is `metalgate gitops run` (or the gitops component) running?"
+                "Application {name}: the GitOps module did not answer {annotation} within a minute — is `metalgate gitops run` (or the gitops component) running?"
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

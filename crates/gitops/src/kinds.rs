@@ -7,10 +7,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use metalgate_k8s::crd::{ARGO_CRD_LABEL, Application, ArgoApplication, argo_application_crd};
 
-/// The annotations that ask for a pass now (ours, and ArgoCD's; any value).
+/// The annotations that ask for a pass now (ours, and ArgoCD's; any value); removed when that
+/// pass has ended, unless set again meanwhile.
 pub const REFRESH_ANNOTATIONS: [&str; 2] = ["metalgate.io/refresh", "argocd.argoproj.io/refresh"];
 /// The annotation that asks for a sync now, even without automated sync (`metalgate gitops
-/// sync`); cleared when the pass starts.
+/// sync`); removed when that pass has ended.
 pub const SYNC_ANNOTATION: &str = "metalgate.io/sync";
 /// The annotation that pauses self-heal (any value; the UI's Pause button): a hand edit stays
 /// in place and the app shows OutOfSync, as for a manual rollback; new commits still sync.

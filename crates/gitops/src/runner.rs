@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use metalgate_k8s::crd::{Application, ApplicationStatus, ArgoApplication};
@@ -75,6 +75,8 @@ struct Seen {
     failures: u32,
     /// When the next retry is due, while retries are left.
     retry_at: Option<Instant>,
+    /// The refresh/sync requests (annotation, value) its last such pass answered.
+    answered: Vec<(String, String)>,
 }
 
 /// Whether a pass failed in a way a retry may mend (a render, dry-run, Git or apply error; not
@@ -96,11 +98,56 @@ fn retry_policy(app: &Application) -> Option<crate::spec::Retry> {
         .map(|c| c.retry)
 }
 
-fn refresh_requested(app: &Application) -> bool {
-    let a = app.metadata.annotations.as_ref();
+/// The refresh and sync annotations an Application carries, with their values (a request
+/// each; `metalgate gitops sync|refresh` and the UI write the time as the value).
+fn requests(app: &Application) -> Vec<(String, String)> {
+    let Some(a) = app.metadata.annotations.as_ref() else {
+        return Vec::new();
+    };
     REFRESH_ANNOTATIONS
         .iter()
-        .any(|k| a.is_some_and(|a| a.contains_key(*k)))
+        .chain(std::iter::once(&SYNC_ANNOTATION))
+        .filter_map(|k| Some((k.to_string(), a.get(*k)?.clone())))
+        .collect()
+}
+
+/// Remove the refresh/sync annotations a pass answered, once it has ended (so their removal
+/// tells `metalgate gitops sync` the pass is done) — unless one was set again meanwhile: that
+/// is a new request, for the next pass. A patch conditional on the resourceVersion read.
+async fn clear_answered(api: &Api<DynamicObject>, name: &str, answered: &[(String, String)]) {
+    for _ in 0..5 {
+        let app = match api.get(name).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(app = %name, error = %e, "could not clear the answered refresh/sync annotation");
+                return;
+            }
+        };
+        let annotations = app.metadata.annotations.clone().unwrap_or_default();
+        let clear: serde_json::Map<String, serde_json::Value> = answered
+            .iter()
+            .filter(|(k, v)| annotations.get(k) == Some(v))
+            .map(|(k, _)| (k.clone(), serde_json::Value::Null))
+            .collect();
+        if clear.is_empty() {
+            return;
+        }
+        let patch = serde_json::json!({"metadata": {
+            "resourceVersion": app.metadata.resource_version,
+            "annotations": clear,
+        }});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => {
+                tracing::warn!(app = %name, error = %e, "could not clear the answered refresh/sync annotation");
+                return;
+            }
+            Ok(_) => return,
+        }
+    }
 }
 
 /// Each Application's sync status and health (1 for the current value), the passes made, and
@@ -425,14 +472,16 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
                 s.retry_at = None;
             }
             let retry_due = s.retry_at.is_some_and(|t| Instant::now() >= t);
-            let sync_asked = app
-                .metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(SYNC_ANNOTATION));
-            let trigger = if sync_asked {
+            // A request the last pass answered stays in this view of the Application until
+            // the watch shows its removal: it is not asked again.
+            let asked = requests(&app);
+            if asked.is_empty() {
+                s.answered.clear();
+            }
+            let new_request = !asked.is_empty() && asked != s.answered;
+            let trigger = if new_request && asked.iter().any(|(k, _)| k == SYNC_ANNOTATION) {
                 Some(Trigger::Manual)
-            } else if refresh_requested(&app) {
+            } else if new_request {
                 Some(Trigger::Refresh)
             } else if pushed.contains(&name) {
                 Some(Trigger::Webhook)
@@ -451,6 +500,12 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             woken.remove(&name);
             s.spec = spec;
             s.retry_at = None;
+            let answered = if matches!(trigger, Trigger::Refresh | Trigger::Manual) {
+                s.answered = asked;
+                s.answered.clone()
+            } else {
+                Vec::new()
+            };
             running.insert(name.clone());
             let api = kind.api(
                 &client,
@@ -462,21 +517,10 @@ pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
             retries.insert(name.clone(), policy);
             let handle = tasks.spawn(async move {
                 let name = task_name;
-                if matches!(trigger, Trigger::Refresh | Trigger::Manual) {
-                    let clear: serde_json::Map<String, serde_json::Value> = REFRESH_ANNOTATIONS
-                        .iter()
-                        .chain(std::iter::once(&SYNC_ANNOTATION))
-                        .map(|k| (k.to_string(), serde_json::Value::Null))
-                        .collect();
-                    let patch = serde_json::json!({"metadata": {"annotations": clear}});
-                    if let Err(e) = api
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                        .await
-                    {
-                        tracing::warn!(app = %name, error = %e, "could not clear the refresh annotation");
-                    }
-                }
                 let status = reconcile_kind(&rctx, kind, &app, trigger).await;
+                if !answered.is_empty() {
+                    clear_answered(&api, &name, &answered).await;
+                }
                 done.fetch_add(1, Ordering::Relaxed);
                 status
             });
