@@ -229,11 +229,13 @@ pub async fn watch_keys(
 ) -> Option<watch::Receiver<Keyring>> {
     use futures::StreamExt;
     use k8s_openapi::api::core::v1::Secret;
-    use kube::runtime::watcher;
+    use kube::runtime::{WatchStreamExt, watcher};
 
     let api = kube::Api::<Secret>::namespaced(client, namespace);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher(api, cfg).boxed();
+    // Backed off (0.8 s doubling to 30 s) while the store is away: retrying every half second
+    // logged two errors a second on every node for as long as it was gone.
+    let mut events = watcher(api, cfg).default_backoff().boxed();
     let what = format!("Secret {namespace}/{name}");
     let parse = move |s: &Secret, what: &str| -> Result<Keyring, String> {
         let data: std::collections::BTreeMap<String, Vec<u8>> = s
@@ -256,10 +258,7 @@ pub async fn watch_keys(
                     }
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "{what}: watch failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                Err(e) => tracing::warn!(error = %e, "{what}: watch failed; retrying"),
             }
         }
         None
@@ -288,10 +287,7 @@ pub async fn watch_keys(
                         tracing::warn!("{what} was deleted; keeping the keys in use");
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "{what}: watch failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "{what}: watch failed; retrying"),
                 }
             }
         }
