@@ -19,6 +19,8 @@ command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The gossip-partition test cuts UDP 7946 inside one lab node's namespace.
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+# The clock-skew test runs lab nodes under libfaketime (lab restart --clock-offset).
+compgen -G "/usr/lib/*/faketime/libfaketimeMT.so.1" >/dev/null || missing+=(libfaketime)
 # The lab's node agent runs pods as processes that die with it (setpriv --pdeathsig), with
 # their ServiceAccount token mounted (unshare); its test finds a pod's process (pgrep).
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)

@@ -6,6 +6,7 @@
 
 #[path = "../common/browser.rs"]
 mod browser;
+mod faults;
 mod lifecycle;
 mod network;
 mod ui;
@@ -279,4 +280,62 @@ fn laptop_git(args: &[&str]) -> Output {
     let out = metalgate(&argv);
     assert!(out.status.success(), "git {args:?}: {}", text(&out));
     out
+}
+
+/// `lab arp-probe` from the laptop for `count` requests 20 ms apart, in a thread: its JSON report.
+fn probe(count: u32) -> std::thread::JoinHandle<serde_json::Value> {
+    std::thread::spawn(move || {
+        let out = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            env!("CARGO_BIN_EXE_metalgate"),
+            "lab",
+            "arp-probe",
+            "--count",
+            &count.to_string(),
+            "--interval-ms",
+            "20",
+        ]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("probe output: {e}: {}", text(&out)))
+    })
+}
+
+/// The PID the lab recorded for `name` (`metalgate@node2`), the latest if it was restarted.
+fn lab_pid(name: &str) -> i32 {
+    std::fs::read_to_string(lab_dir().join("pids"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (n, p) = l.split_once(' ')?;
+            (n == name).then(|| p.trim().parse().ok())?
+        })
+        .next_back()
+        .unwrap_or_else(|| panic!("no pid for {name}"))
+}
+
+/// The node the Service says announces the VIP (`metalgate.io/announcing-node`).
+fn owner_of_vip() -> String {
+    for _ in 0..100 {
+        let o = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "kubectl",
+            "get",
+            "svc",
+            "metalgate-proxy",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.metadata.annotations.metalgate\\.io/announcing-node}",
+        ]);
+        let owner = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if !owner.is_empty() {
+            return owner;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nobody announces the VIP");
 }

@@ -175,60 +175,6 @@ fn arping_from_the_laptop_gets_exactly_the_owners_mac() {
     );
 }
 
-fn probe(count: u32) -> std::thread::JoinHandle<serde_json::Value> {
-    std::thread::spawn(move || {
-        let out = metalgate(&[
-            "lab",
-            "exec",
-            "--",
-            env!("CARGO_BIN_EXE_metalgate"),
-            "lab",
-            "arp-probe",
-            "--count",
-            &count.to_string(),
-            "--interval-ms",
-            "20",
-        ]);
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("probe output: {e}: {}", text(&out)))
-    })
-}
-
-fn lab_pid(name: &str) -> i32 {
-    std::fs::read_to_string(lab_dir().join("pids"))
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            let (n, p) = l.split_once(' ')?;
-            (n == name).then(|| p.trim().parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("no pid for {name}"))
-}
-
-fn owner_of_vip() -> String {
-    for _ in 0..100 {
-        let o = metalgate(&[
-            "lab",
-            "exec",
-            "--",
-            "kubectl",
-            "get",
-            "svc",
-            "metalgate-proxy",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.metadata.annotations.metalgate\\.io/announcing-node}",
-        ]);
-        let owner = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if !owner.is_empty() {
-            return owner;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("nobody announces the VIP");
-}
-
 #[test]
 fn failover_on_sigkill_and_lossless_handoff_on_sigterm() {
     let (_lab, _teardown) = lab_up(3);

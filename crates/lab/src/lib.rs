@@ -4,8 +4,8 @@
 //! namespaces (a laptop, a switch, up to three nodes) and runs metalgate on it:
 //!
 //! - [`topology`] — the lab's shape as data: namespaces, names, addresses, the `ip` plan;
-//! - [`lifecycle`] — `lab up`, `down`, `status`, `exec`: that plan applied, the processes it
-//!   starts, and everything removed again;
+//! - [`lifecycle`] — `lab up`, `down`, `status`, `restart`, `exec`: that plan applied, the
+//!   processes it starts, and everything removed again;
 //! - [`smoke`] — the check `lab up` prints, run from the laptop;
 //! - [`arp_probe`] — an arping with a clock (`lab arp-probe`), for failover measurements;
 //! - [`workshop`] — the workshop's Git repository as the lab makes it from `examples/workshop/`;
@@ -39,6 +39,17 @@ pub enum LabCommand {
     },
     /// What is running, and the smoke check.
     Status,
+    /// Stop a node's metalgate (if it runs) and start it again with its data — a VM rebooted,
+    /// or the second half of a fault drill that killed it.
+    Restart {
+        /// The node: ops-demo (it holds the store), node2 or node3.
+        node: String,
+        /// Run the node (its metalgate and every pod on it) with its wall clock this far off:
+        /// `+30s`, `-30s`, `+2m` (libfaketime; `apt-get install libfaketime`). Network
+        /// namespaces share the host's clock, so this is how one lab node gets its own.
+        #[arg(long, allow_hyphen_values = true, value_parser = lifecycle::parse_clock_offset)]
+        clock_offset: Option<String>,
+    },
     /// Run a command in the laptop namespace, with the lab's names and KUBECONFIG.
     Exec {
         /// The command and its arguments.
@@ -74,6 +85,9 @@ pub async fn dispatch(cmd: LabCommand) -> anyhow::Result<std::process::ExitCode>
             lifecycle::down_keeping(keep_git).map(|_| std::process::ExitCode::SUCCESS)
         }
         LabCommand::Status => lifecycle::status(),
+        LabCommand::Restart { node, clock_offset } => {
+            lifecycle::restart(&node, clock_offset.as_deref()).await
+        }
         LabCommand::Exec { command } => lifecycle::exec(&command),
         LabCommand::Smoke => smoke::smoke().await,
         LabCommand::ArpProbe {

@@ -1,4 +1,4 @@
-//! `metalgate lab up|down|status|exec`: the network of [`crate::topology`] applied with `ip`,
+//! `metalgate lab up|down|status|restart|exec`: the network of [`crate::topology`] applied with `ip`,
 //! metalgate and the demo backends started on it, and everything removed again.
 //!
 //! `mg-ops-demo` runs `metalgate run` with the embedded store on 192.168.56.10:6443 (the VM's
@@ -144,18 +144,22 @@ fn spawn_in(
     ns: &str,
     name: &str,
     args: &[String],
-    env: &[(&str, &str)],
+    env: &[(&str, String)],
+    append: bool,
 ) -> anyhow::Result<Started> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
     let logs = state_dir().join("logs");
     std::fs::create_dir_all(&logs)?;
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(logs.join(format!("{name}.log")))?;
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns]).arg(&exe).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     // Its own process group: an interrupted `lab up` leaves it for `lab down` to end.
     let child = cmd
         .stdin(Stdio::null())
@@ -250,84 +254,9 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
         std::fs::write(manifests.join(name), text)?;
     }
 
-    let server = NODES[0];
-    let data = dir.join(server.name);
-    let kubeconfig = dir.join("kubeconfig");
-    spawn_in(
-        server.ns,
-        &format!("metalgate@{}", server.name),
-        &[
-            "run".into(),
-            "--data-dir".into(),
-            data.display().to_string(),
-            "--api-listen".into(),
-            format!("{}:{API_PORT}", server.ip),
-            "--kubeconfig-out".into(),
-            kubeconfig.display().to_string(),
-            "--node-name".into(),
-            server.name.into(),
-            "--node-ip".into(),
-            server.ip.into(),
-            "--admin-listen".into(),
-            format!("{}:{METRICS_PORT}", server.ip),
-            "--components".into(),
-            "agent".into(),
-            "--pod-cidr".into(),
-            pod_cidr(0),
-            "--manifests".into(),
-            manifests.display().to_string(),
-        ],
-        &[],
-    )?;
-    // The store is up, and the manifests applied, once it says it is ready.
-    let log = dir
-        .join("logs")
-        .join(format!("metalgate@{}.log", server.name));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("metalgate ready") {
-            for line in text.lines().filter(|l| l.starts_with("manifest error:")) {
-                eprintln!("{line}");
-            }
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "metalgate on {} did not start within 60 s; see {}",
-                server.name,
-                log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for (i, n) in NODES.iter().enumerate().take(nodes).skip(1) {
-        spawn_in(
-            n.ns,
-            &format!("metalgate@{}", n.name),
-            &[
-                "run".into(),
-                "--data-dir".into(),
-                dir.join(n.name).display().to_string(),
-                "--api-server".into(),
-                format!("https://{}:{API_PORT}", server.ip),
-                "--token-file".into(),
-                data.join("tls/token").display().to_string(),
-                "--ca-file".into(),
-                data.join("tls/ca.crt").display().to_string(),
-                "--node-name".into(),
-                n.name.into(),
-                "--node-ip".into(),
-                n.ip.into(),
-                "--admin-listen".into(),
-                format!("{}:{METRICS_PORT}", n.ip),
-                "--components".into(),
-                "agent".into(),
-                "--pod-cidr".into(),
-                pod_cidr(i),
-            ],
-            &[],
-        )?;
+    start_node(0, false, &[]).await?;
+    for i in 1..nodes {
+        start_node(i, false, &[]).await?;
     }
     // The workshop's repository, and what the seed does after bootstrap: apply apps/root.yaml.
     let clone = workshop_repo()?;
@@ -346,6 +275,174 @@ async fn build(nodes: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How node `i`'s metalgate is started: the first holds the embedded store (the VM's k3s
+/// server), the others join it (k3s agents), each with its data directory under the lab's.
+fn node_args(i: usize) -> Vec<String> {
+    let dir = state_dir();
+    let n = NODES[i];
+    let server = NODES[0];
+    let server_data = dir.join(server.name);
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--data-dir".into(),
+        dir.join(n.name).display().to_string(),
+    ];
+    if i == 0 {
+        args.extend([
+            "--api-listen".into(),
+            format!("{}:{API_PORT}", server.ip),
+            "--kubeconfig-out".into(),
+            dir.join("kubeconfig").display().to_string(),
+        ]);
+    } else {
+        args.extend([
+            "--api-server".into(),
+            format!("https://{}:{API_PORT}", server.ip),
+            "--token-file".into(),
+            server_data.join("tls/token").display().to_string(),
+            "--ca-file".into(),
+            server_data.join("tls/ca.crt").display().to_string(),
+        ]);
+    }
+    args.extend([
+        "--node-name".into(),
+        n.name.into(),
+        "--node-ip".into(),
+        n.ip.into(),
+        "--admin-listen".into(),
+        format!("{}:{METRICS_PORT}", n.ip),
+        "--components".into(),
+        "agent".into(),
+        "--pod-cidr".into(),
+        pod_cidr(i),
+    ]);
+    if i == 0 {
+        args.extend([
+            "--manifests".into(),
+            dir.join("manifests").display().to_string(),
+        ]);
+    }
+    args
+}
+
+/// Start node `i`'s metalgate in its namespace; for the store's node, wait until it says it is
+/// ready (the store up and the manifests applied). `restarted`: its log is kept, appended to.
+async fn start_node(i: usize, restarted: bool, env: &[(&str, String)]) -> anyhow::Result<Started> {
+    let n = NODES[i];
+    let name = format!("metalgate@{}", n.name);
+    let log = state_dir().join("logs").join(format!("{name}.log"));
+    let before = if restarted {
+        std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0)
+    } else {
+        0
+    };
+    let started = spawn_in(n.ns, &name, &node_args(i), env, restarted)?;
+    if i != 0 {
+        return Ok(started);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read(&log).unwrap_or_default();
+        let text = String::from_utf8_lossy(text.get(before as usize..).unwrap_or_default());
+        if text.contains("metalgate ready") {
+            for line in text.lines().filter(|l| l.starts_with("manifest error:")) {
+                eprintln!("{line}");
+            }
+            return Ok(started);
+        }
+        if !alive(started.pid) || Instant::now() > deadline {
+            bail!(
+                "metalgate on {} did not start within 60 s; see {}",
+                n.name,
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `--clock-offset`: a sign, a number and a unit (s, m, h or d), as libfaketime reads it.
+pub fn parse_clock_offset(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?}: expected a signed offset with a unit, like +30s, -30s or +2m");
+    let rest = s.strip_prefix(['+', '-']).ok_or_else(bad)?;
+    let digits = rest.trim_end_matches(['s', 'm', 'h', 'd']);
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || rest.len() != digits.len() + 1
+    {
+        return Err(bad());
+    }
+    Ok(s.to_string())
+}
+
+/// Where Debian's `libfaketime` package puts libfaketime: its multi-threaded build, as the
+/// node's processes are.
+fn libfaketime() -> anyhow::Result<PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketimeMT.so.1"))
+        .find(|p| p.exists());
+    found.context(
+        "--clock-offset runs the node under libfaketime, which is not installed: apt-get install libfaketime",
+    )
+}
+
+/// `lab restart NODE`: stop a node's metalgate if it runs (SIGTERM, then SIGKILL after 10 s)
+/// and start it again with the data it has — after a fault drill killed it, as a VM rebooted;
+/// with `clock_offset`, its wall clock (and its pods') runs that far off the others'.
+pub async fn restart(node: &str, clock_offset: Option<&str>) -> anyhow::Result<ExitCode> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    require_root()?;
+    let nodes: usize = std::fs::read_to_string(state_dir().join("nodes"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let Some(i) = NODES[..nodes].iter().position(|n| n.name == node) else {
+        bail!(
+            "no node {node} in the lab (its nodes: {})",
+            NODES[..nodes]
+                .iter()
+                .map(|n| n.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let env = match clock_offset {
+        Some(offset) => vec![
+            ("LD_PRELOAD", libfaketime()?.display().to_string()),
+            ("FAKETIME", offset.to_string()),
+        ],
+        None => Vec::new(),
+    };
+    let name = format!("metalgate@{node}");
+    let running: Vec<Started> = recorded_processes()
+        .into_iter()
+        .filter(|p| p.name == name && alive(p.pid))
+        .collect();
+    for p in &running {
+        let _ = kill(Pid::from_raw(p.pid), Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running.iter().any(|p| alive(p.pid)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in running.iter().filter(|p| alive(p.pid)) {
+        let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+    }
+    let started = start_node(i, true, &env).await?;
+    match clock_offset {
+        Some(offset) => println!(
+            "{name} started again: pid {}, its clock {offset} off the others'",
+            started.pid
+        ),
+        None => println!("{name} started again: pid {}", started.pid),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The workshop repository's URL, as the GitOps module and the laptop use it.
@@ -611,4 +708,22 @@ pub fn down_keeping(keep_git: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_offset_is_a_sign_a_number_and_a_unit() {
+        for ok in ["+30s", "-30s", "+2m", "-1h", "+1d", "+0s"] {
+            assert_eq!(parse_clock_offset(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "30s", "+30", "+s", "+3x", "-30ss", "+3 s", "", "+-3s", "+3.5s",
+        ] {
+            let e = parse_clock_offset(bad).unwrap_err();
+            assert!(e.contains("+30s"), "{bad}: {e}");
+        }
+    }
 }

@@ -442,6 +442,17 @@ async fn supervise(job: Job, me: Shared, stop: CancellationToken, wake: Arc<Noti
     }
 }
 
+/// What sets this node's clock, passed on to its pods as a node's clock reaches every process
+/// on it: the lab's clock-skew drill runs a node under libfaketime (`lab restart NODE
+/// --clock-offset`): a `FAKETIME` offset and the `LD_PRELOAD` that applies it. Nothing else of
+/// the agent's environment reaches a pod.
+fn node_clock() -> Vec<(&'static str, String)> {
+    match (std::env::var("FAKETIME"), std::env::var("LD_PRELOAD")) {
+        (Ok(offset), Ok(preload)) => vec![("FAKETIME", offset), ("LD_PRELOAD", preload)],
+        _ => Vec::new(),
+    }
+}
+
 enum Outcome {
     Stopped,
     Exited(i32),
@@ -473,6 +484,7 @@ async fn run_once(
             "PATH",
             std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
         )
+        .envs(node_clock())
         .envs(job.env.iter().cloned())
         .stdin(std::process::Stdio::null())
         .stdout(out)
