@@ -5,8 +5,11 @@
 //! - `typed` — a built-in kind read as its k8s-openapi struct; pruning unknown fields.
 //! - `schema` — a custom kind walked against its CRD's `openAPIV3Schema`.
 //! - `names` — RFC 1123 names, qualified names, label values and `metadata`.
+//! - `properties` (tests) — random objects of every built-in kind through all of the above.
 
 mod names;
+#[cfg(test)]
+mod properties;
 mod schema;
 mod typed;
 
