@@ -98,9 +98,9 @@ fn pods_started_before(node: &str, since: i64) -> Vec<String> {
         .lines()
         .filter(|l| {
             let started = l.split_whitespace().nth(1);
-            !started
+            started
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .is_some_and(|t| t.as_second() >= since)
+                .is_none_or(|t| t.as_second() < since)
         })
         .map(str::to_string)
         .collect()
