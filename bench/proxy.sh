@@ -7,7 +7,9 @@
 #  1. req/s at full load (oha -c CONN -z DUR), each proxy twice, interleaved; and direct to the
 #     backend, for proxied ÷ direct;
 #  2. p99 latency at the same offered rate (oha -q RATE --latency-correction);
-#  3. peak RSS (VmHWM; nginx: master + workers), and CPU time per request at full load;
+#  3. memory: peak RSS (VmHWM), and PSS and RSS after the load (nginx: master + workers summed —
+#     PSS counts the pages they share once, RSS once per process), and CPU time per request at
+#     full load;
 #  4. route change → live: a new host through the API (metalgate) vs a server block + reload
 #     (nginx).
 # Usage: bench/proxy.sh        (env: DUR=10 CONN=50 RATE=5000 RUNS=20)
@@ -130,6 +132,8 @@ rps() {
 p99() { oha_json -z "${DUR}s" -c "$CONN" -q "$RATE" --latency-correction "http://$1/" | field 'round(d["latencyPercentiles"]["p99"]*1000, 3)'; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 ng_hwm() { local m; m=$(cat "$W/ng.pid"); echo $(( $(hwm "$m") $(for c in $(pgrep -P "$m"); do printf ' + %s' "$(hwm "$c")"; done) )); }
+# smaps FIELD PID...: a smaps_rollup field (Pss, Rss; KiB) summed over the given processes.
+smaps() { local f=$1 t=0 p; shift; for p in "$@"; do t=$(( t + $(awk -v f="$f:" '$1 == f {print $2}' "/proc/$p/smaps_rollup") )); done; echo "$t"; }
 
 # Warm up both.
 for a in "$NG" "$MGP" "$FL"; do oha_json -z 2s -c "$CONN" "http://$a/" >/dev/null; done
@@ -147,6 +151,9 @@ ng_pids() { local m; m=$(cat "$W/ng.pid"); echo "$m" $(pgrep -P "$m"); }
 }
 NP=$(p99 "$NG"); FP=$(p99 "$FL"); MP=$(p99 "$MGP")
 NR=$(ng_hwm); FR=$(hwm "$FLPID"); MR=$(hwm "$MGPID")
+# shellcheck disable=SC2046 # one argument per PID
+{ NPSS=$(smaps Pss $(ng_pids)); NRSS=$(smaps Rss $(ng_pids)); }
+FPSS=$(smaps Pss "$FLPID"); FRSS=$(smaps Rss "$FLPID"); MPSS=$(smaps Pss "$MGPID"); MRSS=$(smaps Rss "$MGPID")
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 NA=$(( (N1 + N2) / 2 )); MA=$(( (M1 + M2) / 2 )); FA=$(( (F1 + F2) / 2 ))
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); oha -c $CONN -z ${DUR}s"
@@ -157,6 +164,8 @@ echo "metalgate:              $M1, $M2 req/s (mean $MA); p99 at $RATE req/s: $MP
 echo "ratios metalgate/nginx: req/s $(ratio "$MA" "$NA") (target ≥ 1.0), p99 $(ratio "$MP" "$NP") (target ≤ 0.5), RSS $(ratio "$MR" "$NR") (target ≤ 0.5)"
 echo "ratios floor/nginx:     req/s $(ratio "$FA" "$NA"), p99 $(ratio "$FP" "$NP"), RSS $(ratio "$FR" "$NR")"
 echo "ratios metalgate/floor: req/s $(ratio "$MA" "$FA"), p99 $(ratio "$MP" "$FP"), RSS $(ratio "$MR" "$FR")"
+echo "memory after the load:  PSS / RSS KiB: nginx $NPSS / $NRSS (master + workers), floor $FPSS / $FRSS, metalgate $MPSS / $MRSS"
+echo "ratios by PSS:          metalgate/nginx $(ratio "$MPSS" "$NPSS"), floor/nginx $(ratio "$FPSS" "$NPSS"), metalgate/floor $(ratio "$MPSS" "$FPSS")"
 echo "proxied ÷ direct:       metalgate $(ratio "$MA" "$DIRECT"), floor $(ratio "$FA" "$DIRECT"), nginx $(ratio "$NA" "$DIRECT")"
 NCA=$(python3 -c "print(($NC1 + $NC2) / 2)"); MCA=$(python3 -c "print(($MC1 + $MC2) / 2)"); FCA=$(python3 -c "print(($FC1 + $FC2) / 2)")
 echo "CPU per request:        nginx $NC1, $NC2 µs; floor $FC1, $FC2 µs; metalgate $MC1, $MC2 µs; metalgate/nginx $(ratio "$MCA" "$NCA"), floor/nginx $(ratio "$FCA" "$NCA")"
