@@ -3,8 +3,8 @@
 //! embedded API store.
 //!
 //! Split by what is tried: routing (`routing`), TLS, websockets and h2c (`protocols`), requests
-//! that must not pass as sent (`hardening`), failing endpoints (`endpoints`). The helpers here
-//! make one route or one websocket, or send raw bytes.
+//! that must not pass as sent (`hardening`), random raw request heads (`random_heads`), failing
+//! endpoints (`endpoints`). The helpers here make one route or one websocket, or send raw bytes.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -12,6 +12,7 @@ mod common;
 mod endpoints;
 mod hardening;
 mod protocols;
+mod random_heads;
 mod routing;
 
 use std::io::{Read, Write};
