@@ -126,21 +126,8 @@ fn the_store_node_killed_under_load_leaves_the_vip_serving_and_its_restart_moves
     }
     assert_ne!(owner, "ops-demo", "the VIP stayed on the excluded node");
     let owner_mac = eth1_mac(&format!("mg-{owner}"));
-    let settle = Instant::now() + Duration::from_secs(30);
-    while !pods_not_ready().is_empty() && Instant::now() < settle {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let _ = metalgate(&[
-        "lab",
-        "exec",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "1",
-        "192.168.56.200",
-    ]);
+    until_every_pod_is_ready(Duration::from_secs(30));
+    laptop_resolves_the_vip();
     let placed = kubectl(&["get", "pods", "-A", "-o", "wide"]);
     eprintln!("before the kill:\n{}", text(&placed));
 
@@ -194,16 +181,7 @@ fn the_store_node_killed_under_load_leaves_the_vip_serving_and_its_restart_moves
     let restarted_at = jiff::Timestamp::now().as_second();
     let restart = metalgate(&["lab", "restart", "ops-demo"]);
     assert!(restart.status.success(), "{}", text(&restart));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut waiting = pods_not_ready();
-    while !waiting.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(500));
-        waiting = pods_not_ready();
-    }
-    assert!(
-        waiting.is_empty(),
-        "not back after the restart: {waiting:?}"
-    );
+    until_every_pod_is_ready(Duration::from_secs(90));
     // Its pods run again: each one's container started after the restart (their status from
     // before the kill said Running too).
     let deadline = Instant::now() + Duration::from_secs(60);

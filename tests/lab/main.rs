@@ -339,3 +339,19 @@ fn owner_of_vip() -> String {
     }
     panic!("nobody announces the VIP");
 }
+
+/// The laptop asks for the VIP's MAC (one ping; the VIP answers ARP, not ping), so it has a
+/// neighbour entry for it.
+fn laptop_resolves_the_vip() {
+    let _ = metalgate(&[
+        "lab",
+        "exec",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "1",
+        "192.168.56.200",
+    ]);
+}

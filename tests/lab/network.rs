@@ -181,17 +181,7 @@ fn failover_on_sigkill_and_lossless_handoff_on_sigterm() {
     let owner = owner_of_vip();
     let owner_mac = eth1_mac(&format!("mg-{owner}"));
     // The laptop has a neighbour entry for the VIP, pointing at the owner.
-    let _ = metalgate(&[
-        "lab",
-        "exec",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "1",
-        "192.168.56.200",
-    ]);
+    laptop_resolves_the_vip();
 
     // SIGKILL the owner's metalgate (whichever node — the one with the API store included)
     // while the laptop asks for the VIP every 20 ms.
@@ -473,17 +463,7 @@ fn link_loss_on_the_owners_nic_moves_the_ip_and_it_settles_on_one_mac() {
     ]);
     let answering = macs_in(&text(&arping));
     assert_eq!(answering.len(), 1, "{}", text(&arping));
-    let _ = metalgate(&[
-        "lab",
-        "exec",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "1",
-        "192.168.56.200",
-    ]);
+    laptop_resolves_the_vip();
     let neigh = metalgate(&["lab", "exec", "--", "ip", "neigh", "show", "192.168.56.200"]);
     assert!(
         String::from_utf8_lossy(&neigh.stdout)
