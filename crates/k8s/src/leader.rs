@@ -1,7 +1,7 @@
 //! One writer at a time: a coordination Lease held by the active replica of a component (the
 //! IPAM controller's `metalgate-controller`, the GitOps module's `metalgate-gitops`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -16,65 +16,15 @@ fn now() -> MicroTime {
     MicroTime(jiff::Timestamp::now())
 }
 
-/// What decides whether a Lease is live: everything its holder writes when it renews.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Record {
-    holder: Option<String>,
-    renew: Option<MicroTime>,
-    duration: Option<i32>,
-    transitions: Option<i32>,
+fn expired(l: &Lease) -> bool {
+    let Some(spec) = &l.spec else { return true };
+    let (Some(renew), Some(dur)) = (&spec.renew_time, spec.lease_duration_seconds) else {
+        return true;
+    };
+    renew.0.as_second() + i64::from(dur) < jiff::Timestamp::now().as_second()
 }
 
-impl Record {
-    fn of(l: &Lease) -> Record {
-        let spec = l.spec.clone().unwrap_or_default();
-        Record {
-            holder: spec.holder_identity.filter(|h| !h.is_empty()),
-            renew: spec.renew_time,
-            duration: spec.lease_duration_seconds,
-            transitions: spec.lease_transitions,
-        }
-    }
-}
-
-/// What a replica last saw of a Lease, and when by its own monotonic clock — client-go's
-/// `observedRecord`/`observedTime`. A holder's renewTime is compared only with the holder's
-/// earlier renewTime, never with this node's wall clock: a holder whose clock runs behind is
-/// not cut off while it renews, and one whose clock runs ahead is not kept after it stops
-/// (nodes' clocks may be 30 s apart; the Lease lasts 15 s).
-#[derive(Debug, Default)]
-pub struct Observer {
-    seen: Option<(Record, Instant)>,
-}
-
-impl Observer {
-    /// Whether Lease `l` belongs to a replica other than `me` that renewed it within its
-    /// duration, as measured here: the record unchanged since `now - leaseDurationSeconds` is
-    /// expired. A Lease seen for the first time counts as renewed now. Released (no holder) or
-    /// held by `me`: false.
-    pub fn held_by_other(&mut self, l: &Lease, me: &str, now: Instant) -> bool {
-        let record = Record::of(l);
-        let since = match &self.seen {
-            Some((seen, at)) if *seen == record => *at,
-            _ => {
-                self.seen = Some((record.clone(), now));
-                now
-            }
-        };
-        let Some(holder) = &record.holder else {
-            return false;
-        };
-        let duration = Duration::from_secs(record.duration.unwrap_or(0).max(0) as u64);
-        holder != me && now < since + duration
-    }
-}
-
-async fn try_acquire(
-    api: &Api<Lease>,
-    lease: &str,
-    me: &str,
-    observer: &mut Observer,
-) -> Result<bool, kube::Error> {
+async fn try_acquire(api: &Api<Lease>, lease: &str, me: &str) -> Result<bool, kube::Error> {
     match api.get_opt(lease).await? {
         None => {
             let lease = Lease {
@@ -98,9 +48,13 @@ async fn try_acquire(
             }
         }
         Some(mut l) => {
-            let holder = Record::of(&l).holder;
-            // Held by someone else, renewed and not released: theirs.
-            if observer.held_by_other(&l, me, Instant::now()) {
+            let holder = l
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .filter(|h| !h.is_empty());
+            // Held by someone else, not expired and not released: theirs.
+            if holder.as_ref().is_some_and(|h| h != me) && !expired(&l) {
                 return Ok(false);
             }
             let spec = l.spec.get_or_insert_with(Default::default);
@@ -152,9 +106,8 @@ pub async fn acquire(
     shutdown: &CancellationToken,
 ) -> Option<CancellationToken> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let mut observer = Observer::default();
     loop {
-        match try_acquire(&api, lease, me, &mut observer).await {
+        match try_acquire(&api, lease, me).await {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "lease not acquired yet"),
@@ -170,13 +123,12 @@ pub async fn acquire(
     let lease2 = lease.to_string();
     tokio::spawn(async move {
         let mut failures = 0;
-        let mut observer = Observer::default();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(RENEW) => {}
             }
-            match try_acquire(&api2, &lease2, &me2, &mut observer).await {
+            match try_acquire(&api2, &lease2, &me2).await {
                 Ok(true) => failures = 0,
                 Ok(false) => {
                     tracing::warn!(lease = %lease2, "leadership lost");
@@ -195,70 +147,4 @@ pub async fn acquire(
         }
     });
     Some(lost)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A Lease as `holder` writes it when its clock reads `clock` (seconds since the epoch).
-    fn lease(holder: &str, clock: i64) -> Lease {
-        Lease {
-            spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
-                holder_identity: Some(holder.into()),
-                lease_duration_seconds: Some(DURATION_SECS),
-                renew_time: Some(MicroTime(jiff::Timestamp::from_second(clock).unwrap())),
-                lease_transitions: Some(1),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    /// This node's wall clock, in seconds.
-    fn wall() -> i64 {
-        jiff::Timestamp::now().as_second()
-    }
-
-    #[test]
-    fn a_holder_whose_clock_runs_behind_keeps_the_lease_while_it_renews() {
-        // Its renewTime reads a minute before ours: compared with our clock, it would look
-        // expired at every look, and every standby would take the Lease from a live leader.
-        let start = Instant::now();
-        let mut o = Observer::default();
-        for k in 0..40 {
-            let now = start + RENEW * k;
-            let l = lease("a", wall() - 60 + 3 * i64::from(k));
-            assert!(o.held_by_other(&l, "b", now), "taken at renewal {k}");
-        }
-    }
-
-    #[test]
-    fn a_holder_whose_clock_runs_ahead_loses_the_lease_one_duration_after_it_stops() {
-        // Its last renewTime reads a minute after ours: by our clock it would stay valid for
-        // 75 s after it died.
-        let start = Instant::now();
-        let mut o = Observer::default();
-        let l = lease("a", wall() + 60);
-        let dur = Duration::from_secs(DURATION_SECS as u64);
-        assert!(o.held_by_other(&l, "b", start));
-        assert!(o.held_by_other(&l, "b", start + dur - Duration::from_millis(1)));
-        assert!(!o.held_by_other(&l, "b", start + dur));
-        // A renewal seen later makes it live again, for a full duration from then.
-        let later = start + dur + Duration::from_secs(1);
-        assert!(o.held_by_other(&lease("a", wall() + 63), "b", later));
-        assert!(o.held_by_other(&lease("a", wall() + 63), "b", later + dur / 2));
-    }
-
-    #[test]
-    fn a_released_lease_or_one_of_our_own_is_free_at_once() {
-        let now = Instant::now();
-        let mut released = lease("a", wall());
-        released.spec.as_mut().unwrap().holder_identity = None;
-        assert!(!Observer::default().held_by_other(&released, "b", now));
-        released.spec.as_mut().unwrap().holder_identity = Some(String::new());
-        assert!(!Observer::default().held_by_other(&released, "b", now));
-        assert!(!Observer::default().held_by_other(&lease("b", wall()), "b", now));
-        assert!(!Observer::default().held_by_other(&Lease::default(), "b", now));
-    }
 }
