@@ -209,6 +209,53 @@ fn the_store_node_killed_under_load_leaves_the_vip_serving_and_its_restart_moves
     assert!(gap < 100, "the VIP went unanswered for {gap} ms: {report}");
 }
 
+/// Every Lease in the cluster: namespace/name → (holder, leaseTransitions).
+fn leases() -> std::collections::BTreeMap<String, (String, i64)> {
+    let out = kubectl(&["get", "leases", "-A", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                format!(
+                    "{}/{}",
+                    l["metadata"]["namespace"].as_str().unwrap(),
+                    l["metadata"]["name"].as_str().unwrap()
+                ),
+                (
+                    l["spec"]["holderIdentity"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    l["spec"]["leaseTransitions"].as_i64().unwrap_or(0),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// How far ahead of this clock the Lease `name` (any namespace) says it was renewed, in seconds.
+fn renewed_ahead(name: &str) -> i64 {
+    let out = kubectl(&["get", "leases", "-A", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let renew = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["metadata"]["name"] == name)
+        .and_then(|l| l["spec"]["renewTime"].as_str())
+        .unwrap_or_else(|| panic!("no Lease {name} with a renewTime"));
+    let renew: jiff::Timestamp = renew.parse().unwrap();
+    renew.as_second() - now
+}
+
 fn until_every_pod_is_ready(limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut waiting = pods_not_ready();
@@ -217,4 +264,75 @@ fn until_every_pod_is_ready(limit: Duration) {
         waiting = pods_not_ready();
     }
     assert!(waiting.is_empty(), "not ready after {limit:?}: {waiting:?}");
+}
+
+#[test]
+fn nodes_whose_clocks_are_a_minute_apart_keep_every_lease_and_one_owner_per_vip() {
+    let (_lab, _teardown) = lab_up(3);
+    until_every_pod_is_ready(Duration::from_secs(60));
+    let owner = owner_of_vip();
+    const AGENTS: &str = "metalgate-system/metalgate-agent-controllers";
+    let agents = leases()[AGENTS].clone();
+    assert_eq!(
+        agents.0, "ops-demo",
+        "the first node's agent leads: {agents:?}"
+    );
+
+    // node2's clock 30 s ahead of the store's node, node3's 30 s behind (each restarted so,
+    // with its pods): a Lease lasts 15 s, so a holder judged by another node's clock would
+    // look expired at once, or alive long after it died.
+    for (node, offset) in [("node2", "+30s"), ("node3", "-30s")] {
+        let out = metalgate(&["lab", "restart", node, "--clock-offset", offset]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    until_every_pod_is_ready(Duration::from_secs(60));
+    // The skew reached the pods: the speakers' presence Leases carry their node's clock.
+    for (node, offset) in [("node2", 30), ("node3", -30)] {
+        let ahead = renewed_ahead(&format!("metalgate-speaker-{node}"));
+        eprintln!("{node}'s speaker renews at {ahead} s from the laptop's clock");
+        assert!(
+            (ahead - offset).abs() <= 5,
+            "{node}: {ahead} s, not {offset} s"
+        );
+    }
+    // The agents' controllers stayed with ops-demo, whose clock did not move: node2's agent,
+    // judging ops-demo's renewals by its own clock, would have found them 30 s old.
+    assert_eq!(leases()[AGENTS], agents, "the agents' Lease changed hands");
+
+    // The restarted nodes' components take their Leases back (a killed holder's Lease runs
+    // out first); then nothing changes hands, and one node answers for the VIP.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut settled = leases();
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_secs(20) {
+        assert!(
+            Instant::now() < deadline,
+            "the Leases did not stay put for 20 s: {settled:?}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let now = leases();
+        if now != settled {
+            eprintln!("Leases moved: {settled:?} → {now:?}");
+            settled = now;
+            since = Instant::now();
+        }
+    }
+    let arp = probe(750);
+    std::thread::sleep(Duration::from_secs(16));
+    assert_eq!(
+        leases(),
+        settled,
+        "a Lease changed hands (holder, transitions)"
+    );
+    assert_eq!(leases()[AGENTS], agents, "{settled:?}");
+    let report = arp.join().unwrap();
+    eprintln!("ARP with skewed clocks: {report}");
+    assert_eq!(
+        report["double_answered"].as_u64(),
+        Some(0),
+        "two nodes answered for the VIP: {report}"
+    );
+    let macs: Vec<String> = serde_json::from_value(report["macs"].clone()).unwrap();
+    assert_eq!(macs.len(), 1, "{report}");
+    assert_eq!(owner_of_vip(), owner, "the VIP settled elsewhere");
 }

@@ -1,7 +1,7 @@
 //! One writer at a time: a coordination Lease held by the active replica of a component (the
 //! IPAM controller's `metalgate-controller`, the GitOps module's `metalgate-gitops`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -16,15 +16,90 @@ fn now() -> MicroTime {
     MicroTime(jiff::Timestamp::now())
 }
 
-fn expired(l: &Lease) -> bool {
-    let Some(spec) = &l.spec else { return true };
-    let (Some(renew), Some(dur)) = (&spec.renew_time, spec.lease_duration_seconds) else {
-        return true;
-    };
-    renew.0.as_second() + i64::from(dur) < jiff::Timestamp::now().as_second()
+/// The most of a Lease's apparent age (this node's wall clock minus the holder's renewTime) a
+/// replica credits when it first sees the Lease. Below `DURATION_SECS - RENEW` with room to
+/// spare, so a live holder always renews before a candidate whose clock runs ahead would take
+/// the Lease, however far ahead it runs.
+const FIRST_SIGHT_CREDIT: Duration = Duration::from_secs(8);
+
+/// What decides whether a Lease is live: everything its holder writes when it renews.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    holder: Option<String>,
+    renew: Option<MicroTime>,
+    duration: Option<i32>,
+    transitions: Option<i32>,
 }
 
-async fn try_acquire(api: &Api<Lease>, lease: &str, me: &str) -> Result<bool, kube::Error> {
+impl Record {
+    fn of(l: &Lease) -> Record {
+        let spec = l.spec.clone().unwrap_or_default();
+        Record {
+            holder: spec.holder_identity.filter(|h| !h.is_empty()),
+            renew: spec.renew_time,
+            duration: spec.lease_duration_seconds,
+            transitions: spec.lease_transitions,
+        }
+    }
+}
+
+/// What a replica last saw of a Lease, and since when by its own monotonic clock — client-go's
+/// `observedRecord`/`observedTime`. A holder's renewTime is not compared with this node's wall
+/// clock for the verdict (nodes' clocks may be 30 s apart; the Lease lasts 15 s): a holder whose
+/// clock runs behind is not cut off while it renews, and one whose clock runs ahead is not kept
+/// after it stops.
+///
+/// Unlike client-go, a Lease seen for the first time is credited its apparent age up to
+/// [`FIRST_SIGHT_CREDIT`]: a new replica (a replaced pod) that finds its predecessor's Lease
+/// unrenewed for a long while takes over `DURATION_SECS - 8 s` after its first look, not a whole
+/// duration after; a live holder renews within 3 s, long before.
+#[derive(Debug, Default)]
+pub struct Observer {
+    seen: Option<(Record, Instant)>,
+}
+
+impl Observer {
+    /// Whether Lease `l` belongs to a replica other than `me` that renewed it within its
+    /// duration, as measured here. `now` is this replica's monotonic clock, `wall` its wall
+    /// clock (used only for the bounded first-sight credit). Released (no holder) or held by
+    /// `me`: false.
+    pub fn held_by_other(
+        &mut self,
+        l: &Lease,
+        me: &str,
+        now: Instant,
+        wall: jiff::Timestamp,
+    ) -> bool {
+        let record = Record::of(l);
+        let since = match &self.seen {
+            Some((seen, at)) if *seen == record => *at,
+            // A change seen while watching: renewed now.
+            Some(_) => now,
+            None => {
+                let age = record
+                    .renew
+                    .as_ref()
+                    .and_then(|r| wall.duration_since(r.0).try_into().ok())
+                    .unwrap_or(Duration::ZERO)
+                    .min(FIRST_SIGHT_CREDIT);
+                now.checked_sub(age).unwrap_or(now)
+            }
+        };
+        self.seen = Some((record.clone(), since));
+        let Some(holder) = &record.holder else {
+            return false;
+        };
+        let duration = Duration::from_secs(record.duration.unwrap_or(0).max(0) as u64);
+        holder != me && now < since + duration
+    }
+}
+
+async fn try_acquire(
+    api: &Api<Lease>,
+    lease: &str,
+    me: &str,
+    observer: &mut Observer,
+) -> Result<bool, kube::Error> {
     match api.get_opt(lease).await? {
         None => {
             let lease = Lease {
@@ -48,13 +123,9 @@ async fn try_acquire(api: &Api<Lease>, lease: &str, me: &str) -> Result<bool, ku
             }
         }
         Some(mut l) => {
-            let holder = l
-                .spec
-                .as_ref()
-                .and_then(|s| s.holder_identity.clone())
-                .filter(|h| !h.is_empty());
-            // Held by someone else, not expired and not released: theirs.
-            if holder.as_ref().is_some_and(|h| h != me) && !expired(&l) {
+            let holder = Record::of(&l).holder;
+            // Held by someone else, renewed and not released: theirs.
+            if observer.held_by_other(&l, me, Instant::now(), jiff::Timestamp::now()) {
                 return Ok(false);
             }
             let spec = l.spec.get_or_insert_with(Default::default);
@@ -106,8 +177,9 @@ pub async fn acquire(
     shutdown: &CancellationToken,
 ) -> Option<CancellationToken> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let mut observer = Observer::default();
     loop {
-        match try_acquire(&api, lease, me).await {
+        match try_acquire(&api, lease, me, &mut observer).await {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "lease not acquired yet"),
@@ -123,12 +195,13 @@ pub async fn acquire(
     let lease2 = lease.to_string();
     tokio::spawn(async move {
         let mut failures = 0;
+        let mut observer = Observer::default();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(RENEW) => {}
             }
-            match try_acquire(&api2, &lease2, &me2).await {
+            match try_acquire(&api2, &lease2, &me2, &mut observer).await {
                 Ok(true) => failures = 0,
                 Ok(false) => {
                     tracing::warn!(lease = %lease2, "leadership lost");
@@ -147,4 +220,121 @@ pub async fn acquire(
         }
     });
     Some(lost)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Lease as `holder` writes it when its clock reads `clock` (seconds since the epoch).
+    fn lease(holder: &str, clock: i64) -> Lease {
+        Lease {
+            spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                holder_identity: Some(holder.into()),
+                lease_duration_seconds: Some(DURATION_SECS),
+                renew_time: Some(MicroTime(jiff::Timestamp::from_second(clock).unwrap())),
+                lease_transitions: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// This node's wall clock at `start + k` seconds, with the test's wall clock at `start`
+    /// fixed at 1 000 000 s.
+    fn wall(k: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_000_000 + k).unwrap()
+    }
+
+    const DUR: Duration = Duration::from_secs(DURATION_SECS as u64);
+
+    #[test]
+    fn a_holder_whose_clock_runs_behind_keeps_the_lease_while_it_renews() {
+        // Its renewTime reads a minute before ours: compared with our clock it would look
+        // expired at every look, and every standby would take the Lease from a live leader.
+        let start = Instant::now();
+        let mut o = Observer::default();
+        for k in 0..40 {
+            let t = 3 * i64::from(k);
+            let l = lease("a", 1_000_000 - 60 + t);
+            assert!(
+                o.held_by_other(&l, "b", start + RENEW * k, wall(t)),
+                "taken at renewal {k}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_holder_whose_clock_runs_ahead_loses_the_lease_one_duration_after_it_stops() {
+        // Its last renewTime reads a minute after ours: by our clock alone it would stay valid
+        // for 75 s after it died.
+        let start = Instant::now();
+        let mut o = Observer::default();
+        let l = lease("a", 1_000_000 + 60);
+        assert!(o.held_by_other(&l, "b", start, wall(0)));
+        assert!(o.held_by_other(&l, "b", start + DUR - Duration::from_millis(1), wall(14)));
+        assert!(!o.held_by_other(&l, "b", start + DUR, wall(15)));
+        // A renewal seen later makes it live again, for a full duration from then.
+        let later = start + DUR + Duration::from_secs(1);
+        let renewed = lease("a", 1_000_000 + 63);
+        assert!(o.held_by_other(&renewed, "b", later, wall(16)));
+        assert!(o.held_by_other(&renewed, "b", later + DUR / 2, wall(23)));
+    }
+
+    #[test]
+    fn a_lease_unrenewed_for_long_is_taken_soon_after_the_first_look_but_never_at_once() {
+        // A replaced replica finds its predecessor's Lease last renewed 10 minutes ago (same
+        // clocks): credited 8 s of it, so it takes over 7 s after its first look.
+        let start = Instant::now();
+        let mut o = Observer::default();
+        let l = lease("a", 1_000_000 - 600);
+        let wait = DUR - FIRST_SIGHT_CREDIT;
+        assert!(o.held_by_other(&l, "b", start, wall(0)));
+        assert!(o.held_by_other(&l, "b", start + wait - Duration::from_millis(1), wall(6)));
+        assert!(!o.held_by_other(&l, "b", start + wait, wall(7)));
+        // A Lease renewed a second ago by our clock is credited just that second.
+        let mut o = Observer::default();
+        let fresh = lease("a", 1_000_000 - 1);
+        assert!(o.held_by_other(&fresh, "b", start, wall(0)));
+        assert!(o.held_by_other(
+            &fresh,
+            "b",
+            start + DUR - Duration::from_millis(1_001),
+            wall(14)
+        ));
+        assert!(!o.held_by_other(&fresh, "b", start + DUR - Duration::from_secs(1), wall(14)));
+    }
+
+    #[test]
+    fn a_candidate_far_ahead_never_takes_a_lease_its_holder_keeps_renewing() {
+        // Our clock reads 30 s (or an hour) ahead of the holder's: every renewal looks 30 s
+        // old. The holder renews every 3 s; we look every second.
+        for ahead in [30, 3600] {
+            let start = Instant::now();
+            let mut o = Observer::default();
+            for k in 0..60u32 {
+                let t = i64::from(k);
+                let renewed = 3 * (t / 3);
+                let l = lease("a", 1_000_000 - ahead + renewed);
+                let now = start + Duration::from_secs(u64::from(k));
+                assert!(
+                    o.held_by_other(&l, "b", now, wall(t)),
+                    "{ahead} s ahead, taken at {k} s"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_released_lease_or_one_of_our_own_is_free_at_once() {
+        let now = Instant::now();
+        let mut released = lease("a", 1_000_000);
+        released.spec.as_mut().unwrap().holder_identity = None;
+        assert!(!Observer::default().held_by_other(&released, "b", now, wall(0)));
+        released.spec.as_mut().unwrap().holder_identity = Some(String::new());
+        assert!(!Observer::default().held_by_other(&released, "b", now, wall(0)));
+        let ours = lease("b", 1_000_000);
+        assert!(!Observer::default().held_by_other(&ours, "b", now, wall(0)));
+        assert!(!Observer::default().held_by_other(&Lease::default(), "b", now, wall(0)));
+    }
 }
