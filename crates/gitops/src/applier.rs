@@ -180,35 +180,23 @@ impl Applier {
             } else {
                 None
             };
-            jobs.push((m, r, api, obj, elsewhere));
-        }
-        // Futures made in a loop, each owning what it needs (a closure over borrowed data
-        // would not be `Send` for every lifetime, which a spawned pass requires).
-        let mut runs = Vec::new();
-        for (m, r, api, obj, elsewhere) in jobs {
-            let origin = (m.origin.to_string(), r.to_string());
-            runs.push(async move {
-                let mut params = apply_params();
-                params.dry_run = true;
-                let mut result = api.patch(&r.name, &params, &Patch::Apply(&obj)).await;
-                if let (Err(kube::Error::Api(s)), Some((api, e))) = (&result, &elsewhere) {
-                    let missing_ns = s.code == 404
-                        && s.message == format!("namespaces \"{}\" not found", r.namespace);
-                    if missing_ns {
-                        result = api.patch(&r.name, &params, &Patch::Apply(e)).await;
-                    }
-                }
-                result.err().map(|e| ApplyError {
-                    origin: origin.0,
-                    obj: origin.1,
-                    message: api_message(&e),
-                })
+            jobs.push(DryRun {
+                origin: m.origin.to_string(),
+                r,
+                api,
+                obj,
+                elsewhere,
             });
         }
-        let results: Vec<Option<ApplyError>> = futures::stream::iter(runs)
-            .buffered(IN_FLIGHT)
-            .collect()
-            .await;
+        // One future per job made only when `buffered` has room for it: a request's future
+        // holds the whole client call (tens of KiB), so a thousand made up front cost tens of
+        // MiB per pass. Each owns what it needs (a future borrowing the manifests would not be
+        // `Send` for every lifetime, which a spawned pass requires).
+        let results: Vec<Option<ApplyError>> =
+            futures::stream::iter(jobs.into_iter().map(DryRun::run))
+                .buffered(IN_FLIGHT)
+                .collect()
+                .await;
         errors.extend(results.into_iter().flatten());
         errors
     }
@@ -221,40 +209,25 @@ impl Applier {
         manifests: &[Manifest],
         live: &HashMap<ObjRef, Value>,
     ) -> Vec<Result<Applied, ApplyError>> {
-        let mut runs = Vec::new();
+        let mut jobs = Vec::with_capacity(manifests.len());
         for m in manifests {
             let api = self.api(&m.object).await;
-            let client = self.client.clone();
             let r = m.obj_ref();
-            let body = Self::tracked(app, m);
             let before = live
                 .get(&r)
                 .and_then(|l| l["metadata"]["resourceVersion"].as_str())
                 .map(str::to_string);
-            let fail = move |message: String| ApplyError {
+            jobs.push(Apply {
                 origin: m.origin.to_string(),
-                obj: m.obj_ref().to_string(),
-                message,
-            };
-            runs.push(async move {
-                let api = api.map_err(&fail)?;
-                let after = api
-                    .patch(&r.name, &apply_params(), &Patch::Apply(body))
-                    .await
-                    .map_err(|e| fail(api_message(&e)))?;
-                if r.kind == "CustomResourceDefinition" && r.group == "apiextensions.k8s.io" {
-                    wait_established(&client, &r.name).await;
-                }
-                Ok(match before {
-                    None => Applied::Created,
-                    Some(rv) if Some(rv.as_str()) == after.metadata.resource_version.as_deref() => {
-                        Applied::Unchanged
-                    }
-                    Some(_) => Applied::Updated,
-                })
+                body: Self::tracked(app, m),
+                r,
+                api,
+                before,
+                client: self.client.clone(),
             });
         }
-        futures::stream::iter(runs)
+        // Futures made lazily, as in `dry_run`.
+        futures::stream::iter(jobs.into_iter().map(Apply::run))
             .buffered(IN_FLIGHT)
             .collect()
             .await
@@ -273,18 +246,16 @@ impl Applier {
         refs: &[(ObjRef, String)],
         mut f: impl FnMut(&ObjRef, Value) -> T,
     ) -> HashMap<ObjRef, T> {
-        let mut runs = Vec::new();
+        let mut jobs = Vec::with_capacity(refs.len());
         for (r, av) in refs {
             let probe = serde_json::json!({"apiVersion": av, "kind": r.kind,
                 "metadata": {"name": r.name, "namespace": r.namespace}});
             if let Ok(api) = self.api(&probe).await {
-                let r = r.clone();
-                runs.push(async move {
-                    let o = api.get_opt(&r.name).await.ok().flatten()?;
-                    Some((r, serde_json::to_value(o).ok()?))
-                });
+                jobs.push((r.clone(), api));
             }
         }
+        // Futures made lazily, as in `dry_run`.
+        let runs = jobs.into_iter().map(read);
         let mut out = HashMap::new();
         let mut found = futures::stream::iter(runs).buffer_unordered(IN_FLIGHT);
         while let Some(next) = found.next().await {
@@ -358,6 +329,93 @@ impl Applier {
             Err(e) => Err(api_message(&e)),
         }
     }
+}
+
+/// One object's dry run, owning what its future needs.
+struct DryRun {
+    origin: String,
+    r: ObjRef,
+    api: Api<DynamicObject>,
+    obj: Value,
+    /// The same object tried in `default`, for a namespace that does not exist yet.
+    elsewhere: Option<(Api<DynamicObject>, Value)>,
+}
+
+impl DryRun {
+    async fn run(self) -> Option<ApplyError> {
+        let DryRun {
+            origin,
+            r,
+            api,
+            obj,
+            elsewhere,
+        } = self;
+        let mut params = apply_params();
+        params.dry_run = true;
+        let mut result = api.patch(&r.name, &params, &Patch::Apply(&obj)).await;
+        if let (Err(kube::Error::Api(s)), Some((api, e))) = (&result, &elsewhere) {
+            let missing_ns =
+                s.code == 404 && s.message == format!("namespaces \"{}\" not found", r.namespace);
+            if missing_ns {
+                result = api.patch(&r.name, &params, &Patch::Apply(e)).await;
+            }
+        }
+        result.err().map(|e| ApplyError {
+            origin,
+            obj: r.to_string(),
+            message: api_message(&e),
+        })
+    }
+}
+
+/// One object's apply, owning what its future needs.
+struct Apply {
+    origin: String,
+    r: ObjRef,
+    api: Result<Api<DynamicObject>, String>,
+    body: Value,
+    /// Its resourceVersion before (None: it did not exist).
+    before: Option<String>,
+    client: kube::Client,
+}
+
+impl Apply {
+    async fn run(self) -> Result<Applied, ApplyError> {
+        let Apply {
+            origin,
+            r,
+            api,
+            body,
+            before,
+            client,
+        } = self;
+        let fail = |message: String| ApplyError {
+            origin: origin.clone(),
+            obj: r.to_string(),
+            message,
+        };
+        let api = api.map_err(fail)?;
+        let after = api
+            .patch(&r.name, &apply_params(), &Patch::Apply(body))
+            .await
+            .map_err(|e| fail(api_message(&e)))?;
+        if r.kind == "CustomResourceDefinition" && r.group == "apiextensions.k8s.io" {
+            wait_established(&client, &r.name).await;
+        }
+        Ok(match before {
+            None => Applied::Created,
+            Some(rv) if Some(rv.as_str()) == after.metadata.resource_version.as_deref() => {
+                Applied::Unchanged
+            }
+            Some(_) => Applied::Updated,
+        })
+    }
+}
+
+/// One live object read: `None` when it does not exist or cannot be read.
+async fn read((r, api): (ObjRef, Api<DynamicObject>)) -> Option<(ObjRef, Value)> {
+    let o = api.get_opt(&r.name).await.ok().flatten()?;
+    Some((r, serde_json::to_value(o).ok()?))
 }
 
 fn apply_params() -> PatchParams {

@@ -269,11 +269,16 @@ fn parents_of_changed(
         let Some(name) = a.metadata.name.clone() else {
             continue;
         };
-        let st = a.status.clone().unwrap_or_default();
+        // Borrowed: a status lists every object of its app, and this runs every second.
+        let st = a.status.as_ref();
         let now = format!(
             "{}/{}",
-            st.sync.map(|s| s.status).unwrap_or_default(),
-            st.health.map(|h| h.status).unwrap_or_default()
+            st.and_then(|s| s.sync.as_ref())
+                .map(|s| s.status.as_str())
+                .unwrap_or_default(),
+            st.and_then(|s| s.health.as_ref())
+                .map(|h| h.status.as_str())
+                .unwrap_or_default()
         );
         if last
             .insert(name.clone(), now.clone())
