@@ -301,10 +301,17 @@ fn parents_of_changed(
 
 /// Every kind any Application's inventory holds (what the drift watches cover).
 fn inventory_kinds(apps: &[Arc<Application>]) -> BTreeSet<Gvk> {
-    apps.iter()
+    // Borrowed first: this runs every second over every app's resource list, and a few kinds
+    // stand for thousands of entries.
+    let kinds: BTreeSet<(&str, &str, &str)> = apps
+        .iter()
         .filter_map(|a| a.status.as_ref())
         .flat_map(|s| s.resources.iter())
-        .map(|r| (r.group.clone(), r.version.clone(), r.kind.clone()))
+        .map(|r| (r.group.as_str(), r.version.as_str(), r.kind.as_str()))
+        .collect();
+    kinds
+        .into_iter()
+        .map(|(g, v, k)| (g.to_string(), v.to_string(), k.to_string()))
         .collect()
 }
 
