@@ -116,37 +116,47 @@ fn requests(app: &Application) -> Vec<(String, String)> {
 /// is a new request, for the next pass. A patch conditional on the resourceVersion read.
 async fn clear_answered(api: &Api<DynamicObject>, name: &str, answered: &[(String, String)]) {
     for _ in 0..5 {
-        let app = match api.get(name).await {
-            Ok(o) => o,
+        match clear_once(api, name, answered).await {
+            Ok(true) => return,
+            // Changed meanwhile: read it again.
+            Ok(false) => continue,
             Err(e) => {
                 tracing::warn!(app = %name, error = %e, "could not clear the answered refresh/sync annotation");
                 return;
             }
-        };
-        let annotations = app.metadata.annotations.clone().unwrap_or_default();
-        let clear: serde_json::Map<String, serde_json::Value> = answered
-            .iter()
-            .filter(|(k, v)| annotations.get(k) == Some(v))
-            .map(|(k, _)| (k.clone(), serde_json::Value::Null))
-            .collect();
-        if clear.is_empty() {
-            return;
         }
-        let patch = serde_json::json!({"metadata": {
-            "resourceVersion": app.metadata.resource_version,
-            "annotations": clear,
-        }});
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Err(kube::Error::Api(e)) if e.code == 409 => continue,
-            Err(e) => {
-                tracing::warn!(app = %name, error = %e, "could not clear the answered refresh/sync annotation");
-                return;
-            }
-            Ok(_) => return,
-        }
+    }
+    tracing::warn!(app = %name, "the answered refresh/sync annotation was not cleared: the Application kept changing");
+}
+
+/// One conditional try of [`clear_answered`]: `Ok(false)` when the Application changed between
+/// the read and the patch.
+async fn clear_once(
+    api: &Api<DynamicObject>,
+    name: &str,
+    answered: &[(String, String)],
+) -> Result<bool, kube::Error> {
+    let app = api.get(name).await?;
+    let annotations = app.metadata.annotations.clone().unwrap_or_default();
+    let clear: serde_json::Map<String, serde_json::Value> = answered
+        .iter()
+        .filter(|(k, v)| annotations.get(k) == Some(v))
+        .map(|(k, _)| (k.clone(), serde_json::Value::Null))
+        .collect();
+    if clear.is_empty() {
+        return Ok(true);
+    }
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": app.metadata.resource_version,
+        "annotations": clear,
+    }});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+        Ok(_) => Ok(true),
     }
 }
 
