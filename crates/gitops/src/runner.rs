@@ -160,6 +160,20 @@ async fn clear_once(
     }
 }
 
+/// An Application's sync status and health status, borrowed (a status lists every object of
+/// its app, and the loop reads these every second).
+fn sync_and_health(app: &Application) -> (Option<&str>, Option<&str>) {
+    let status = app.status.as_ref();
+    (
+        status
+            .and_then(|s| s.sync.as_ref())
+            .map(|s| s.status.as_str()),
+        status
+            .and_then(|s| s.health.as_ref())
+            .map(|h| h.status.as_str()),
+    )
+}
+
 /// Each Application's sync status and health (1 for the current value), the passes made, and
 /// the drift they found and reverted, in the Prometheus text format.
 fn render_metrics(
@@ -177,15 +191,8 @@ fn render_metrics(
     );
     for app in apps {
         let name = app.metadata.name.clone().unwrap_or_default();
-        let status = app.status.as_ref();
-        let s = status
-            .and_then(|s| s.sync.as_ref())
-            .map(|s| s.status.clone())
-            .unwrap_or_else(|| "Unknown".into());
-        let h = status
-            .and_then(|s| s.health.as_ref())
-            .map(|h| h.status.clone())
-            .unwrap_or_else(|| "Unknown".into());
+        let (s, h) = sync_and_health(app);
+        let (s, h) = (s.unwrap_or("Unknown"), h.unwrap_or("Unknown"));
         sync.push_str(&format!(
             "metalgate_gitops_app_sync{{app=\"{name}\",status=\"{s}\"}} 1\n"
         ));
@@ -279,16 +286,11 @@ fn parents_of_changed(
         let Some(name) = a.metadata.name.clone() else {
             continue;
         };
-        // Borrowed: a status lists every object of its app, and this runs every second.
-        let st = a.status.as_ref();
+        let (sync, health) = sync_and_health(a);
         let now = format!(
             "{}/{}",
-            st.and_then(|s| s.sync.as_ref())
-                .map(|s| s.status.as_str())
-                .unwrap_or_default(),
-            st.and_then(|s| s.health.as_ref())
-                .map(|h| h.status.as_str())
-                .unwrap_or_default()
+            sync.unwrap_or_default(),
+            health.unwrap_or_default()
         );
         if last
             .insert(name.clone(), now.clone())

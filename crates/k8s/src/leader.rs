@@ -21,6 +21,7 @@ fn now() -> MicroTime {
 /// spare, so a live holder always renews before a candidate whose clock runs ahead would take
 /// the Lease, however far ahead it runs.
 const FIRST_SIGHT_CREDIT: Duration = Duration::from_secs(8);
+const _: () = assert!(FIRST_SIGHT_CREDIT.as_secs() + RENEW.as_secs() < DURATION_SECS as u64);
 
 /// What decides whether a Lease is live: everything its holder writes when it renews.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl Record {
 /// unrenewed for a long while takes over `DURATION_SECS - 8 s` after its first look, not a whole
 /// duration after; a live holder renews within 3 s, long before.
 #[derive(Debug, Default)]
-pub struct Observer {
+struct Observer {
     seen: Option<(Record, Instant)>,
 }
 
@@ -63,13 +64,7 @@ impl Observer {
     /// duration, as measured here. `now` is this replica's monotonic clock, `wall` its wall
     /// clock (used only for the bounded first-sight credit). Released (no holder) or held by
     /// `me`: false.
-    pub fn held_by_other(
-        &mut self,
-        l: &Lease,
-        me: &str,
-        now: Instant,
-        wall: jiff::Timestamp,
-    ) -> bool {
+    fn held_by_other(&mut self, l: &Lease, me: &str, now: Instant, wall: jiff::Timestamp) -> bool {
         let record = Record::of(l);
         let since = match &self.seen {
             Some((seen, at)) if *seen == record => *at,
@@ -85,12 +80,10 @@ impl Observer {
                 now.checked_sub(age).unwrap_or(now)
             }
         };
-        self.seen = Some((record.clone(), since));
-        let Some(holder) = &record.holder else {
-            return false;
-        };
         let duration = Duration::from_secs(record.duration.unwrap_or(0).max(0) as u64);
-        holder != me && now < since + duration
+        let theirs = record.holder.as_ref().is_some_and(|h| h != me) && now < since + duration;
+        self.seen = Some((record, since));
+        theirs
     }
 }
 
