@@ -136,7 +136,9 @@ impl Drift {
             };
             let kind = k.clone();
             let handle = tokio::spawn(async move {
-                let mut seen: HashMap<String, Seen> = HashMap::new();
+                // Tracked objects only, by a hash of their uid: a watch over a kind covers the
+                // whole cluster, and tens of thousands of entries add up.
+                let mut seen: HashMap<u64, Seen> = HashMap::new();
                 let mut events = watcher(api, watcher::Config::default()).boxed();
                 while let Some(ev) = events.next().await {
                     let (obj, deleted, initial) = match ev {
@@ -153,10 +155,18 @@ impl Drift {
                     // List items may come without their type; health needs it.
                     v["apiVersion"] = Value::String(api_version.clone());
                     v["kind"] = Value::String(kind.clone());
-                    let uid = v["metadata"]["uid"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
+                    let uid = {
+                        let mut h = DefaultHasher::new();
+                        v["metadata"]["uid"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .hash(&mut h);
+                        h.finish()
+                    };
+                    let Some(app) = tracked_by(&v) else {
+                        seen.remove(&uid);
+                        continue;
+                    };
                     let change = if deleted {
                         match seen.remove(&uid) {
                             Some(_) => Change::Content,
@@ -169,15 +179,13 @@ impl Drift {
                     if initial || change == Change::None {
                         continue;
                     }
-                    if let Some(app) = tracked_by(&v) {
-                        let set = if change == Change::Content {
-                            &marked
-                        } else {
-                            &health_changed
-                        };
-                        set.lock().unwrap_or_else(|e| e.into_inner()).insert(app);
-                        notify.notify_one();
-                    }
+                    let set = if change == Change::Content {
+                        &marked
+                    } else {
+                        &health_changed
+                    };
+                    set.lock().unwrap_or_else(|e| e.into_inner()).insert(app);
+                    notify.notify_one();
                 }
             });
             self.watches.insert(gvk.clone(), handle);
