@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, ValidationDirective,
@@ -15,6 +16,7 @@ use kube::discovery::{ApiCapabilities, ApiResource, Scope};
 use metalgate_k8s::manifests::{api_message, resolve_kind, wait_established};
 use serde_json::Value;
 
+use crate::live::LiveFacts;
 use crate::object::{Manifest, ObjRef, split_api_version, str_at};
 use crate::tracking::{ANNOTATION, TrackingId};
 
@@ -160,7 +162,7 @@ impl Applier {
             .collect();
         // The kinds looked up one by one (cached), then the dry runs several at a time.
         let mut errors = Vec::new();
-        let mut jobs = Vec::new();
+        let mut todo = Vec::new();
         for m in manifests {
             let r = m.obj_ref();
             let api = match self.api(&m.object).await {
@@ -171,32 +173,24 @@ impl Applier {
                     continue;
                 }
             };
-            let obj = Self::tracked(app, m);
             // An object in a namespace the sync makes first is tried in `default` instead.
             let elsewhere = if coming.contains(&r.namespace) {
-                let mut e = obj.clone();
-                e["metadata"]["namespace"] = Value::String("default".into());
-                Some((self.api(&e).await.unwrap_or_else(|_| api.clone()), e))
+                let probe = serde_json::json!({"apiVersion": m.object["apiVersion"],
+                    "kind": r.kind, "metadata": {"namespace": "default"}});
+                Some(self.api(&probe).await.unwrap_or_else(|_| api.clone()))
             } else {
                 None
             };
-            jobs.push(DryRun {
-                origin: m.origin.to_string(),
-                r,
-                api,
-                obj,
-                elsewhere,
-            });
+            todo.push((m, api, elsewhere));
         }
-        // One future per job made only when `buffered` has room for it: a request's future
-        // holds the whole client call (tens of KiB), so a thousand made up front cost tens of
-        // MiB per pass. Each owns what it needs (a future borrowing the manifests would not be
-        // `Send` for every lifetime, which a spawned pass requires).
-        let results: Vec<Option<ApplyError>> =
-            futures::stream::iter(jobs.into_iter().map(DryRun::run))
-                .buffered(IN_FLIGHT)
-                .collect()
-                .await;
+        let runs = DryRuns {
+            app,
+            todo: todo.into_iter(),
+        };
+        let results: Vec<Option<ApplyError>> = futures::stream::iter(runs)
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
         errors.extend(results.into_iter().flatten());
         errors
     }
@@ -206,36 +200,23 @@ impl Applier {
     pub async fn apply_all(
         &mut self,
         app: &str,
-        manifests: &[Manifest],
-        live: &HashMap<ObjRef, Value>,
+        manifests: &[&Manifest],
+        live: &HashMap<ObjRef, LiveFacts>,
     ) -> Vec<Result<Applied, ApplyError>> {
-        let mut jobs = Vec::with_capacity(manifests.len());
+        let mut todo = Vec::with_capacity(manifests.len());
         for m in manifests {
-            let api = self.api(&m.object).await;
-            let r = m.obj_ref();
-            let before = live
-                .get(&r)
-                .and_then(|l| l["metadata"]["resourceVersion"].as_str())
-                .map(str::to_string);
-            jobs.push(Apply {
-                origin: m.origin.to_string(),
-                body: Self::tracked(app, m),
-                r,
-                api,
-                before,
-                client: self.client.clone(),
-            });
+            todo.push((*m, self.api(&m.object).await));
         }
-        // Futures made lazily, as in `dry_run`.
-        futures::stream::iter(jobs.into_iter().map(Apply::run))
+        let runs = Applies {
+            app,
+            todo: todo.into_iter(),
+            live,
+            client: self.client.clone(),
+        };
+        futures::stream::iter(runs)
             .buffered(IN_FLIGHT)
             .collect()
             .await
-    }
-
-    /// The live objects of `refs` (with their apiVersions) that exist, read several at a time.
-    pub async fn live_all(&mut self, refs: &[(ObjRef, String)]) -> HashMap<ObjRef, Value> {
-        self.live_with(refs, |_, v| v).await
     }
 
     /// What `f` makes of each live object of `refs` that exists, read several at a time; each
@@ -273,9 +254,9 @@ impl Applier {
         let av = str_at(&m.object, &["apiVersion"]).to_string();
         let mut live = HashMap::new();
         if let Ok(Some(l)) = self.live(&r, &av).await {
-            live.insert(r, l);
+            live.insert(r, LiveFacts::of(app, None, &l, FIELD_MANAGER));
         }
-        self.apply_all(app, std::slice::from_ref(m), &live)
+        self.apply_all(app, &[m], &live)
             .await
             .pop()
             .unwrap_or_else(|| Err(error(m, "nothing applied".into())))
@@ -328,6 +309,67 @@ impl Applier {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(api_message(&e)),
         }
+    }
+}
+
+/// A pass's dry runs, each request's body (a copy of its object with the tracking id) and future
+/// made only when `buffered` asks for the next: a kube request future holds the whole client
+/// call (tens of KiB), so a thousand made up front cost tens of MiB per pass. A named iterator
+/// with boxed futures that own what they use, not a closure: a stream mapped by a closure over
+/// borrowed manifests is not `Send` for every lifetime, which a spawned pass requires.
+struct DryRuns<'a> {
+    app: &'a str,
+    todo: std::vec::IntoIter<DryRunTodo<'a>>,
+}
+
+/// A manifest with its API, and the API of `default` for one whose namespace is coming.
+type DryRunTodo<'a> = (&'a Manifest, Api<DynamicObject>, Option<Api<DynamicObject>>);
+
+impl Iterator for DryRuns<'_> {
+    type Item = BoxFuture<'static, Option<ApplyError>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (m, api, elsewhere) = self.todo.next()?;
+        let obj = Applier::tracked(self.app, m);
+        let elsewhere = elsewhere.map(|api| {
+            let mut e = obj.clone();
+            e["metadata"]["namespace"] = Value::String("default".into());
+            (api, e)
+        });
+        let run = DryRun {
+            origin: m.origin.to_string(),
+            r: m.obj_ref(),
+            api,
+            obj,
+            elsewhere,
+        };
+        Some(run.run().boxed())
+    }
+}
+
+/// A stage's applies, made one at a time as [`DryRuns`] are.
+struct Applies<'a> {
+    app: &'a str,
+    todo: std::vec::IntoIter<(&'a Manifest, Result<Api<DynamicObject>, String>)>,
+    live: &'a HashMap<ObjRef, LiveFacts>,
+    client: kube::Client,
+}
+
+impl Iterator for Applies<'_> {
+    type Item = BoxFuture<'static, Result<Applied, ApplyError>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (m, api) = self.todo.next()?;
+        let r = m.obj_ref();
+        let run = Apply {
+            origin: m.origin.to_string(),
+            body: Applier::tracked(self.app, m),
+            before: self.live.get(&r).and_then(|f| f.resource_version.clone()),
+            r,
+            api,
+            client: self.client.clone(),
+        };
+        Some(run.run().boxed())
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`spec`]: an Application's spec → one validated [`spec::AppConfig`], every field without
 //!   effect named;
 //! - [`tracking`]: the `metalgate.io/tracking-id` annotation — which Application owns an object;
+//! - [`live`]: what a pass keeps of each live object — owner, resourceVersion, the fields off
+//!   Git — judged as it is read;
 //! - [`plan`]: definitions first, then sync waves in ArgoCD's kind order; prune last, behind the
 //!   allow-empty and mass-deletion guards;
 //! - [`git`]: gix — list a remote's refs without fetching, one shallow fetch per repository,
@@ -47,6 +49,7 @@ pub mod drift;
 pub mod git;
 pub mod health;
 pub mod kinds;
+pub mod live;
 pub mod object;
 pub mod plan;
 pub mod reconciler;

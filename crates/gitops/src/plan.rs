@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
+use crate::live::LiveFacts;
 use crate::object::{Manifest, ObjRef, annotation};
-use crate::tracking::{self, Owner};
+use crate::tracking::Owner;
 
 /// The sync-wave annotations, ours first.
 pub const WAVE_ANNOTATIONS: [&str; 2] = ["metalgate.io/sync-wave", "argocd.argoproj.io/sync-wave"];
@@ -82,11 +83,11 @@ pub struct Owned {
 
 /// One stage of applies.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Stage {
+pub struct Stage<'a> {
     /// `None` for the definitions stage (Namespaces, CRDs); else the wave.
     pub wave: Option<i64>,
-    /// The objects, in apply order.
-    pub objects: Vec<Manifest>,
+    /// The objects, in apply order (the manifests the plan was made from, not copies).
+    pub objects: Vec<&'a Manifest>,
 }
 
 /// Why something in Git is not applied, or something gone from Git is not pruned.
@@ -171,9 +172,9 @@ impl std::fmt::Display for Held {
 
 /// What one sync does.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Plan {
+pub struct Plan<'a> {
     /// Apply stages in order; each waits for the previous one to be healthy.
-    pub stages: Vec<Stage>,
+    pub stages: Vec<Stage<'a>>,
     /// Objects to delete, in order (reverse wave, reverse kind order).
     pub prune: Vec<ObjRef>,
     /// What is left alone, and why.
@@ -226,18 +227,19 @@ fn is_definition(r: &ObjRef) -> bool {
 }
 
 /// Make the plan. `live` holds what the cluster has for every object of `desired` and `owned`
-/// (absent: not there). Bad wave annotations are errors, all reported at once.
-pub fn plan(
+/// (absent: not there), judged for this app. Bad wave annotations are errors, all reported at
+/// once.
+pub fn plan<'a>(
     settings: &Settings,
-    desired: &[Manifest],
+    desired: &'a [Manifest],
     owned: &[Owned],
-    live: &HashMap<ObjRef, Value>,
-) -> Result<Plan, Vec<PlanError>> {
+    live: &HashMap<ObjRef, LiveFacts>,
+) -> Result<Plan<'a>, Vec<PlanError>> {
     let mut plan = Plan::default();
     let mut errors = Vec::new();
     let mut seen: HashSet<ObjRef> = HashSet::new();
     let mut definitions = Vec::new();
-    let mut waves: BTreeMap<i64, Vec<Manifest>> = BTreeMap::new();
+    let mut waves: BTreeMap<i64, Vec<&Manifest>> = BTreeMap::new();
     for m in desired {
         let r = m.obj_ref();
         if !seen.insert(r.clone()) {
@@ -258,22 +260,23 @@ pub fn plan(
                 continue;
             }
         };
-        if let Some(l) = live.get(&r) {
-            if let Owner::Other(other) = tracking::owner(&settings.app, l) {
-                plan.held.push(Held::OwnedByOther { obj: r, other });
-                continue;
-            }
+        if let Some(Owner::Other(other)) = live.get(&r).map(|l| &l.owner) {
+            plan.held.push(Held::OwnedByOther {
+                obj: r,
+                other: other.clone(),
+            });
+            continue;
         }
         if is_definition(&r) {
-            definitions.push(m.clone());
+            definitions.push(m);
         } else {
-            waves.entry(wave).or_default().push(m.clone());
+            waves.entry(wave).or_default().push(m);
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    let by_kind_then_name = |a: &Manifest, b: &Manifest| {
+    let by_kind_then_name = |a: &&Manifest, b: &&Manifest| {
         let (ra, rb) = (a.obj_ref(), b.obj_ref());
         (kind_rank(&ra.kind), &ra.kind, &ra.namespace, &ra.name).cmp(&(
             kind_rank(&rb.kind),
@@ -301,20 +304,14 @@ pub fn plan(
     let mut gone: Vec<&Owned> = owned
         .iter()
         .filter(|o| !seen.contains(&o.obj) && !o.created_namespace)
-        .filter(|o| {
-            live.get(&o.obj)
-                .is_some_and(|l| tracking::owner(&settings.app, l) == Owner::Us)
-        })
+        .filter(|o| live.get(&o.obj).is_some_and(|l| l.owner == Owner::Us))
         .collect();
     gone.sort_by(|a, b| {
         (b.wave, kind_rank(&b.obj.kind), &b.obj).cmp(&(a.wave, kind_rank(&a.obj.kind), &a.obj))
     });
     let mut candidates = Vec::new();
     for o in gone {
-        if live
-            .get(&o.obj)
-            .is_some_and(|l| has_option(l, "Prune=false"))
-        {
+        if live.get(&o.obj).is_some_and(|l| l.prune_false) {
             plan.held.push(Held::PruneFalse { obj: o.obj.clone() });
         } else if !settings.prune {
             plan.held.push(Held::PruneDisabled { obj: o.obj.clone() });
@@ -368,6 +365,18 @@ mod tests {
         o["metadata"]["annotations"] =
             json!({ANNOTATION: TrackingId::new(app, &m.obj_ref()).value()});
         o
+    }
+
+    /// Live objects as a pass judges them for app `demo`.
+    fn judged(live: &HashMap<ObjRef, Value>) -> HashMap<ObjRef, LiveFacts> {
+        live.iter()
+            .map(|(r, l)| {
+                (
+                    r.clone(),
+                    LiveFacts::of("demo", None, l, "metalgate-gitops"),
+                )
+            })
+            .collect()
     }
 
     fn names(stage: &Stage) -> Vec<String> {
@@ -441,7 +450,8 @@ mod tests {
     fn objects_of_other_apps_are_not_taken_and_repeats_are_reported() {
         let cm = m("v1", "ConfigMap", "demo", "shared", None);
         let live = HashMap::from([(cm.obj_ref(), live_of("other", &cm))]);
-        let p = plan(&settings(true), &[cm.clone(), cm.clone()], &[], &live).unwrap();
+        let twice = [cm.clone(), cm.clone()];
+        let p = plan(&settings(true), &twice, &[], &judged(&live)).unwrap();
         assert!(p.stages.is_empty());
         assert_eq!(
             p.held,
@@ -481,12 +491,12 @@ mod tests {
             .map(|m| (m.obj_ref(), live_of("demo", m)))
             .collect();
         let desired = vec![keep.clone(), keep2.clone()];
-        let p = plan(&settings(true), &desired, &owned(&all), &live).unwrap();
+        let p = plan(&settings(true), &desired, &owned(&all), &judged(&live)).unwrap();
         assert_eq!(p.prune, [b.obj_ref(), a.obj_ref()], "wave 3 before wave 1");
         assert!(p.held.is_empty(), "{:?}", p.held);
 
         // Without prune: nothing deleted, each kept object named.
-        let p = plan(&settings(false), &desired, &owned(&all), &live).unwrap();
+        let p = plan(&settings(false), &desired, &owned(&all), &judged(&live)).unwrap();
         assert!(p.prune.is_empty());
         assert_eq!(
             p.held,
@@ -517,7 +527,13 @@ mod tests {
             wave: 0,
             created_namespace: true,
         });
-        let p = plan(&settings(true), std::slice::from_ref(&keep), &inv, &live).unwrap();
+        let p = plan(
+            &settings(true),
+            std::slice::from_ref(&keep),
+            &inv,
+            &judged(&live),
+        )
+        .unwrap();
         assert!(p.prune.is_empty(), "{:?}", p.prune);
         assert_eq!(p.held, [Held::PruneFalse { obj: pf.obj_ref() }]);
     }
@@ -533,7 +549,7 @@ mod tests {
             .map(|m| (m.obj_ref(), live_of("demo", m)))
             .collect();
 
-        let p = plan(&settings(true), &[], &owned(&refs), &live).unwrap();
+        let p = plan(&settings(true), &[], &owned(&refs), &judged(&live)).unwrap();
         assert!(p.prune.is_empty());
         assert_eq!(p.held, [Held::EmptyNotAllowed { would_prune: 4 }]);
         let empty_ok = Settings {
@@ -542,7 +558,7 @@ mod tests {
             ..settings(true)
         };
         assert_eq!(
-            plan(&empty_ok, &[], &owned(&refs), &live)
+            plan(&empty_ok, &[], &owned(&refs), &judged(&live))
                 .unwrap()
                 .prune
                 .len(),
@@ -550,7 +566,7 @@ mod tests {
         );
 
         // 3 of 4 would go: refused.
-        let p = plan(&settings(true), &objs[..1], &owned(&refs), &live).unwrap();
+        let p = plan(&settings(true), &objs[..1], &owned(&refs), &judged(&live)).unwrap();
         assert!(p.prune.is_empty());
         assert_eq!(
             p.held,
@@ -562,7 +578,7 @@ mod tests {
         assert!(p.held[0].to_string().contains("3 of the app's 4"));
         // Exactly half is allowed; more with allowMassPrune.
         assert_eq!(
-            plan(&settings(true), &objs[..2], &owned(&refs), &live)
+            plan(&settings(true), &objs[..2], &owned(&refs), &judged(&live))
                 .unwrap()
                 .prune
                 .len(),
@@ -573,7 +589,7 @@ mod tests {
             ..settings(true)
         };
         assert_eq!(
-            plan(&mass_ok, &objs[..1], &owned(&refs), &live)
+            plan(&mass_ok, &objs[..1], &owned(&refs), &judged(&live))
                 .unwrap()
                 .prune
                 .len(),

@@ -13,12 +13,13 @@ use metalgate_k8s::crd::{
     Application, ApplicationCondition, ApplicationStatus, HealthStatus, OperationState,
     ResourceHealth, ResourceStatus, RevisionHistory, SyncStatus,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::applier::{Applied, Applier, FIELD_MANAGER};
 use crate::context::join;
 use crate::health::{self, State};
 use crate::kinds::AppKind;
+use crate::live::LiveFacts;
 use crate::object::{Manifest, ObjRef, split_api_version};
 use crate::plan::{self, Owned};
 use crate::source::{Failure, checkout, fail, render_checkout};
@@ -85,7 +86,7 @@ pub async fn reconcile_kind(
     let ns = app.metadata.namespace.clone().unwrap_or_default();
     // The Application as it is now, not as the caller's cache last saw it: a pass that started
     // from a status older than the previous pass's write would write that old history back.
-    let fresh = match kind.api(&ctx.client, &ns).get_opt(&name).await {
+    let mut fresh = match kind.api(&ctx.client, &ns).get_opt(&name).await {
         Ok(Some(a)) => match crate::kinds::read(a) {
             Ok(a) => a,
             Err(e) => {
@@ -99,8 +100,9 @@ pub async fn reconcile_kind(
             app.clone()
         }
     };
+    // The status is taken out, not copied: it lists every object of the app.
+    let previous = fresh.status.take().unwrap_or_default();
     let app = &fresh;
-    let previous = app.status.clone().unwrap_or_default();
     let status = match pass(ctx, kind, &name, app, &previous, trigger).await {
         Ok(s) => s,
         Err(failure) => {
@@ -219,24 +221,38 @@ async fn pass(
             created_namespace: r.created_namespace,
         })
         .collect();
-    let refs: Vec<(ObjRef, String)> = desired
+    // Each object Git asks for or the app owned, read once and judged as it arrives (owner,
+    // resourceVersion, the fields off Git): the pass keeps those facts, not the objects.
+    let mut wanted: HashMap<ObjRef, &Manifest> = HashMap::new();
+    for m in &desired {
+        wanted.entry(m.obj_ref()).or_insert(m);
+    }
+    let mut refs: Vec<(ObjRef, String)> = desired
         .iter()
         .map(|m| (m.obj_ref(), api_version(m)))
-        .chain(
-            previous
-                .resources
-                .iter()
-                .map(|r| (obj_ref_of(r), api_version_of(r))),
-        )
         .collect();
-    let live: HashMap<ObjRef, Value> = applier.live_all(&refs).await;
-    let out_of_sync = |m: &Manifest, live: &HashMap<ObjRef, Value>| {
+    refs.extend(
+        previous
+            .resources
+            .iter()
+            .map(|r| (obj_ref_of(r), api_version_of(r)))
+            .filter(|(r, _)| !wanted.contains_key(r)),
+    );
+    let live: HashMap<ObjRef, LiveFacts> = applier
+        .live_with(&refs, |r, l| {
+            let git = wanted.get(r).map(|m| &m.object);
+            LiveFacts::of(name, git, &l, FIELD_MANAGER)
+        })
+        .await;
+    drop(refs);
+    // Missing, off Git, or not yet tracked by any app (adopting it takes an apply).
+    let out_of_sync = |m: &Manifest| {
         live.get(&m.obj_ref())
-            .is_none_or(|l| !crate::diff::differences(&m.object, l).is_empty())
+            .is_none_or(|l| !l.in_sync() || l.owner == crate::tracking::Owner::Nobody)
     };
     let plan = plan::plan(&cfg.plan, &desired, &owned, &live)
         .map_err(|errs| fail("ComparisonError", join(&errs)))?;
-    let needs_sync = desired.iter().any(|m| out_of_sync(m, &live)) || !plan.prune.is_empty();
+    let needs_sync = desired.iter().any(out_of_sync) || !plan.prune.is_empty();
     let synced_revision = previous.sync.as_ref().and_then(|s| s.revision.clone());
     let new_revision = synced_revision.as_deref() != Some(&commit.sha);
     // As ArgoCD: auto-sync follows new commits; a change made in the cluster is reverted only
@@ -260,17 +276,9 @@ async fn pass(
             .iter()
             .filter_map(|m| live.get(&m.obj_ref()).map(|l| (m, l)))
             .flat_map(|(m, l)| {
-                crate::diff::differences(&m.object, l)
-                    .into_iter()
-                    .map(move |d| {
-                        let by = crate::diff::changed_by(l, &d.path, FIELD_MANAGER);
-                        let by = if by.is_empty() {
-                            "unknown".to_string()
-                        } else {
-                            by.join(", ")
-                        };
-                        format!("{}: {} (changed by {by})", m.obj_ref(), d.path)
-                    })
+                l.mismatches
+                    .iter()
+                    .map(move |x| format!("{}: {x}", m.obj_ref()))
             })
             .chain(
                 desired
@@ -337,11 +345,11 @@ async fn pass(
             }
             // As ArgoCD: a wave waits for the one before it to be healthy; the last one is
             // not waited for (its health is reported, not awaited), nor is the app itself.
-            let waited: Vec<Manifest> = stage
+            let waited: Vec<&Manifest> = stage
                 .objects
                 .iter()
+                .copied()
                 .filter(|m| m.obj_ref() != me)
-                .cloned()
                 .collect();
             if stage.wave.is_none() {
                 applier.rediscover();
@@ -563,7 +571,7 @@ fn short(sha: &str) -> &str {
 }
 
 /// Wait until every object of a wave that has a health is Healthy (or Suspended), or time out.
-async fn wait_healthy(applier: &mut Applier, objects: &[Manifest], timeout: Duration) -> bool {
+async fn wait_healthy(applier: &mut Applier, objects: &[&Manifest], timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut ok = true;

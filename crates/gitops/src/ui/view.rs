@@ -1,7 +1,7 @@
 //! What the pages show of an Application, read from its status: pure, so the list, the app
 //! page and the JSON agree, and tests need no server.
 
-use metalgate_k8s::crd::Application;
+use metalgate_k8s::crd::{Application, ApplicationStatus};
 
 use crate::kinds::PAUSE_ANNOTATION;
 
@@ -95,7 +95,8 @@ fn first_line(s: &str) -> String {
 
 /// The card of an app.
 pub fn summary(app: &Application) -> AppSummary {
-    let st = app.status.clone().unwrap_or_default();
+    let none = ApplicationStatus::default();
+    let st = app.status.as_ref().unwrap_or(&none);
     let revision = st
         .sync
         .as_ref()
@@ -156,7 +157,8 @@ pub fn summary(app: &Application) -> AppSummary {
 
 /// An app's page data.
 pub fn detail(app: &Application) -> AppDetail {
-    let st = app.status.clone().unwrap_or_default();
+    let none = ApplicationStatus::default();
+    let st = app.status.as_ref().unwrap_or(&none);
     let mut nodes: Vec<Node> = st
         .resources
         .iter()
