@@ -206,6 +206,30 @@ fn a_webhook_push_is_applied_at_once_and_a_bad_signature_is_refused() {
     let (code, body) = github_push(admin, &repo, Some("s3cret"));
     assert_eq!(code, "200", "{body}");
     wait_color(&mg, "#0000ff", Duration::from_secs(5));
+
+    // A push that leaves the app's objects as they are (a file outside its path): as ArgoCD,
+    // the app moves to the new revision, Synced, without a sync — no history entry.
+    let entries = || mg.app_jsonpath("podinfo", "{.status.history[*].id}");
+    wait_for(Duration::from_secs(10), || {
+        let e = entries();
+        (e.split_whitespace().count() == 3).then_some(()).ok_or(e)
+    });
+    let before = entries();
+    std::fs::write(work.join("NOTES.md"), "not part of any app\n").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "notes"]);
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let notes = git(&work, &["rev-parse", "HEAD"]);
+    assert_eq!(github_push(admin, &repo, Some("s3cret")).0, "200");
+    wait_for(Duration::from_secs(10), || {
+        let r = mg.app_jsonpath("podinfo", "{.status.sync.revision} {.status.sync.status}");
+        (r == format!("{notes} Synced")).then_some(()).ok_or(r)
+    });
+    assert_eq!(
+        entries(),
+        before,
+        "a commit that changes nothing of the app synced it"
+    );
 }
 
 /// An app's health follows its objects' as they change, not at the next poll (ArgoCD refreshes

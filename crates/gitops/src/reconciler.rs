@@ -255,8 +255,10 @@ async fn pass(
     let needs_sync = desired.iter().any(out_of_sync) || !plan.prune.is_empty();
     let synced_revision = previous.sync.as_ref().and_then(|s| s.revision.clone());
     let new_revision = synced_revision.as_deref() != Some(&commit.sha);
-    // As ArgoCD: auto-sync follows new commits; a change made in the cluster is reverted only
-    // with selfHeal (else the app is OutOfSync and the diff says what differs).
+    // As ArgoCD: auto-sync follows a new commit that changes what the app's objects should be
+    // (a commit that leaves them as they are moves the revision without a sync or a history
+    // entry); a change made in the cluster is reverted only with selfHeal (else the app is
+    // OutOfSync and the diff says what differs).
     let paused = app
         .metadata
         .annotations
@@ -269,7 +271,7 @@ async fn pass(
     }
     let should_sync = match trigger {
         Trigger::Manual => true,
-        _ => cfg.automated && (new_revision || healing),
+        _ => cfg.automated && ((new_revision && needs_sync) || healing),
     };
     let drift: Vec<String> = if healing {
         desired
