@@ -75,7 +75,8 @@ pub async fn reconcile(ctx: &Context, app: &Application, trigger: Trigger) -> Ap
     reconcile_kind(ctx, AppKind::Metalgate, app, trigger).await
 }
 
-/// One pass over `app`, an Application of `kind`; returns the status it wrote.
+/// One pass over `app`, an Application of `kind`; returns the status it wrote (or, when the
+/// Application cannot be read, one it did not write, with a `ComparisonError`).
 pub async fn reconcile_kind(
     ctx: &Context,
     kind: AppKind,
@@ -86,19 +87,19 @@ pub async fn reconcile_kind(
     let ns = app.metadata.namespace.clone().unwrap_or_default();
     // The Application as it is now, not as the caller's cache last saw it: a pass that started
     // from a status older than the previous pass's write would write that old history back.
+    // metalgate's cached Applications are compacted (no inventory): a pass never starts from
+    // one, as the status it writes would lose the inventory. ArgoCD's are cached whole.
     let mut fresh = match kind.api(&ctx.client, &ns).get_opt(&name).await {
         Ok(Some(a)) => match crate::kinds::read(a) {
             Ok(a) => a,
-            Err(e) => {
+            Err(e) if kind == AppKind::Argo => {
                 tracing::warn!(app = %name, error = %e, "the Application does not read as one; using the cached one");
                 app.clone()
             }
+            Err(e) => return unread(app, format!("the Application does not read as one: {e}")),
         },
         Ok(None) => return app.status.clone().unwrap_or_default(),
-        Err(e) => {
-            tracing::debug!(app = %name, error = %e, "reading the Application failed; using the cached one");
-            app.clone()
-        }
+        Err(e) => return unread(app, format!("reading the Application failed: {e}")),
     };
     // The status is taken out, not copied: it lists every object of the app.
     let previous = fresh.status.take().unwrap_or_default();
@@ -122,6 +123,16 @@ pub async fn reconcile_kind(
     };
     write_status(ctx, kind, &ns, &name, &status).await;
     status
+}
+
+/// A pass that could not read its Application: nothing is done or written; the cached status
+/// with a `ComparisonError` is returned so that the app's retry policy applies.
+fn unread(app: &Application, why: String) -> ApplicationStatus {
+    let name = app.metadata.name.as_deref().unwrap_or_default();
+    tracing::warn!(app = %name, error = %why, "skipping a pass");
+    let mut s = app.status.clone().unwrap_or_default();
+    s.conditions.push(condition("ComparisonError", why));
+    s
 }
 
 async fn write_status(

@@ -36,14 +36,37 @@ pub async fn ensure_admin_secret(client: &kube::Client, namespace: &str) -> anyh
     .await
 }
 
-/// The Applications of `namespace` as the UI's watch sees them, and a counter bumped on each
-/// change: the leader's sync loop reads the same cache instead of holding a second copy of
-/// every status (a status lists each object its app holds).
+/// The Applications of `namespace` as the UI's watch sees them, [`compact`]ed, and a counter
+/// bumped on each change: the leader's sync loop reads the same cache instead of holding a
+/// second copy.
 pub struct Apps {
     /// The cache.
     pub store: Store<Application>,
     /// Bumped on every watch event.
     pub changes: watch::Receiver<u64>,
+}
+
+/// What the cache keeps of an Application's status: all but the long lists. An app's
+/// `resources` name each object it holds (thousands in a big app) and each history entry the
+/// objects it touched; the cards, the metrics and the sync loop's triggers need only the child
+/// Applications and one entry per kind (what the drift watches cover). The page of one app and
+/// the JSON API read the Application from the API server whole; a sync pass does too.
+pub fn compact(app: &mut Application) {
+    let Some(st) = app.status.as_mut() else {
+        return;
+    };
+    let mut kinds = std::collections::HashSet::new();
+    st.resources.retain(|r| {
+        r.kind == "Application"
+            || kinds.insert((r.group.clone(), r.version.clone(), r.kind.clone()))
+    });
+    st.resources.shrink_to_fit();
+    for h in &mut st.history {
+        h.created = Vec::new();
+        h.updated = Vec::new();
+        h.pruned = Vec::new();
+        h.reverted = Vec::new();
+    }
 }
 
 /// Serve the UI on the admin listener (under `/`) until `shutdown`: every replica serves it,
@@ -64,8 +87,11 @@ pub async fn start(client: kube::Client, namespace: &str, shutdown: Cancellation
     let api: Api<Application> = Api::namespaced(client.clone(), namespace);
     let (reader, writer) = reflector::store();
     let (tx, rx) = watch::channel(0u64);
-    let events =
-        reflector(writer, watcher(api.clone(), watcher::Config::default())).default_backoff();
+    let events = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default()).modify(compact),
+    )
+    .default_backoff();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let mut events = std::pin::pin!(events);
@@ -96,5 +122,53 @@ pub async fn start(client: kube::Client, namespace: &str, shutdown: Cancellation
     Apps {
         store: reader,
         changes: rx,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_keeps_child_apps_one_entry_per_kind_and_the_history_without_lists() {
+        let cm = |n: &str| serde_json::json!({"group": "", "version": "v1", "kind": "ConfigMap", "namespace": "a", "name": n});
+        let child = |n: &str| serde_json::json!({"group": "metalgate.io", "version": "v1beta1", "kind": "Application", "namespace": "metalgate-system", "name": n});
+        let mut app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "metalgate.io/v1beta1", "kind": "Application",
+            "metadata": {"name": "root", "namespace": "metalgate-system"},
+            "spec": {"source": {"repoURL": "file:///r", "path": "."}, "destination": {}},
+            "status": {
+                "sync": {"status": "Synced", "revision": "abc"}, "health": {"status": "Healthy"},
+                "resources": [cm("one"), child("podinfo"), cm("two"), child("grafana"), cm("three"),
+                    {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "a", "name": "d"}],
+                "history": [{"id": 1, "revision": "abc", "author": "A <a@x>", "message": "first",
+                    "deployedAt": "2026-12-04T00:00:00Z", "created": ["ConfigMap a/one"],
+                    "updated": ["ConfigMap a/two"], "pruned": ["ConfigMap a/old"],
+                    "reverted": ["ConfigMap a/one: data.x (by kubectl)"]}],
+            },
+        }))
+        .unwrap();
+        let card = view::summary(&app);
+        compact(&mut app);
+        let st = app.status.as_ref().unwrap();
+        let kept: Vec<(&str, &str)> = st
+            .resources
+            .iter()
+            .map(|r| (r.kind.as_str(), r.name.as_str()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("ConfigMap", "one"),
+                ("Application", "podinfo"),
+                ("Application", "grafana"),
+                ("Deployment", "d")
+            ]
+        );
+        let h = &st.history[0];
+        assert!(h.created.is_empty() && h.updated.is_empty() && h.pruned.is_empty());
+        assert!(h.reverted.is_empty());
+        // What a card shows is unchanged.
+        assert_eq!(view::summary(&app), card);
     }
 }

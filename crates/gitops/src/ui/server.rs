@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use metalgate_k8s::admin::{Body, full};
 use metalgate_k8s::crd::Application;
@@ -183,11 +183,9 @@ impl Ui {
         apps
     }
 
-    fn app(&self, name: &str) -> Option<Arc<Application>> {
-        self.apps
-            .state()
-            .into_iter()
-            .find(|a| a.metadata.name.as_deref() == Some(name))
+    /// One Application whole, from the API server (the cache holds compacted ones).
+    async fn app(&self, name: &str) -> Result<Option<Application>, kube::Error> {
+        self.api.get_opt(name).await
     }
 
     /// The session's CSRF token, when the request carries a live session cookie.
@@ -269,8 +267,8 @@ impl Ui {
                 }
                 redirect("/", Some(auth::clear_cookie()))
             }
-            (Method::GET, ["applications", name]) => match self.app(name) {
-                Some(a) => {
+            (Method::GET, ["applications", name]) => match self.app(name).await {
+                Ok(Some(a)) => {
                     let viewer = Viewer {
                         csrf: self.session(req.headers()).map(|s| s.1),
                     };
@@ -279,9 +277,13 @@ impl Ui {
                         html::app(&view::detail(&a), &viewer, query(&req, "done")),
                     )
                 }
-                None => page(
+                Ok(None) => page(
                     StatusCode::NOT_FOUND,
                     html::error("Not found", &format!("There is no Application {name}.")),
+                ),
+                Err(e) => page(
+                    StatusCode::BAD_GATEWAY,
+                    html::error("Reading the Application failed", &e.to_string()),
                 ),
             },
             (Method::POST, ["applications", name, verb]) => {
@@ -322,8 +324,15 @@ impl Ui {
                 }
             }
             (Method::GET, ["api", "v1", "applications"]) => {
-                let mut items: Vec<Application> =
-                    self.apps.state().iter().map(|a| (**a).clone()).collect();
+                let mut items = match self.api.list(&ListParams::default()).await {
+                    Ok(l) => l.items,
+                    Err(e) => {
+                        return json_answer(
+                            StatusCode::BAD_GATEWAY,
+                            &json!({"error": e.to_string()}),
+                        );
+                    }
+                };
                 items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
                 json_answer(
                     StatusCode::OK,
@@ -342,12 +351,15 @@ impl Ui {
                         );
                     }
                 }
-                match self.app(name) {
-                    Some(a) => json_answer(StatusCode::OK, &json!(*a)),
-                    None => json_answer(
+                match self.app(name).await {
+                    Ok(Some(a)) => json_answer(StatusCode::OK, &json!(a)),
+                    Ok(None) => json_answer(
                         StatusCode::NOT_FOUND,
                         &json!({"error": format!("application {name} not found")}),
                     ),
+                    Err(e) => {
+                        json_answer(StatusCode::BAD_GATEWAY, &json!({"error": e.to_string()}))
+                    }
                 }
             }
             (Method::POST, ["api", "v1", "applications", name, verb]) => {
