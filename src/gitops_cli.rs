@@ -1,13 +1,16 @@
 //! `metalgate gitops list|status|history|diff|refresh|sync|validate`: what `argocd app list|
 //! get|history|diff|sync` show and do, read from and written to the Application objects — the
 //! module itself (`metalgate gitops run`) does the work; `diff` reads Git and the cluster.
+//! Applications of both kinds are shown and driven (`argoproj.io` ones where the module
+//! reconciles them, `--gitops-argo-applications`), a name resolving as the module resolves it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use metalgate_gitops::kinds::AppKind;
 use metalgate_k8s::crd::Application;
 
 use crate::cli::{GitopsCommand, Target};
@@ -15,12 +18,66 @@ use crate::cli::{GitopsCommand, Target};
 /// The annotation that asks the module for a sync now (cleared when the pass starts).
 pub const SYNC_ANNOTATION: &str = metalgate_gitops::runner::SYNC_ANNOTATION;
 
-async fn api(t: &Target) -> anyhow::Result<Api<Application>> {
-    let client = match &t.kubeconfig {
+async fn client(t: &Target) -> anyhow::Result<kube::Client> {
+    Ok(match &t.kubeconfig {
         Some(k) => metalgate_k8s::client::from_kubeconfig(k).await?,
         None => metalgate_k8s::client::infer().await?,
-    };
-    Ok(Api::namespaced(client, &t.namespace))
+    })
+}
+
+/// Whether an error says the kind is not served (no ArgoCD Applications here).
+fn not_served(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// The Applications of `namespace` the module reconciles, as it picks them: metalgate's, then
+/// ArgoCD's (where their CRD is served) whose names no metalgate Application has taken.
+async fn list_apps(client: &kube::Client, namespace: &str) -> anyhow::Result<Vec<Application>> {
+    let mut apps = Vec::new();
+    for kind in [AppKind::Metalgate, AppKind::Argo] {
+        let items = match kind.api(client, namespace).list(&Default::default()).await {
+            Ok(l) => l.items,
+            Err(e) if kind == AppKind::Argo && not_served(&e) => Vec::new(),
+            Err(e) => {
+                return Err(e).with_context(|| format!("listing {} Applications", kind.group()));
+            }
+        };
+        for o in items {
+            let a = read(o, kind)?;
+            if !apps
+                .iter()
+                .any(|b: &Application| b.metadata.name == a.metadata.name)
+            {
+                apps.push(a);
+            }
+        }
+    }
+    apps.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    Ok(apps)
+}
+
+fn read(o: DynamicObject, kind: AppKind) -> anyhow::Result<Application> {
+    let name = o.metadata.name.clone().unwrap_or_default();
+    metalgate_gitops::kinds::read(o)
+        .with_context(|| format!("{} Application {name} does not read", kind.group()))
+}
+
+/// One Application by name, metalgate's first, then ArgoCD's, with the API it lives in.
+async fn find_app(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<(Api<DynamicObject>, Application)> {
+    for kind in [AppKind::Metalgate, AppKind::Argo] {
+        let api = kind.api(client, namespace);
+        match api.get_opt(name).await {
+            Ok(Some(o)) => return Ok((api, read(o, kind)?)),
+            Ok(None) => {}
+            Err(e) if kind == AppKind::Argo && not_served(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("Application {name}")),
+        }
+    }
+    bail!("Application {name} not found in namespace {namespace} (metalgate.io or argoproj.io)")
 }
 
 fn short(sha: &str) -> &str {
@@ -185,17 +242,18 @@ pub fn render_history(app: &Application) -> String {
 
 /// Set `annotation` on the Application and wait (at most a minute) until the module removes
 /// it, which it does when the pass that answered it has ended (and its status is written).
-async fn ask(api: &Api<Application>, name: &str, annotation: &str) -> anyhow::Result<Application> {
-    api.get(name)
-        .await
-        .with_context(|| format!("Application {name}"))?;
+async fn ask(
+    api: &Api<DynamicObject>,
+    name: &str,
+    annotation: &str,
+) -> anyhow::Result<Application> {
     let patch = serde_json::json!({"metadata": {"annotations": {annotation: jiff::Timestamp::now().to_string()}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .with_context(|| format!("annotating Application {name}"))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let now = api.get(name).await?;
+        let now = metalgate_gitops::kinds::read(api.get(name).await?)?;
         let pending = now
             .metadata
             .annotations
@@ -264,23 +322,19 @@ pub async fn dispatch(cmd: GitopsCommand) -> anyhow::Result<ExitCode> {
         // The module itself is started where the other components are (`crate::commands`).
         GitopsCommand::Run(_) => bail!("`metalgate gitops run` is not a client command"),
         GitopsCommand::List(t) => {
-            let apps = api(&t).await?.list(&Default::default()).await?.items;
+            let apps = list_apps(&client(&t).await?, &t.namespace).await?;
             println!("{}", render_list(&apps));
             Ok(ExitCode::SUCCESS)
         }
         GitopsCommand::Status(n) => {
-            let app = api(&n.target).await?.get(&n.name).await?;
+            let (_, app) =
+                find_app(&client(&n.target).await?, &n.target.namespace, &n.name).await?;
             println!("{}", render_status(&app));
             Ok(ExitCode::SUCCESS)
         }
         GitopsCommand::Diff(n) => {
-            let client = match &n.target.kubeconfig {
-                Some(k) => metalgate_k8s::client::from_kubeconfig(k).await?,
-                None => metalgate_k8s::client::infer().await?,
-            };
-            let app = Api::<Application>::namespaced(client.clone(), &n.target.namespace)
-                .get(&n.name)
-                .await?;
+            let client = client(&n.target).await?;
+            let (_, app) = find_app(&client, &n.target.namespace, &n.name).await?;
             // Git data for this one comparison only.
             let dir = std::env::temp_dir().join(format!("metalgate-diff-{}", std::process::id()));
             let ctx = metalgate_gitops::reconciler::Context::new(client, &dir);
@@ -302,12 +356,14 @@ pub async fn dispatch(cmd: GitopsCommand) -> anyhow::Result<ExitCode> {
             }
         }
         GitopsCommand::History(n) => {
-            let app = api(&n.target).await?.get(&n.name).await?;
+            let (_, app) =
+                find_app(&client(&n.target).await?, &n.target.namespace, &n.name).await?;
             println!("{}", render_history(&app));
             Ok(ExitCode::SUCCESS)
         }
         GitopsCommand::Refresh(n) => {
-            let api = api(&n.target).await?;
+            let (api, _) =
+                find_app(&client(&n.target).await?, &n.target.namespace, &n.name).await?;
             let app = ask(
                 &api,
                 &n.name,
@@ -318,7 +374,8 @@ pub async fn dispatch(cmd: GitopsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         GitopsCommand::Sync(n) => {
-            let api = api(&n.target).await?;
+            let (api, _) =
+                find_app(&client(&n.target).await?, &n.target.namespace, &n.name).await?;
             let app = ask(&api, &n.name, SYNC_ANNOTATION).await?;
             println!("{}", render_status(&app));
             let failed = app

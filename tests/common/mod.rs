@@ -187,6 +187,24 @@ impl Metalgate {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `metalgate ARGS --kubeconfig <this instance's>` as a user types it: whether it
+    /// succeeded, and its stdout then stderr.
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_metalgate"))
+            .args(args)
+            .args(["--kubeconfig", self.kubeconfig().to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// `kubectl get application NAME -n metalgate-system -o jsonpath=PATH`.
     pub fn app_jsonpath(&self, name: &str, path: &str) -> String {
         let jsonpath = format!("jsonpath={path}");

@@ -6,22 +6,6 @@ use std::time::Duration;
 use crate::common::workshop::{podinfo_app, push_color, wait_color, workshop_repo};
 use crate::common::{Metalgate, free_port};
 
-fn metalgate(mg: &Metalgate, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_metalgate"))
-        .args(args)
-        .args(["--kubeconfig", mg.kubeconfig().to_str().unwrap()])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
     let tmp = tempfile::tempdir().unwrap();
@@ -42,7 +26,7 @@ fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (ok, said) = metalgate(&mg, &["gitops", "sync", "podinfo"]);
+    let (ok, said) = mg.cli(&["gitops", "sync", "podinfo"]);
     assert!(ok, "{said}");
     assert!(said.contains("Sync:       Synced"), "{said}");
     assert!(
@@ -52,17 +36,17 @@ fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
     wait_color(&mg, "#34577c", Duration::from_secs(5));
 
     let sha = push_color(&work, "#ff8800");
-    let (ok, said) = metalgate(&mg, &["gitops", "refresh", "podinfo"]);
+    let (ok, said) = mg.cli(&["gitops", "refresh", "podinfo"]);
     assert!(ok, "{said}");
     assert!(
         said.contains("OutOfSync"),
         "a new commit without auto-sync: {said}"
     );
-    let (ok, said) = metalgate(&mg, &["gitops", "sync", "podinfo"]);
+    let (ok, said) = mg.cli(&["gitops", "sync", "podinfo"]);
     assert!(ok, "{said}");
     wait_color(&mg, "#ff8800", Duration::from_secs(5));
 
-    let (ok, list) = metalgate(&mg, &["gitops", "list"]);
+    let (ok, list) = mg.cli(&["gitops", "list"]);
     assert!(ok, "{list}");
     let row: Vec<&str> = list.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(
@@ -70,7 +54,7 @@ fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
         ["podinfo", "Synced", "Healthy", &sha[..7]],
         "{list}"
     );
-    let (ok, history) = metalgate(&mg, &["gitops", "history", "podinfo"]);
+    let (ok, history) = mg.cli(&["gitops", "history", "podinfo"]);
     assert!(ok, "{history}");
     let newest = history.lines().nth(1).unwrap();
     assert!(
@@ -82,7 +66,7 @@ fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
 
     // diff: nothing differs after the sync; a hand edit is named by field, values and manager,
     // and the exit code says so (as `argocd app diff`).
-    let (ok, diff) = metalgate(&mg, &["gitops", "diff", "podinfo"]);
+    let (ok, diff) = mg.cli(&["gitops", "diff", "podinfo"]);
     assert!(ok, "{diff}");
     assert!(
         diff.contains("0 changed, 0 missing, 0 not in Git"),
@@ -97,7 +81,7 @@ fn the_gitops_cli_lists_shows_history_and_syncs_on_demand() {
         "-p",
         r##"{"data":{"PODINFO_UI_COLOR":"#abcdef"}}"##,
     ]);
-    let (ok, diff) = metalgate(&mg, &["gitops", "diff", "podinfo"]);
+    let (ok, diff) = mg.cli(&["gitops", "diff", "podinfo"]);
     assert!(!ok, "diff exits 1 when something differs: {diff}");
     assert!(
         diff.contains(r##"data.PODINFO_UI_COLOR: Git "#ff8800", cluster "#abcdef"  (changed by kubectl-patch)"##),

@@ -206,6 +206,26 @@ spec:
         conditions.contains("UnsupportedFieldWarning") && conditions.contains("ignoreDifferences"),
         "{conditions}"
     );
+    // `metalgate gitops` shows and drives them as it does metalgate's (as `argocd app list`).
+    let (ok, list) = mg.cli(&["gitops", "list", "-n", "argocd"]);
+    assert!(ok, "{list}");
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().take(4).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["podinfo", "Synced", "Healthy", &sha[..7]],
+            ["root", "Synced", "Healthy", &sha[..7]]
+        ],
+        "{list}"
+    );
+    let (ok, history) = mg.cli(&["gitops", "history", "podinfo", "-n", "argocd"]);
+    assert!(ok && history.contains(&sha[..7]), "{history}");
+    let (ok, synced) = mg.cli(&["gitops", "sync", "podinfo", "-n", "argocd"]);
+    assert!(ok && synced.contains("Synced"), "{synced}");
     // `kubectl get` shows ArgoCD's columns for them.
     let table = mg.kubectl_ok(&["get", "applications.argoproj.io", "-n", "argocd"]);
     assert!(
