@@ -7,11 +7,13 @@
 //! 3. the module's peak RSS (VmHWM), RSS and PSS holding APPS Applications of N objects each
 //!    (goal: peak under 64 MiB; ArgoCD's application controller: 0.4–1.9 GiB).
 //!
-//! The store (`metalgate run --components none`) and the module (`metalgate gitops run`) are
-//! separate processes, so the memory is the module's alone.
+//! The store (`metalgate run --components none`) and the module are separate processes, so the
+//! memory is the module's alone: `metalgate gitops run`, or with a fourth argument `controller`,
+//! `metalgate controller` — the LoadBalancer controller and the module in one process, as the
+//! manifests deploy them (usage: `gitops RUNS N APPS [module|controller]`).
 //!
-//! `bench/gitops.sh [RUNS] [N] [APPS]` builds the release binary and runs this; record the
-//! output in bench/RESULTS.md.
+//! `bench/gitops.sh [RUNS] [N] [APPS] [module|controller]` builds the release binary and runs
+//! this; record the output in bench/RESULTS.md.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -241,24 +243,32 @@ fn webhook(admin: u16, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn gitops(kubeconfig: &Path, data: &Path, admin: u16, poll: &str) -> anyhow::Result<Proc> {
-    let p = spawn(
-        &[
-            "gitops",
-            "run",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap_or_default(),
-            "--data-dir",
-            data.to_str().unwrap_or_default(),
-            "--node-name",
-            "bench",
-            "--poll",
-            poll,
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ],
-        false,
-    )?;
+fn gitops(
+    process: Process,
+    kubeconfig: &Path,
+    data: &Path,
+    admin: u16,
+    poll: &str,
+) -> anyhow::Result<Proc> {
+    let (command, poll_flag): (&[&str], &str) = match process {
+        Process::Module => (&["gitops", "run"], "--poll"),
+        Process::Controller => (&["controller"], "--gitops-poll"),
+    };
+    let listen = format!("127.0.0.1:{admin}");
+    let mut args: Vec<&str> = command.to_vec();
+    args.extend([
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap_or_default(),
+        "--data-dir",
+        data.to_str().unwrap_or_default(),
+        "--node-name",
+        "bench",
+        poll_flag,
+        poll,
+        "--admin-listen",
+        &listen,
+    ]);
+    let p = spawn(&args, false)?;
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", admin)).is_err() {
         anyhow::ensure!(
@@ -270,6 +280,15 @@ fn gitops(kubeconfig: &Path, data: &Path, admin: u16, poll: &str) -> anyhow::Res
     Ok(p)
 }
 
+/// Which process runs the module.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Process {
+    /// `metalgate gitops run`.
+    Module,
+    /// `metalgate controller` (the LoadBalancer controller and the module).
+    Controller,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let arg = |i: usize, d: usize| -> usize {
@@ -279,6 +298,11 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(d)
     };
     let (runs, n, apps) = (arg(1, 5), arg(2, 1000), arg(3, 50));
+    let process = match std::env::args().nth(4).as_deref() {
+        None | Some("module") => Process::Module,
+        Some("controller") => Process::Controller,
+        Some(other) => anyhow::bail!("the fourth argument is module or controller, not {other}"),
+    };
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();
@@ -363,7 +387,7 @@ async fn main() -> anyhow::Result<()> {
     let floor = start.elapsed().as_secs_f64();
     let admin = free_port();
     let data = tmp.path().join("gitops");
-    let module = gitops(&kubeconfig, &data, admin, "10m")?;
+    let module = gitops(process, &kubeconfig, &data, admin, "10m")?;
     let start = Instant::now();
     apps_api
         .patch("big", &pp, &Patch::Apply(app("big", &url, "big", "big")))
@@ -396,7 +420,7 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(module);
     // ... and through the poll alone (5 s).
-    let module = gitops(&kubeconfig, &data, admin, "5s")?;
+    let module = gitops(process, &kubeconfig, &data, admin, "5s")?;
     wait_passes(admin, 2)?;
     let mut polled = Vec::new();
     for r in 0..runs {
@@ -418,7 +442,7 @@ async fn main() -> anyhow::Result<()> {
     drop(module);
 
     // 3. Memory holding APPS apps of N objects (a fresh module, so its peak is theirs).
-    let module = gitops(&kubeconfig, &data, admin, "10m")?;
+    let module = gitops(process, &kubeconfig, &data, admin, "10m")?;
     let pid = module.0.id();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, idle_rss, idle_pss) = memory(pid);
@@ -436,7 +460,11 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (hwm, rss, pss) = memory(pid);
     println!(
-        "memory of the module: idle RSS {idle_rss:.1} MiB, PSS {idle_pss:.1} MiB; holding {} apps ({} objects, synced in {took:.0} s): peak RSS {hwm:.1} MiB (goal < 64), RSS {rss:.1} MiB, PSS {pss:.1} MiB",
+        "memory of {}: idle RSS {idle_rss:.1} MiB, PSS {idle_pss:.1} MiB; holding {} apps ({} objects, synced in {took:.0} s): peak RSS {hwm:.1} MiB (goal < 64), RSS {rss:.1} MiB, PSS {pss:.1} MiB",
+        match process {
+            Process::Module => "the module (metalgate gitops run)",
+            Process::Controller => "the controller with the module (metalgate controller)",
+        },
         all.len(),
         (apps + 1) * n + 1
     );
