@@ -81,10 +81,13 @@ pub async fn run(
                 .collect(),
         };
         let prev = shared.table.load_full();
+        let started = std::time::Instant::now();
         let table = RouteTable::build_with(&snap, &settings.classes, Some(&prev), &|i, s| {
             shared.metrics.route(i, s)
         });
         let m = &shared.metrics;
+        m.build_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         m.generation.store(table.generation, Ordering::Relaxed);
         m.routes
             .store(table.backends().count() as u64, Ordering::Relaxed);

@@ -218,9 +218,7 @@ impl Server {
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout_at(deadline, task).await;
         }
-        while self.shared.metrics.in_flight.load(Ordering::Relaxed) > 0
-            && tokio::time::Instant::now() < deadline
-        {
+        while self.shared.metrics.in_flight.get() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!("proxy drained");
@@ -279,6 +277,31 @@ struct HeaderDeadline {
     line: RequestLine,
     /// A malformed request line was read: how much of the 400 has been written (then EOF).
     rejecting: Option<usize>,
+}
+
+/// The end of a header block, `\r\n\r\n`, as the last four bytes seen (newest lowest).
+const CRLF_CRLF: u32 = 0x0d0a_0d0a;
+
+/// Where the first `\r\n\r\n` ends in `data` (the index after it), given the bytes read before
+/// it (`tail`, the newest in the low byte). Only line ends are looked at, found by memchr.
+fn blank_line_end(tail: u32, data: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', data).find_map(|p| {
+        let window = (0..4).fold(0u32, |w, k| {
+            let b = match (p + k).checked_sub(3) {
+                Some(i) => data[i],
+                None => (tail >> (8 * (2 - p - k))) as u8,
+            };
+            (w << 8) | u32::from(b)
+        });
+        (window == CRLF_CRLF).then_some(p + 1)
+    })
+}
+
+/// `tail` after `data`: its last four bytes, earlier ones from `tail` when `data` is shorter.
+fn last_bytes(tail: u32, data: &[u8]) -> u32 {
+    data[data.len().saturating_sub(4)..]
+        .iter()
+        .fold(tail, |t, b| (t << 8) | u32::from(*b))
 }
 
 /// The answer to a malformed request line; the connection closes after it.
@@ -365,6 +388,20 @@ impl HeaderDeadline {
         }
     }
 
+    /// `data` is about to be written: when a final (non-1xx) response starts, the next bytes
+    /// read begin a new request.
+    fn writing(&mut self, data: &[u8]) {
+        if !self.in_header
+            && data.starts_with(b"HTTP/1.")
+            && data.get(9..10).is_none_or(|c| c != b"1")
+        {
+            self.in_header = true;
+            self.tail = 0;
+            self.line = RequestLine::default();
+            self.sleep = None;
+        }
+    }
+
     fn expired() -> std::io::Error {
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -396,7 +433,13 @@ impl AsyncRead for HeaderDeadline {
                 if !new.is_empty() && this.started.is_none() {
                     this.started = Some(tokio::time::Instant::now());
                 }
-                for b in new {
+                // The request line byte by byte; the rest of the block only at its line ends.
+                let mut rest = new.len();
+                for (i, b) in new.iter().enumerate() {
+                    if this.line.done {
+                        rest = i;
+                        break;
+                    }
                     if !this.line.feed(*b) {
                         tracing::debug!("malformed request line: answering 400");
                         buf.set_filled(before);
@@ -407,12 +450,23 @@ impl AsyncRead for HeaderDeadline {
                         return this.poll_reject(cx);
                     }
                     this.tail = (this.tail << 8) | u32::from(*b);
-                    if this.tail == 0x0d0a_0d0a {
+                    if this.tail == CRLF_CRLF {
+                        rest = new.len();
                         this.in_header = false;
-                        this.started = None;
-                        this.sleep = None;
                         break;
                     }
+                }
+                let rest = &new[rest..];
+                if this.in_header && !rest.is_empty() {
+                    if blank_line_end(this.tail, rest).is_some() {
+                        this.in_header = false;
+                    } else {
+                        this.tail = last_bytes(this.tail, rest);
+                    }
+                }
+                if !this.in_header {
+                    this.started = None;
+                    this.sleep = None;
                 }
             }
             Poll::Pending if this.in_header => {
@@ -440,17 +494,25 @@ impl AsyncWrite for HeaderDeadline {
         cx: &mut TaskCx<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        // A final (non-1xx) response starts: the next bytes read begin a new request.
-        if !self.in_header
-            && data.starts_with(b"HTTP/1.")
-            && data.get(9..10).is_none_or(|c| c != b"1")
-        {
-            self.in_header = true;
-            self.tail = 0;
-            self.line = RequestLine::default();
-            self.sleep = None;
-        }
+        self.writing(data);
         Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskCx<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match bufs.iter().find(|b| !b.is_empty()) {
+            // The same check as `poll_write`, on what would be written first.
+            Some(first) => {
+                self.writing(first);
+                Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+            }
+            None => Poll::Ready(Ok(0)),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -518,7 +580,52 @@ impl Peek for HeaderDeadline {
 
 #[cfg(test)]
 mod tests {
-    use super::RequestLine;
+    use super::{RequestLine, blank_line_end, last_bytes};
+
+    /// Where the first `\r\n\r\n` ends, byte by byte: what the scan did before memchr.
+    fn reference(all: &[u8]) -> Option<usize> {
+        let mut t = 0u32;
+        all.iter()
+            .position(|b| {
+                t = (t << 8) | u32::from(*b);
+                t == 0x0d0a_0d0a
+            })
+            .map(|p| p + 1)
+    }
+
+    #[test]
+    fn the_end_of_a_header_block_is_found_however_the_reads_split_it() {
+        for block in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\nX-B: c\r\n\r\n"[..],
+            b"\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nA: \n\r\n\nB: c\r\r\n\r\n\r\nbody",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r",
+            b"\n\n\n\r\n\r",
+        ] {
+            let want = reference(block);
+            for i in 0..=block.len() {
+                for j in i..=block.len() {
+                    let mut tail = 0;
+                    let mut offset = 0;
+                    let mut got = None;
+                    for chunk in [&block[..i], &block[i..j], &block[j..]] {
+                        if let Some(p) = blank_line_end(tail, chunk) {
+                            got = Some(offset + p);
+                            break;
+                        }
+                        tail = last_bytes(tail, chunk);
+                        offset += chunk.len();
+                    }
+                    assert_eq!(
+                        got,
+                        want,
+                        "{:?} split at {i}, {j}",
+                        block.escape_ascii().to_string()
+                    );
+                }
+            }
+        }
+    }
 
     fn ok(bytes: &[u8]) -> bool {
         let mut l = RequestLine::default();

@@ -214,8 +214,13 @@ impl IngressProxy {
             return None;
         }
         let now = self.shared.now_ms();
-        let start = backend.cursor.fetch_add(1, Ordering::Relaxed);
         let n = eps.len();
+        // Round robin; a single endpoint needs no turn (and no write every core shares).
+        let start = if n == 1 {
+            0
+        } else {
+            backend.cursor.fetch_add(1, Ordering::Relaxed)
+        };
         // Healthy and untried first; then untried even if ejected (better than nothing).
         let candidates = (0..n).map(|i| &eps[(start + i) % n]);
         let mut fallback = None;
@@ -263,13 +268,12 @@ fn raw_has_header(raw: &[u8], name: &[u8]) -> bool {
     })
 }
 
-fn request_host(session: &Session) -> Option<String> {
+fn request_host(session: &Session) -> Option<&str> {
     let req = session.req_header();
     req.headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri.authority().map(|a| a.to_string()))
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
 #[async_trait]
@@ -295,10 +299,7 @@ impl ProxyHttp for IngressProxy {
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         ctx.counted = true;
-        self.shared
-            .metrics
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.in_flight.inc();
         ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         ctx.client = session
             .client_addr()
@@ -326,8 +327,7 @@ impl ProxyHttp for IngressProxy {
                 .respond(session, ctx, 400, &[], "missing Host header\n".into())
                 .await;
         };
-        ctx.host = crate::table::normalize_host(&host);
-        let table = self.shared.table.load_full();
+        ctx.host = crate::table::normalize_host(host);
         // Routed (and so guarded) by the normalised path, as nginx matches locations; the
         // backend gets the request as the client sent it.
         let path = match crate::uri::normalize_path(session.req_header().uri.path()) {
@@ -337,9 +337,15 @@ impl ProxyHttp for IngressProxy {
                 return self.respond(session, ctx, 400, &[], msg).await;
             }
         };
-        let found = table
-            .find(&host, &path)
+        // A guard, not a clone of the table's Arc: no reference count shared by every core
+        // touched per request.
+        let found = self
+            .shared
+            .table
+            .load()
+            .find_normalized(&ctx.host, &path)
             .map(|m| (m.backend.clone(), m.upstream_path, m.tls_host));
+        drop(path);
         let Some((backend, upstream_path, tls_host)) = found else {
             return self
                 .respond(
@@ -696,10 +702,7 @@ impl ProxyHttp for IngressProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if ctx.counted {
-            self.shared
-                .metrics
-                .in_flight
-                .fetch_sub(1, Ordering::Relaxed);
+            self.shared.metrics.in_flight.dec();
         }
         let status = session
             .response_written()

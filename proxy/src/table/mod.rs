@@ -180,7 +180,7 @@ pub struct Route {
     pub path: PathMatch,
     /// Where it goes.
     pub backend: Arc<Backend>,
-    created: String,
+    created: Option<i64>,
 }
 
 /// The rules of one host, longest match first.
@@ -342,11 +342,18 @@ impl RouteTable {
             .iter()
             .filter(|i| is_ours(i, &classes))
             .collect();
-        // Oldest first: on a conflict the first one in wins.
+        // Oldest first: on a conflict the first one in wins. (Keys compared in place: with
+        // 10 000 Ingresses a key made per comparison was a fifth of the build.)
+        fn by_name(i: &Ingress) -> (&str, &str) {
+            (
+                i.metadata.namespace.as_deref().unwrap_or_default(),
+                i.metadata.name.as_deref().unwrap_or_default(),
+            )
+        }
         ours.sort_by(|a, b| {
             created(a)
                 .cmp(&created(b))
-                .then_with(|| key(&a.metadata).cmp(&key(&b.metadata)))
+                .then_with(|| by_name(a).cmp(&by_name(b)))
         });
 
         let services: HashMap<ObjKey, &Service> = snap
@@ -468,7 +475,7 @@ impl RouteTable {
                     let route = Route {
                         path: m,
                         backend: b,
-                        created: created.clone(),
+                        created,
                     };
                     let target = if host.is_empty() {
                         &mut t.any_host
@@ -626,10 +633,10 @@ pub(super) fn key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta
     }
 }
 
-fn created(i: &Ingress) -> String {
+/// When an Ingress was created, in seconds; one without a timestamp counts as oldest.
+fn created(i: &Ingress) -> Option<i64> {
     i.metadata
         .creation_timestamp
         .as_ref()
-        .map(|t| format!("{:020}", t.0.as_second()))
-        .unwrap_or_default()
+        .map(|t| t.0.as_second())
 }
