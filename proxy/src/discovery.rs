@@ -93,46 +93,43 @@ pub async fn run(
             .store(table.backends().count() as u64, Ordering::Relaxed);
         m.certificates
             .store(table.certs.len() as u64, Ordering::Relaxed);
-        let ours = table.ingresses.clone();
-        let problems = table.problems.clone();
-        shared.table.store(Arc::new(table));
+        let table = Arc::new(table);
+        shared.table.store(table.clone());
         if !shared.ready.swap(true, Ordering::Relaxed) {
-            tracing::info!(ingresses = ours.len(), "proxy route table ready");
+            tracing::info!(ingresses = table.ingress_count(), "proxy route table ready");
         }
 
-        let by_key: std::collections::HashMap<ObjKey, &Arc<Ingress>> = snap
-            .ingresses
-            .iter()
-            .map(|i| {
-                let k = ObjKey {
-                    namespace: i.metadata.namespace.clone().unwrap_or_default(),
-                    name: i.metadata.name.clone().unwrap_or_default(),
-                };
-                (k, i)
-            })
-            .collect();
-
         // Problems: logged and published once each, while they last.
-        let now: HashSet<(ObjKey, String, String)> = problems
+        let now: HashSet<(ObjKey, String, String)> = table
+            .problems
             .iter()
             .map(|p| (p.ingress.clone(), p.field.clone(), p.message.clone()))
             .collect();
-        for p in &problems {
-            let k = (p.ingress.clone(), p.field.clone(), p.message.clone());
-            if reported.contains(&k) {
-                continue;
-            }
-            tracing::warn!(ingress = %p.ingress, field = %p.field, "{}", p.message);
-            if let Some(ing) = by_key.get(&p.ingress) {
-                reflect::publish(
-                    &recorder,
-                    &ing.object_ref(&()),
-                    EventType::Warning,
-                    p.reason,
-                    "Route",
-                    format!("{}: {}", p.field, p.message),
-                )
-                .await;
+        let fresh: Vec<_> = table
+            .problems
+            .iter()
+            .filter(|p| {
+                !reported.contains(&(p.ingress.clone(), p.field.clone(), p.message.clone()))
+            })
+            .collect();
+        if !fresh.is_empty() {
+            let by_key: std::collections::HashMap<ObjKey, &Arc<Ingress>> = table
+                .our_ingresses()
+                .map(|i| (crate::table::key_of(i), i))
+                .collect();
+            for p in fresh {
+                tracing::warn!(ingress = %p.ingress, field = %p.field, "{}", p.message);
+                if let Some(ing) = by_key.get(&p.ingress) {
+                    reflect::publish(
+                        &recorder,
+                        &ing.object_ref(&()),
+                        EventType::Warning,
+                        p.reason,
+                        "Route",
+                        format!("{}: {}", p.field, p.message),
+                    )
+                    .await;
+                }
             }
         }
         reported = now;
@@ -151,21 +148,11 @@ pub async fn run(
                 .into_iter()
                 .filter_map(|i| i.ip.or(i.hostname))
                 .collect();
-            for ik in &ours {
-                let Some(ing) = by_key.get(ik) else {
-                    continue;
-                };
-                let current: Vec<String> = ing
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.load_balancer.as_ref()?.ingress.clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|i| i.ip.or(i.hostname))
-                    .collect();
-                if current == addrs {
+            for ing in table.our_ingresses() {
+                if shows(ing, &addrs) {
                     continue;
                 }
+                let ik = crate::table::key_of(ing);
                 let entries: Vec<serde_json::Value> = addrs
                     .iter()
                     .map(|a| {
@@ -212,4 +199,17 @@ pub async fn run(
     }
     drop(watches);
     Ok(())
+}
+
+/// Whether an Ingress's status already lists exactly `addrs` (IPs or host names, in order).
+fn shows(ing: &Ingress, addrs: &[String]) -> bool {
+    let listed = ing
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref()?.ingress.as_ref())
+        .map_or(&[][..], |v| v.as_slice());
+    let mut names = listed
+        .iter()
+        .filter_map(|i| i.ip.as_deref().or(i.hostname.as_deref()));
+    addrs.iter().all(|a| names.next() == Some(a.as_str())) && names.next().is_none()
 }

@@ -417,3 +417,150 @@ fn certificates_by_host_and_bad_secrets_named() {
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("    {l}\n")).collect()
 }
+
+/// What a user can observe of a table: where each host and path goes (Service and endpoints),
+/// the certificates, and the problems reported.
+fn observed(t: &RouteTable) -> String {
+    let mut out = format!("hosts {:?}\n", t.hosts());
+    for host in [
+        "a.example",
+        "b.example",
+        "c.example",
+        "tls.example",
+        "other.example",
+    ] {
+        for path in ["/", "/x", "/y"] {
+            let to = t.find(host, path).map(|m| {
+                let eps: Vec<String> = m
+                    .backend
+                    .endpoints
+                    .iter()
+                    .map(|e| e.addr.to_string())
+                    .collect();
+                format!("{} {eps:?}", m.backend.service)
+            });
+            out += &format!(
+                "{host}{path} -> {to:?} tls {}\n",
+                t.certs.get(host).is_some()
+            );
+        }
+    }
+    for p in &t.problems {
+        out += &format!("problem {p} ({})\n", p.reason);
+    }
+    out
+}
+
+#[test]
+fn a_table_built_from_the_last_one_is_the_table_built_afresh() {
+    let cert = rcgen::generate_simple_self_signed(vec!["tls.example".to_string()]).unwrap();
+    let secret = |name: &str, rv: &str, crt: &str, key: &str| -> Arc<Secret> {
+        yaml(&format!(
+            "metadata: {{name: {name}, namespace: default, resourceVersion: \"{rv}\"}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}\n  tls.key: |\n{}",
+            indent(crt),
+            indent(key)
+        ))
+    };
+    let tls_ing: Arc<Ingress> = yaml(
+        "metadata: {name: tls, namespace: default, creationTimestamp: \"2024-01-05T00:00:00Z\"}\nspec:\n  ingressClassName: metalgate\n  tls: [{hosts: [tls.example], secretName: cert}]\n  rules:\n  - host: tls.example\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: s1, port: {number: 80}}}}]}",
+    );
+    let a = ingress(
+        "a",
+        "2024-01-02T00:00:00Z",
+        "a.example",
+        &[("Prefix", "/", "s1")],
+    );
+    let b = ingress(
+        "b",
+        "2024-01-03T00:00:00Z",
+        "b.example",
+        &[("Prefix", "/x", "s2")],
+    );
+    let mut snap = snapshot(vec![a, b, tls_ing], &["s1", "s2"]);
+    snap.secrets = vec![secret(
+        "cert",
+        "1",
+        &cert.cert.pem(),
+        &cert.signing_key.serialize_pem(),
+    )];
+    let s = ClassSettings::default();
+
+    // Each step changes the snapshot as a watch would: a new object for what changed.
+    type Step<'a> = Box<dyn Fn(&mut Snapshot) + 'a>;
+    let steps: Vec<(&str, Step)> = vec![
+        ("nothing changes", Box::new(|_| {})),
+        (
+            "an Ingress points elsewhere",
+            Box::new(|s| {
+                s.ingresses[0] = ingress(
+                    "a",
+                    "2024-01-02T00:00:00Z",
+                    "a.example",
+                    &[("Prefix", "/", "s2")],
+                );
+            }),
+        ),
+        (
+            "a Service's endpoints change",
+            Box::new(|s| {
+                s.slices[1] = service("default", "s2", &["10.9.9.9", "10.9.9.8"]).1;
+            }),
+        ),
+        (
+            "an older Ingress claims a taken path",
+            Box::new(|s| {
+                s.ingresses.push(ingress(
+                    "c",
+                    "2024-01-01T00:00:00Z",
+                    "b.example",
+                    &[("Prefix", "/x", "s1")],
+                ));
+            }),
+        ),
+        (
+            "a Service goes away",
+            Box::new(|s| {
+                s.services.remove(0);
+                s.slices.remove(0);
+            }),
+        ),
+        (
+            "the Service comes back",
+            Box::new(|s| {
+                let (svc, slice) = service("default", "s1", &["10.7.7.7"]);
+                s.services.push(svc);
+                s.slices.push(slice);
+            }),
+        ),
+        (
+            "the certificate's Secret breaks",
+            Box::new(|s| {
+                s.secrets[0] = secret("cert", "2", "nonsense", "nonsense");
+            }),
+        ),
+        (
+            "an Ingress goes away",
+            Box::new(|s| {
+                s.ingresses
+                    .retain(|i| i.metadata.name.as_deref() != Some("c"));
+            }),
+        ),
+    ];
+    let mut prev = RouteTable::build(&snap, &s, None);
+    for (what, step) in steps {
+        let before = prev.find("b.example", "/x").map(|m| m.backend.clone());
+        step(&mut snap);
+        let next = RouteTable::build(&snap, &s, Some(&prev));
+        let afresh = RouteTable::build(&snap, &s, None);
+        assert_eq!(observed(&next), observed(&afresh), "after: {what}");
+        if what == "nothing changes" {
+            // Reused, not compiled again: the very backend of the last table.
+            let after = next.find("b.example", "/x").map(|m| m.backend.clone());
+            assert!(
+                Arc::ptr_eq(&before.unwrap(), &after.unwrap()),
+                "{what}: compiled again"
+            );
+        }
+        prev = next;
+    }
+}

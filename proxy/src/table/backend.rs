@@ -2,7 +2,7 @@
 //! serving) endpoints of its EndpointSlices, shared passive health — each thing missing a
 //! [`Problem`] naming the field.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -11,18 +11,21 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::IngressBackend;
 
-use super::{Backend, Endpoint, EndpointHealth, ObjKey, Problem};
+use super::compile::Read;
+use super::{Backend, Endpoint, EndpointHealth, Map, ObjKey, Problem};
 use crate::metrics::RouteStats;
 use crate::policy::Policy;
 
 pub(super) struct BackendCtx<'a> {
     pub(super) ingress: &'a ObjKey,
     pub(super) policy: &'a Arc<Policy>,
-    pub(super) services: &'a HashMap<ObjKey, &'a Service>,
-    pub(super) slices: &'a HashMap<ObjKey, Vec<&'a EndpointSlice>>,
-    pub(super) health: &'a HashMap<SocketAddr, Arc<EndpointHealth>>,
+    pub(super) services: &'a Map<ObjKey, &'a Arc<Service>>,
+    pub(super) slices: &'a Map<ObjKey, Vec<&'a Arc<EndpointSlice>>>,
+    pub(super) health: &'a mut Map<SocketAddr, Arc<EndpointHealth>>,
     pub(super) stats: &'a dyn Fn(&str, &str) -> Arc<RouteStats>,
     pub(super) problems: &'a mut Vec<Problem>,
+    /// What was read besides the Ingress (the compiled result holds while it is unchanged).
+    pub(super) read: &'a mut Vec<Read>,
 }
 
 impl BackendCtx<'_> {
@@ -50,6 +53,17 @@ impl BackendCtx<'_> {
             namespace: self.ingress.namespace.clone(),
             name: svc_ref.name.clone(),
         };
+        self.read.push(Read::Service {
+            key: sk.clone(),
+            service: self.services.get(&sk).map(|s| (*s).clone()),
+            slices: self
+                .slices
+                .get(&sk)
+                .into_iter()
+                .flatten()
+                .map(|s| (*s).clone())
+                .collect(),
+        });
         let mut endpoints = Vec::new();
         match self.services.get(&sk) {
             None => self.problem(
@@ -96,7 +110,7 @@ impl BackendCtx<'_> {
         }))
     }
 
-    pub(super) fn endpoints(&self, svc: &ObjKey, port_name: &str) -> Vec<Endpoint> {
+    pub(super) fn endpoints(&mut self, svc: &ObjKey, port_name: &str) -> Vec<Endpoint> {
         let mut ready = Vec::new();
         let mut serving = Vec::new();
         for slice in self.slices.get(svc).into_iter().flatten() {
@@ -136,7 +150,7 @@ impl BackendCtx<'_> {
             .into_iter()
             .map(|addr| Endpoint {
                 addr,
-                health: self.health.get(&addr).cloned().unwrap_or_default(),
+                health: self.health.entry(addr).or_default().clone(),
             })
             .collect()
     }

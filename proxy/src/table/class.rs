@@ -58,15 +58,16 @@ pub(super) fn is_ours(i: &Ingress, (names, default): &(HashSet<String>, bool)) -
     let class = i
         .spec
         .as_ref()
-        .and_then(|s| s.ingress_class_name.clone())
+        .and_then(|s| s.ingress_class_name.as_deref())
         .or_else(|| {
             i.metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get("kubernetes.io/ingress.class").cloned())
+                .and_then(|a| a.get("kubernetes.io/ingress.class"))
+                .map(String::as_str)
         });
     match class {
-        Some(c) => names.contains(&c),
+        Some(c) => names.contains(c),
         None => *default,
     }
 }

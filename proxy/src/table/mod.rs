@@ -23,16 +23,23 @@ use regex::Regex;
 use rustls::sign::CertifiedKey;
 
 use crate::metrics::RouteStats;
-use crate::policy::{self, Policy};
+use crate::policy::Policy;
 
 mod backend;
 mod class;
+mod compile;
 mod tls;
 
-use backend::BackendCtx;
 pub use class::{CONTROLLER, ClassSettings};
 use class::{is_ours, our_classes};
 pub use tls::{CertTable, parse_tls_secret};
+
+/// The table's maps: foldhash (seeded per process) instead of SipHash — a build of 10 000
+/// Ingresses hashes every host, path and key, and a request hashes its host.
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// TLS Secrets parsed, by key: the resourceVersion parsed and the result.
+type ParsedSecrets = HashMap<ObjKey, (String, Result<Arc<CertifiedKey>, String>)>;
 
 /// Everything the table is built from.
 #[derive(Debug, Default, Clone)]
@@ -212,17 +219,19 @@ pub struct Matched<'a> {
 pub struct RouteTable {
     /// Counts rebuilds; shown in `/metrics`.
     pub generation: u64,
-    exact: HashMap<String, HostRoutes>,
-    wildcard: HashMap<String, HostRoutes>,
+    exact: Map<String, HostRoutes>,
+    wildcard: Map<String, HostRoutes>,
     any_host: HostRoutes,
     default_backend: Option<Arc<Backend>>,
     /// Certificates for SNI.
     pub certs: CertTable,
-    /// Our Ingresses (their status gets the proxy's address).
-    pub ingresses: Vec<ObjKey>,
     /// What could not be honoured.
     pub problems: Vec<Problem>,
-    parsed_secrets: HashMap<ObjKey, (String, Result<Arc<CertifiedKey>, String>)>,
+    parsed_secrets: ParsedSecrets,
+    /// Each Ingress of ours compiled, by the address of the Ingress object it was made from.
+    compiled: Map<usize, Arc<compile::Compiled>>,
+    /// Passive health of every endpoint address in the table.
+    health: Map<SocketAddr, Arc<EndpointHealth>>,
 }
 
 /// Lowercase, without port and trailing dot.
@@ -280,6 +289,16 @@ impl RouteTable {
             .chain(self.default_backend.iter())
     }
 
+    /// How many Ingresses of ours the table holds.
+    pub fn ingress_count(&self) -> usize {
+        self.compiled.len()
+    }
+
+    /// The Ingresses of ours in this table, in no particular order.
+    pub fn our_ingresses(&self) -> impl Iterator<Item = &Arc<Ingress>> {
+        self.compiled.values().map(|c| &c.ingress)
+    }
+
     /// Host names with rules (exact, `*.` wildcards), sorted.
     pub fn hosts(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -317,7 +336,9 @@ impl RouteTable {
         })
     }
 
-    /// [`RouteTable::build`], each route's counters from `stats(ingress, service)`.
+    /// [`RouteTable::build`], each route's counters from `stats(ingress, service)`. An
+    /// Ingress whose compiled form in `prev` still holds (the same Ingress object, and the same
+    /// Services, EndpointSlices and Secrets behind it) is not compiled again.
     pub fn build_with(
         snap: &Snapshot,
         settings: &ClassSettings,
@@ -328,16 +349,19 @@ impl RouteTable {
             generation: prev.map_or(1, |p| p.generation + 1),
             ..Default::default()
         };
-        let health: HashMap<SocketAddr, Arc<EndpointHealth>> = prev
+        // Passive health by address, shared by every backend that lists the address and kept
+        // from table to table; an address no backend of the last table held is dropped.
+        let mut health: Map<SocketAddr, Arc<EndpointHealth>> = prev
             .map(|p| {
-                p.backends()
-                    .flat_map(|b| b.endpoints.iter())
-                    .map(|e| (e.addr, e.health.clone()))
+                p.health
+                    .iter()
+                    .filter(|(_, h)| Arc::strong_count(h) > 1)
+                    .map(|(a, h)| (*a, h.clone()))
                     .collect()
             })
             .unwrap_or_default();
         let classes = our_classes(&snap.classes, settings);
-        let mut ours: Vec<&Arc<Ingress>> = snap
+        let ours: Vec<&Arc<Ingress>> = snap
             .ingresses
             .iter()
             .filter(|i| is_ours(i, &classes))
@@ -350,18 +374,22 @@ impl RouteTable {
                 i.metadata.name.as_deref().unwrap_or_default(),
             )
         }
-        ours.sort_by(|a, b| {
-            created(a)
-                .cmp(&created(b))
-                .then_with(|| by_name(a).cmp(&by_name(b)))
-        });
-
-        let services: HashMap<ObjKey, &Service> = snap
-            .services
-            .iter()
-            .map(|s| (key(&s.metadata), s.as_ref()))
+        type Sorted<'a> = (Option<i64>, (&'a str, &'a str), &'a Arc<Ingress>);
+        let mut ours: Vec<Sorted<'_>> = ours
+            .into_iter()
+            .map(|i| (created(i), by_name(i), i))
             .collect();
-        let mut slices: HashMap<ObjKey, Vec<&EndpointSlice>> = HashMap::new();
+        ours.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+
+        let mut now = compile::Lookups {
+            services: snap
+                .services
+                .iter()
+                .map(|s| (key(&s.metadata), s))
+                .collect(),
+            slices: Map::default(),
+            secrets: snap.secrets.iter().map(|s| (key(&s.metadata), s)).collect(),
+        };
         for s in &snap.slices {
             if let Some(svc) = s
                 .metadata
@@ -369,7 +397,7 @@ impl RouteTable {
                 .as_ref()
                 .and_then(|l| l.get("kubernetes.io/service-name"))
             {
-                slices
+                now.slices
                     .entry(ObjKey {
                         namespace: s.metadata.namespace.clone().unwrap_or_default(),
                         name: svc.clone(),
@@ -378,171 +406,30 @@ impl RouteTable {
                     .push(s);
             }
         }
-        let secrets: HashMap<ObjKey, &Secret> = snap
-            .secrets
-            .iter()
-            .map(|s| (key(&s.metadata), s.as_ref()))
+
+        let compiled: Vec<(usize, Arc<compile::Compiled>)> = ours
+            .into_iter()
+            .map(|(_, _, ing)| {
+                let id = Arc::as_ptr(ing) as usize;
+                let c = match prev.and_then(|p| p.compiled.get(&id)) {
+                    Some(c) if c.holds(ing, &now) => c.clone(),
+                    _ => Arc::new(compile::compile(
+                        ing,
+                        &now,
+                        &mut health,
+                        stats,
+                        prev.map(|p| &p.parsed_secrets),
+                    )),
+                };
+                (id, c)
+            })
             .collect();
-
-        let mut seen_paths: HashMap<(String, (u8, String)), ObjKey> = HashMap::new();
-        for ing in ours {
-            let ik = key(&ing.metadata);
-            t.ingresses.push(ik.clone());
-            let (pol, probs) =
-                policy::from_annotations(&ing.metadata.annotations.clone().unwrap_or_default());
-            for p in probs {
-                let (field, reason) = match &p {
-                    policy::AnnotationProblem::Unsupported { key } => {
-                        (key.clone(), "UnsupportedAnnotation")
-                    }
-                    policy::AnnotationProblem::Invalid { key, .. } => {
-                        (key.clone(), "InvalidAnnotation")
-                    }
-                    policy::AnnotationProblem::Denied { key, .. } => (key.clone(), "AccessDenied"),
-                };
-                t.problems.push(Problem {
-                    ingress: ik.clone(),
-                    field: format!("metadata.annotations[{field}]"),
-                    message: p.to_string(),
-                    reason,
-                });
-            }
-            let pol = Arc::new(pol);
-            let Some(spec) = &ing.spec else { continue };
-            let mut ctx = BackendCtx {
-                ingress: &ik,
-                policy: &pol,
-                services: &services,
-                slices: &slices,
-                health: &health,
-                stats,
-                problems: &mut t.problems,
-            };
-
-            if let Some(db) = &spec.default_backend {
-                if let Some(b) = ctx.backend(db, "spec.defaultBackend") {
-                    if t.default_backend.is_none() {
-                        t.default_backend = Some(b);
-                    } else if let Some(first) = &t.default_backend {
-                        let first = first.ingress.clone();
-                        ctx.problem(
-                            "spec.defaultBackend".into(),
-                            format!(
-                                "the default backend is already set by the older Ingress {first}; this one is ignored"
-                            ),
-                            "Conflict",
-                        );
-                    }
-                }
-            }
-
-            let created = created(ing);
-            for (ri, rule) in spec.rules.iter().flatten().enumerate() {
-                let host = rule
-                    .host
-                    .as_deref()
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .unwrap_or_default();
-                if let Err(e) = valid_host(&host) {
-                    ctx.problem(format!("spec.rules[{ri}].host"), e, "InvalidHost");
-                    continue;
-                }
-                let Some(http) = &rule.http else { continue };
-                for (pi, p) in http.paths.iter().enumerate() {
-                    let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-                    let raw = p.path.clone().unwrap_or_else(|| "/".into());
-                    let m = match path_match(&raw, &p.path_type, &pol) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            ctx.problem(format!("{field}.path"), e, "InvalidPath");
-                            continue;
-                        }
-                    };
-                    let id = (host.clone(), (m.identity().0, m.identity().1.to_string()));
-                    if let Some(owner) = seen_paths.get(&id) {
-                        if owner != &ik {
-                            ctx.problem(format!("{field}.path"), format!(
-                                    "host {:?} path {raw:?} is already served by the older Ingress {owner}; this rule is ignored",
-                                    if host.is_empty() { "*" } else { &host }
-                                ), "Conflict");
-                        }
-                        continue;
-                    }
-                    let Some(b) = ctx.backend(&p.backend, &format!("{field}.backend")) else {
-                        continue;
-                    };
-                    seen_paths.insert(id, ik.clone());
-                    let route = Route {
-                        path: m,
-                        backend: b,
-                        created,
-                    };
-                    let target = if host.is_empty() {
-                        &mut t.any_host
-                    } else if let Some(parent) = host.strip_prefix("*.") {
-                        t.wildcard.entry(parent.to_string()).or_default()
-                    } else {
-                        t.exact.entry(host.clone()).or_default()
-                    };
-                    target.routes.push(route);
-                }
-            }
-
-            // TLS: certificates by host, from Secrets in the Ingress's namespace.
-            for (ti, tls) in spec.tls.iter().flatten().enumerate() {
-                let Some(secret_name) = &tls.secret_name else {
-                    continue;
-                };
-                let sk = ObjKey {
-                    namespace: ik.namespace.clone(),
-                    name: secret_name.clone(),
-                };
-                let parsed = match secrets.get(&sk) {
-                    None => Err(format!("Secret {sk} not found")),
-                    Some(s) => {
-                        let rv = s.metadata.resource_version.clone().unwrap_or_default();
-                        let cached = prev
-                            .and_then(|p| p.parsed_secrets.get(&sk))
-                            .filter(|(crv, _)| *crv == rv && !rv.is_empty())
-                            .map(|(_, r)| r.clone());
-                        let r = cached.unwrap_or_else(|| parse_tls_secret(s).map(Arc::new));
-                        t.parsed_secrets.insert(sk.clone(), (rv, r.clone()));
-                        r
-                    }
-                };
-                let cert = match parsed {
-                    Ok(c) => c,
-                    Err(e) => {
-                        ctx.problem(
-                            format!("spec.tls[{ti}].secretName"),
-                            e,
-                            "InvalidCertificate",
-                        );
-                        continue;
-                    }
-                };
-                let hosts: Vec<String> = match &tls.hosts {
-                    Some(h) if !h.is_empty() => h.clone(),
-                    _ => spec
-                        .rules
-                        .iter()
-                        .flatten()
-                        .filter_map(|r| r.host.clone())
-                        .collect(),
-                };
-                for h in hosts {
-                    let h = h.trim().to_ascii_lowercase();
-                    if let Some(parent) = h.strip_prefix("*.") {
-                        t.certs
-                            .wildcard
-                            .entry(parent.to_string())
-                            .or_insert_with(|| cert.clone());
-                    } else if !h.is_empty() {
-                        t.certs.exact.entry(h).or_insert_with(|| cert.clone());
-                    }
-                }
-            }
+        let mut seen_paths = Map::default();
+        for (_, c) in &compiled {
+            t.assemble(c, &mut seen_paths);
         }
+        t.compiled = compiled.into_iter().collect();
+        t.health = health;
 
         let sort = |h: &mut HostRoutes| {
             h.routes.sort_by(|a, b| {
@@ -557,6 +444,119 @@ impl RouteTable {
         t.wildcard.values_mut().for_each(sort);
         sort(&mut t.any_host);
         t
+    }
+}
+
+impl RouteTable {
+    /// Add a compiled Ingress: its rules where no older Ingress has the same host and path,
+    /// its certificates where no older one has the host, its problems and the conflicts.
+    fn assemble<'c>(
+        &mut self,
+        c: &'c compile::Compiled,
+        seen_paths: &mut Map<(&'c str, u8, &'c str), &'c ObjKey>,
+    ) {
+        let ik = &c.key;
+        self.problems.extend(c.head.iter().cloned());
+        let conflict = |field: String, message: String| Problem {
+            ingress: ik.clone(),
+            field,
+            message,
+            reason: "Conflict",
+        };
+        if let Some(b) = &c.default_backend {
+            match &self.default_backend {
+                None => self.default_backend = Some(b.clone()),
+                Some(first) => {
+                    let first = first.ingress.clone();
+                    self.problems.push(conflict(
+                        "spec.defaultBackend".into(),
+                        format!(
+                            "the default backend is already set by the older Ingress {first}; this one is ignored"
+                        ),
+                    ));
+                }
+            }
+        }
+        for rule in &c.paths {
+            let (host, raw, field, path, backend, problems) = match rule {
+                compile::PathRule::Invalid(p) => {
+                    self.problems.push(p.clone());
+                    continue;
+                }
+                compile::PathRule::Rule {
+                    host,
+                    raw,
+                    field,
+                    path,
+                    backend,
+                    problems,
+                } => (host, raw, field, path, backend, problems),
+            };
+            let (rank, p) = path.identity();
+            let id = (host.as_str(), rank, p);
+            if let Some(owner) = seen_paths.get(&id) {
+                if *owner != ik {
+                    self.problems.push(conflict(
+                        format!("{field}.path"),
+                        format!(
+                            "host {:?} path {raw:?} is already served by the older Ingress {owner}; this rule is ignored",
+                            if host.is_empty() { "*" } else { host }
+                        ),
+                    ));
+                }
+                continue;
+            }
+            self.problems.extend(problems.iter().cloned());
+            let Some(b) = backend else { continue };
+            seen_paths.insert(id, ik);
+            let route = Route {
+                path: path.clone(),
+                backend: b.clone(),
+                created: c.created,
+            };
+            let target = if host.is_empty() {
+                &mut self.any_host
+            } else if let Some(parent) = host.strip_prefix("*.") {
+                self.wildcard.entry(parent.to_string()).or_default()
+            } else {
+                match self.exact.get_mut(host.as_str()) {
+                    Some(h) => h,
+                    None => self.exact.entry(host.clone()).or_default(),
+                }
+            };
+            target.routes.push(route);
+        }
+        for tls in &c.tls {
+            if let Some((sk, rv, r)) = &tls.parsed {
+                self.parsed_secrets
+                    .insert(sk.clone(), (rv.clone(), r.clone()));
+            }
+            let cert = match &tls.cert {
+                Ok(cert) => cert,
+                Err(e) => {
+                    self.problems.push(Problem {
+                        ingress: ik.clone(),
+                        field: tls.field.clone(),
+                        message: e.clone(),
+                        reason: "InvalidCertificate",
+                    });
+                    continue;
+                }
+            };
+            for h in &tls.hosts {
+                if let Some(parent) = h.strip_prefix("*.") {
+                    self.certs
+                        .wildcard
+                        .entry(parent.to_string())
+                        .or_insert_with(|| cert.clone());
+                } else if !h.is_empty() {
+                    self.certs
+                        .exact
+                        .entry(h.clone())
+                        .or_insert_with(|| cert.clone());
+                }
+            }
+        }
     }
 }
 
@@ -624,6 +624,11 @@ fn valid_host(h: &str) -> Result<(), String> {
     } else {
         Err(format!("{h:?} is not a valid DNS name"))
     }
+}
+
+/// `namespace/name` of an Ingress.
+pub fn key_of(ing: &Ingress) -> ObjKey {
+    key(&ing.metadata)
 }
 
 pub(super) fn key(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjKey {
