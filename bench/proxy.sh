@@ -41,7 +41,7 @@ trap cleanup EXIT
 
 # Part 1: side by side (the script starts and ends its own processes).
 mkdir -p "$W/peers"
-W=$W/peers MG=$MG MGPROXY=$MGPROXY FLOOR=$FLOOR python3 bench/proxy_peers.py
+W=$W/peers MG=$MG MGPROXY=$MGPROXY FLOOR=$FLOOR python3 -u bench/proxy_peers.py
 
 # Part 2: route change → live. A backend, nginx with a conf.d for new server blocks, and a
 # store with the bench Ingress and the metalgate-proxy binary against it.
