@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use rustls::sign::CertifiedKey;
 
 use super::backend::BackendCtx;
@@ -165,18 +165,23 @@ pub(super) fn compile(
         c.head = head;
         return c;
     };
-    let mut ctx = BackendCtx {
-        ingress: &ik,
-        policy: &pol,
-        services: &now.services,
-        slices: &now.slices,
-        health: &mut *health,
-        stats,
-        problems: &mut head,
-        read: &mut c.read,
-    };
+    // A backend reference resolved, its problems into `problems`, what it read into `read`.
+    let mut resolve =
+        |b: &IngressBackend, field: &str, problems: &mut Vec<Problem>, read: &mut Vec<Read>| {
+            BackendCtx {
+                ingress: &ik,
+                policy: &pol,
+                services: &now.services,
+                slices: &now.slices,
+                health: &mut *health,
+                stats,
+                problems,
+                read,
+            }
+            .backend(b, field)
+        };
     if let Some(db) = &spec.default_backend {
-        c.default_backend = ctx.backend(db, "spec.defaultBackend");
+        c.default_backend = resolve(db, "spec.defaultBackend", &mut head, &mut c.read);
     }
     c.head = head;
 
@@ -212,17 +217,12 @@ pub(super) fn compile(
                 }
             };
             let mut problems = Vec::new();
-            let mut ctx = BackendCtx {
-                ingress: &ik,
-                policy: &pol,
-                services: &now.services,
-                slices: &now.slices,
-                health: &mut *health,
-                stats,
-                problems: &mut problems,
-                read: &mut c.read,
-            };
-            let backend = ctx.backend(&p.backend, &format!("{field}.backend"));
+            let backend = resolve(
+                &p.backend,
+                &format!("{field}.backend"),
+                &mut problems,
+                &mut c.read,
+            );
             c.paths.push(PathRule::Rule {
                 host: host.clone(),
                 raw,
