@@ -10,7 +10,7 @@
 #     (nginx), RUNS times each; and metalgate's change → live and memory as the number of
 #     Ingresses grows (GROW, e.g. "1 100 1000 10000").
 # Usage: bench/proxy.sh   (env: DUR=5 CONN=50 RATE=5000 ROUNDS=10 PROTOCOLS=h1,tls,h2 RUNS=20
-#                          GROW="1 100 1000 10000")
+#                          GROW="1 100 1000 10000" PARTS="1 2")
 # Needs nginx, haproxy, caddy, openssl (apt-get install -y nginx haproxy caddy openssl), oha
 # (cargo install oha --locked), python3 and curl.
 set -euo pipefail
@@ -19,6 +19,7 @@ export DUR=${DUR:-5} CONN=${CONN:-50} RATE=${RATE:-5000} ROUNDS=${ROUNDS:-10}
 export PROTOCOLS=${PROTOCOLS:-h1,tls,h2}
 RUNS=${RUNS:-20}
 GROW=${GROW:-1 100 1000 10000}
+PARTS=${PARTS:-1 2}
 for t in nginx haproxy caddy openssl oha python3 curl; do
   command -v "$t" >/dev/null || { echo "bench/proxy.sh needs $t" >&2; exit 1; }
 done
@@ -40,8 +41,11 @@ cleanup() {
 trap cleanup EXIT
 
 # Part 1: side by side (the script starts and ends its own processes).
-mkdir -p "$W/peers"
-W=$W/peers MG=$MG MGPROXY=$MGPROXY FLOOR=$FLOOR python3 -u bench/proxy_peers.py
+if [[ " $PARTS " == *" 1 "* ]]; then
+  mkdir -p "$W/peers"
+  W=$W/peers MG=$MG MGPROXY=$MGPROXY FLOOR=$FLOOR python3 -u bench/proxy_peers.py
+fi
+[[ " $PARTS " == *" 2 "* ]] || exit 0
 
 # Part 2: route change → live. A backend, nginx with a conf.d for new server blocks, and a
 # store with the bench Ingress and the metalgate-proxy binary against it.
