@@ -18,7 +18,7 @@ use metalgate_k8s::reflect;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::ProxyState;
-use crate::table::{ClassSettings, ObjKey, RouteTable, Snapshot};
+use crate::table::{ClassSettings, ObjKey, Snapshot, TableBuilder};
 
 /// The field manager of the proxy's writes.
 pub const FIELD_MANAGER: &str = "metalgate-proxy";
@@ -66,6 +66,7 @@ pub async fn run(
     }
     let recorder = reflect::recorder(&client, FIELD_MANAGER, &instance);
     let mut reported: HashSet<(ObjKey, String, String)> = HashSet::new();
+    let mut builder = TableBuilder::new(settings.classes.clone());
 
     loop {
         let snap = Snapshot {
@@ -80,17 +81,14 @@ pub async fn run(
                 .filter(|s| s.type_.as_deref() == Some("kubernetes.io/tls"))
                 .collect(),
         };
-        let prev = shared.table.load_full();
         let started = std::time::Instant::now();
-        let table = RouteTable::build_with(&snap, &settings.classes, Some(&prev), &|i, s| {
-            shared.metrics.route(i, s)
-        });
+        let table = builder.build(&snap, &|i, s| shared.metrics.route(i, s));
         let m = &shared.metrics;
         m.build_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         m.generation.store(table.generation, Ordering::Relaxed);
         m.routes
-            .store(table.backends().count() as u64, Ordering::Relaxed);
+            .store(table.route_count() as u64, Ordering::Relaxed);
         m.certificates
             .store(table.certs.len() as u64, Ordering::Relaxed);
         let table = Arc::new(table);
@@ -113,7 +111,7 @@ pub async fn run(
             })
             .collect();
         if !fresh.is_empty() {
-            let by_key: std::collections::HashMap<ObjKey, &Arc<Ingress>> = table
+            let by_key: std::collections::HashMap<ObjKey, &Arc<Ingress>> = builder
                 .our_ingresses()
                 .map(|i| (crate::table::key_of(i), i))
                 .collect();
@@ -148,7 +146,7 @@ pub async fn run(
                 .into_iter()
                 .filter_map(|i| i.ip.or(i.hostname))
                 .collect();
-            for ing in table.our_ingresses() {
+            for ing in builder.our_ingresses() {
                 if shows(ing, &addrs) {
                     continue;
                 }

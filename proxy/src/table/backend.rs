@@ -19,8 +19,8 @@ use crate::policy::Policy;
 pub(super) struct BackendCtx<'a> {
     pub(super) ingress: &'a ObjKey,
     pub(super) policy: &'a Arc<Policy>,
-    pub(super) services: &'a Map<ObjKey, &'a Arc<Service>>,
-    pub(super) slices: &'a Map<ObjKey, Vec<&'a Arc<EndpointSlice>>>,
+    pub(super) services: &'a Map<ObjKey, Arc<Service>>,
+    pub(super) slices: &'a Map<ObjKey, Vec<Arc<EndpointSlice>>>,
     pub(super) health: &'a mut Map<SocketAddr, Arc<EndpointHealth>>,
     pub(super) stats: &'a dyn Fn(&str, &str) -> Arc<RouteStats>,
     pub(super) problems: &'a mut Vec<Problem>,
@@ -53,17 +53,7 @@ impl BackendCtx<'_> {
             namespace: self.ingress.namespace.clone(),
             name: svc_ref.name.clone(),
         };
-        self.read.push(Read::Service {
-            key: sk.clone(),
-            service: self.services.get(&sk).map(|s| (*s).clone()),
-            slices: self
-                .slices
-                .get(&sk)
-                .into_iter()
-                .flatten()
-                .map(|s| (*s).clone())
-                .collect(),
-        });
+        self.read.push(Read::Service(sk.clone()));
         let mut endpoints = Vec::new();
         match self.services.get(&sk) {
             None => self.problem(

@@ -1,9 +1,9 @@
 //! One Ingress compiled on its own: its policy, its rules with their backends, its certificates
 //! and the problems of each — everything the table takes from it that does not depend on another
-//! Ingress (conflicts between Ingresses are settled when the table is assembled). The table keeps
-//! each result and reuses it while the Ingress and everything it read (its Services, their
-//! EndpointSlices, its TLS Secrets) are the same objects, so a change to one Ingress among
-//! 10 000 compiles one Ingress, not 10 000.
+//! Ingress (conflicts between Ingresses are settled by the [`super::TableBuilder`]). The builder
+//! keeps each result while the Ingress and everything it [`Read`] (its Services, their
+//! EndpointSlices, its TLS Secrets) stay the same, so a change to one Ingress among 10 000
+//! compiles one Ingress, not 10 000.
 
 use std::sync::Arc;
 
@@ -18,26 +18,22 @@ use super::{EndpointHealth, valid_host};
 use crate::metrics::RouteStats;
 use crate::policy;
 
-/// Services, EndpointSlices (by Service) and TLS Secrets of one snapshot, by key.
-pub(super) struct Lookups<'a> {
-    pub(super) services: Map<ObjKey, &'a Arc<Service>>,
-    pub(super) slices: Map<ObjKey, Vec<&'a Arc<EndpointSlice>>>,
-    pub(super) secrets: Map<ObjKey, &'a Arc<Secret>>,
+/// Services, EndpointSlices (by Service, in name order) and TLS Secrets, by key.
+#[derive(Default)]
+pub(super) struct Lookups {
+    pub(super) services: Map<ObjKey, Arc<Service>>,
+    pub(super) slices: Map<ObjKey, Vec<Arc<EndpointSlice>>>,
+    pub(super) secrets: Map<ObjKey, Arc<Secret>>,
 }
 
-/// Something an Ingress's compilation read besides the Ingress, as it was then.
+/// Something an Ingress's compilation read besides the Ingress (found or not): when it
+/// changes, the Ingress is compiled again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Read {
-    /// A backend's Service (absent: not found) and that Service's EndpointSlices.
-    Service {
-        key: ObjKey,
-        service: Option<Arc<Service>>,
-        slices: Vec<Arc<EndpointSlice>>,
-    },
-    /// A TLS Secret (absent: not found).
-    Secret {
-        key: ObjKey,
-        secret: Option<Arc<Secret>>,
-    },
+    /// A backend's Service, with that Service's EndpointSlices.
+    Service(ObjKey),
+    /// A TLS Secret.
+    Secret(ObjKey),
 }
 
 /// One path of one rule, compiled.
@@ -77,7 +73,7 @@ pub(super) struct Compiled {
     pub(super) default_backend: Option<Arc<Backend>>,
     pub(super) paths: Vec<PathRule>,
     pub(super) tls: Vec<TlsRule>,
-    read: Vec<Read>,
+    pub(super) read: Vec<Read>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -90,42 +86,11 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
-fn same<T>(a: &Option<Arc<T>>, b: Option<&&Arc<T>>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        _ => false,
-    }
-}
-
-impl Compiled {
-    /// Whether this result still holds for `ingress` in a snapshot with `now`: the same
-    /// Ingress object, and every object it read the same object (or still absent).
-    pub(super) fn holds(&self, ingress: &Arc<Ingress>, now: &Lookups<'_>) -> bool {
-        Arc::ptr_eq(&self.ingress, ingress)
-            && self.read.iter().all(|r| match r {
-                Read::Service {
-                    key,
-                    service,
-                    slices,
-                } => {
-                    let current = now.slices.get(key).map_or(&[][..], |v| v.as_slice());
-                    same(service, now.services.get(key))
-                        && current.len() == slices.len()
-                        && current
-                            .iter()
-                            .all(|c| slices.iter().any(|s| Arc::ptr_eq(s, c)))
-                }
-                Read::Secret { key, secret } => same(secret, now.secrets.get(key)),
-            })
-    }
-}
-
 /// Compile `ing`. `health` lends endpoints their passive health, `stats` each route its
 /// counters, `parsed` already-parsed certificates by Secret and resourceVersion.
 pub(super) fn compile(
     ing: &Arc<Ingress>,
-    now: &Lookups<'_>,
+    now: &Lookups,
     health: &mut Map<std::net::SocketAddr, Arc<EndpointHealth>>,
     stats: &dyn Fn(&str, &str) -> Arc<RouteStats>,
     parsed: Option<&super::ParsedSecrets>,
@@ -244,10 +209,7 @@ pub(super) fn compile(
             name: secret_name.clone(),
         };
         let found = now.secrets.get(&sk);
-        c.read.push(Read::Secret {
-            key: sk.clone(),
-            secret: found.map(|s| (*s).clone()),
-        });
+        c.read.push(Read::Secret(sk.clone()));
         let mut cached = None;
         let cert = match found {
             None => Err(format!("Secret {sk} not found")),

@@ -1,5 +1,6 @@
-//! The route table: built in one step from Ingresses, IngressClasses, Services, EndpointSlices
-//! and TLS Secrets, then only read. Pure: no client, socket or clock in here.
+//! The route table: built from Ingresses, IngressClasses, Services, EndpointSlices and TLS
+//! Secrets by a [`TableBuilder`] (each table from the last: only what changed is compiled and
+//! settled again), then only read. Pure: no client, socket or clock in here.
 //!
 //! - Ingresses of our class only: `ingressClassName` naming one of our IngressClasses (or
 //!   `metalgate`), no class when our IngressClass is the default, and `nginx` when
@@ -26,12 +27,13 @@ use crate::metrics::RouteStats;
 use crate::policy::Policy;
 
 mod backend;
+mod builder;
 mod class;
 mod compile;
 mod tls;
 
+pub use builder::TableBuilder;
 pub use class::{CONTROLLER, ClassSettings};
-use class::{is_ours, our_classes};
 pub use tls::{CertTable, parse_tls_secret};
 
 /// The table's maps: foldhash (seeded per process) instead of SipHash — a build of 10 000
@@ -214,24 +216,21 @@ pub struct Matched<'a> {
     pub tls_host: bool,
 }
 
-/// The whole table. Built once, then shared read-only.
+/// The whole table. Built by a [`TableBuilder`], then shared read-only.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     /// Counts rebuilds; shown in `/metrics`.
     pub generation: u64,
-    exact: Map<String, HostRoutes>,
-    wildcard: Map<String, HostRoutes>,
-    any_host: HostRoutes,
+    exact: Map<String, Arc<HostRoutes>>,
+    wildcard: Map<String, Arc<HostRoutes>>,
+    any_host: Arc<HostRoutes>,
     default_backend: Option<Arc<Backend>>,
     /// Certificates for SNI.
     pub certs: CertTable,
-    /// What could not be honoured.
+    /// What could not be honoured, oldest Ingress first.
     pub problems: Vec<Problem>,
-    parsed_secrets: ParsedSecrets,
-    /// Each Ingress of ours compiled, by the address of the Ingress object it was made from.
-    compiled: Map<usize, Arc<compile::Compiled>>,
-    /// Passive health of every endpoint address in the table.
-    health: Map<SocketAddr, Arc<EndpointHealth>>,
+    ingresses: usize,
+    routes: usize,
 }
 
 /// Lowercase, without port and trailing dot.
@@ -291,12 +290,12 @@ impl RouteTable {
 
     /// How many Ingresses of ours the table holds.
     pub fn ingress_count(&self) -> usize {
-        self.compiled.len()
+        self.ingresses
     }
 
-    /// The Ingresses of ours in this table, in no particular order.
-    pub fn our_ingresses(&self) -> impl Iterator<Item = &Arc<Ingress>> {
-        self.compiled.values().map(|c| &c.ingress)
+    /// How many routes (host and path rules in use) the table holds.
+    pub fn route_count(&self) -> usize {
+        self.routes
     }
 
     /// Host names with rules (exact, `*.` wildcards), sorted.
@@ -311,7 +310,8 @@ impl RouteTable {
         v
     }
 
-    /// Build a table. `prev` lends endpoint health, counters and already-parsed certificates.
+    /// Build a table afresh; `prev` lends each route its counters. (Discovery keeps a
+    /// [`TableBuilder`] instead, which builds each table from the last.)
     pub fn build(
         snap: &Snapshot,
         settings: &ClassSettings,
@@ -329,234 +329,11 @@ impl RouteTable {
                     .collect()
             })
             .unwrap_or_default();
-        Self::build_with(snap, settings, prev, &|i, s| {
+        TableBuilder::new(settings.clone()).build(snap, &|i, s| {
             old.get(&(i.to_string(), s.to_string()))
                 .cloned()
                 .unwrap_or_else(|| Arc::new(RouteStats::new(i, s)))
         })
-    }
-
-    /// [`RouteTable::build`], each route's counters from `stats(ingress, service)`. An
-    /// Ingress whose compiled form in `prev` still holds (the same Ingress object, and the same
-    /// Services, EndpointSlices and Secrets behind it) is not compiled again.
-    pub fn build_with(
-        snap: &Snapshot,
-        settings: &ClassSettings,
-        prev: Option<&RouteTable>,
-        stats: &dyn Fn(&str, &str) -> Arc<RouteStats>,
-    ) -> RouteTable {
-        let mut t = RouteTable {
-            generation: prev.map_or(1, |p| p.generation + 1),
-            ..Default::default()
-        };
-        // Passive health by address, shared by every backend that lists the address and kept
-        // from table to table; an address no backend of the last table held is dropped.
-        let mut health: Map<SocketAddr, Arc<EndpointHealth>> = prev
-            .map(|p| {
-                p.health
-                    .iter()
-                    .filter(|(_, h)| Arc::strong_count(h) > 1)
-                    .map(|(a, h)| (*a, h.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let classes = our_classes(&snap.classes, settings);
-        let ours: Vec<&Arc<Ingress>> = snap
-            .ingresses
-            .iter()
-            .filter(|i| is_ours(i, &classes))
-            .collect();
-        // Oldest first: on a conflict the first one in wins. (Keys compared in place: with
-        // 10 000 Ingresses a key made per comparison was a fifth of the build.)
-        fn by_name(i: &Ingress) -> (&str, &str) {
-            (
-                i.metadata.namespace.as_deref().unwrap_or_default(),
-                i.metadata.name.as_deref().unwrap_or_default(),
-            )
-        }
-        type Sorted<'a> = (Option<i64>, (&'a str, &'a str), &'a Arc<Ingress>);
-        let mut ours: Vec<Sorted<'_>> = ours
-            .into_iter()
-            .map(|i| (created(i), by_name(i), i))
-            .collect();
-        ours.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-
-        let mut now = compile::Lookups {
-            services: snap
-                .services
-                .iter()
-                .map(|s| (key(&s.metadata), s))
-                .collect(),
-            slices: Map::default(),
-            secrets: snap.secrets.iter().map(|s| (key(&s.metadata), s)).collect(),
-        };
-        for s in &snap.slices {
-            if let Some(svc) = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-            {
-                now.slices
-                    .entry(ObjKey {
-                        namespace: s.metadata.namespace.clone().unwrap_or_default(),
-                        name: svc.clone(),
-                    })
-                    .or_default()
-                    .push(s);
-            }
-        }
-
-        let compiled: Vec<(usize, Arc<compile::Compiled>)> = ours
-            .into_iter()
-            .map(|(_, _, ing)| {
-                let id = Arc::as_ptr(ing) as usize;
-                let c = match prev.and_then(|p| p.compiled.get(&id)) {
-                    Some(c) if c.holds(ing, &now) => c.clone(),
-                    _ => Arc::new(compile::compile(
-                        ing,
-                        &now,
-                        &mut health,
-                        stats,
-                        prev.map(|p| &p.parsed_secrets),
-                    )),
-                };
-                (id, c)
-            })
-            .collect();
-        let mut seen_paths = Map::default();
-        for (_, c) in &compiled {
-            t.assemble(c, &mut seen_paths);
-        }
-        t.compiled = compiled.into_iter().collect();
-        t.health = health;
-
-        let sort = |h: &mut HostRoutes| {
-            h.routes.sort_by(|a, b| {
-                b.path
-                    .rank_len()
-                    .cmp(&a.path.rank_len())
-                    .then(a.path.kind_rank().cmp(&b.path.kind_rank()))
-                    .then_with(|| a.created.cmp(&b.created))
-            })
-        };
-        t.exact.values_mut().for_each(sort);
-        t.wildcard.values_mut().for_each(sort);
-        sort(&mut t.any_host);
-        t
-    }
-}
-
-impl RouteTable {
-    /// Add a compiled Ingress: its rules where no older Ingress has the same host and path,
-    /// its certificates where no older one has the host, its problems and the conflicts.
-    fn assemble<'c>(
-        &mut self,
-        c: &'c compile::Compiled,
-        seen_paths: &mut Map<(&'c str, u8, &'c str), &'c ObjKey>,
-    ) {
-        let ik = &c.key;
-        self.problems.extend(c.head.iter().cloned());
-        let conflict = |field: String, message: String| Problem {
-            ingress: ik.clone(),
-            field,
-            message,
-            reason: "Conflict",
-        };
-        if let Some(b) = &c.default_backend {
-            match &self.default_backend {
-                None => self.default_backend = Some(b.clone()),
-                Some(first) => {
-                    let first = first.ingress.clone();
-                    self.problems.push(conflict(
-                        "spec.defaultBackend".into(),
-                        format!(
-                            "the default backend is already set by the older Ingress {first}; this one is ignored"
-                        ),
-                    ));
-                }
-            }
-        }
-        for rule in &c.paths {
-            let (host, raw, field, path, backend, problems) = match rule {
-                compile::PathRule::Invalid(p) => {
-                    self.problems.push(p.clone());
-                    continue;
-                }
-                compile::PathRule::Rule {
-                    host,
-                    raw,
-                    field,
-                    path,
-                    backend,
-                    problems,
-                } => (host, raw, field, path, backend, problems),
-            };
-            let (rank, p) = path.identity();
-            let id = (host.as_str(), rank, p);
-            if let Some(owner) = seen_paths.get(&id) {
-                if *owner != ik {
-                    self.problems.push(conflict(
-                        format!("{field}.path"),
-                        format!(
-                            "host {:?} path {raw:?} is already served by the older Ingress {owner}; this rule is ignored",
-                            if host.is_empty() { "*" } else { host }
-                        ),
-                    ));
-                }
-                continue;
-            }
-            self.problems.extend(problems.iter().cloned());
-            let Some(b) = backend else { continue };
-            seen_paths.insert(id, ik);
-            let route = Route {
-                path: path.clone(),
-                backend: b.clone(),
-                created: c.created,
-            };
-            let target = if host.is_empty() {
-                &mut self.any_host
-            } else if let Some(parent) = host.strip_prefix("*.") {
-                self.wildcard.entry(parent.to_string()).or_default()
-            } else {
-                match self.exact.get_mut(host.as_str()) {
-                    Some(h) => h,
-                    None => self.exact.entry(host.clone()).or_default(),
-                }
-            };
-            target.routes.push(route);
-        }
-        for tls in &c.tls {
-            if let Some((sk, rv, r)) = &tls.parsed {
-                self.parsed_secrets
-                    .insert(sk.clone(), (rv.clone(), r.clone()));
-            }
-            let cert = match &tls.cert {
-                Ok(cert) => cert,
-                Err(e) => {
-                    self.problems.push(Problem {
-                        ingress: ik.clone(),
-                        field: tls.field.clone(),
-                        message: e.clone(),
-                        reason: "InvalidCertificate",
-                    });
-                    continue;
-                }
-            };
-            for h in &tls.hosts {
-                if let Some(parent) = h.strip_prefix("*.") {
-                    self.certs
-                        .wildcard
-                        .entry(parent.to_string())
-                        .or_insert_with(|| cert.clone());
-                } else if !h.is_empty() {
-                    self.certs
-                        .exact
-                        .entry(h.clone())
-                        .or_insert_with(|| cert.clone());
-                }
-            }
-        }
     }
 }
 
