@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Side by side: nginx, HAProxy, Caddy, the bare Pingora floor, `metalgate-proxy` and `metalgate
-run`, each as the same reverse proxy in front of the same backend, on loopback, in one run.
+"""Side by side: nginx, HAProxy, Caddy, the bare Pingora floor, `metalgate-proxy` (the proxy
+crate's binary), `metalgate proxy` (the image's one binary, as the proxy Deployment runs it) and
+`metalgate run`, each as the same reverse proxy in front of the same backend, on loopback, in one
+run.
 
 Run by bench/proxy.sh (which builds the binaries and checks the tools); not on its own.
 Environment: MG, MGPROXY, FLOOR (binaries), W (a scratch directory it may fill), DUR (seconds per
@@ -17,6 +19,7 @@ the load. Every request must be a 200, or the run stops.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -292,10 +295,21 @@ spec:
             break
         time.sleep(0.1)
     h, s = free_port(), free_port()
-    peers.append(Peer("metalgate-proxy", "metalgate-proxy (the proxy Deployment's binary)", h, s,
+    peers.append(Peer("metalgate-proxy", "metalgate-proxy (the proxy crate's own binary)", h, s,
                       start("metalgate-proxy", [
                           os.environ["MGPROXY"], "--kubeconfig", f"{W}/store/kubeconfig",
                           "--node-name", "bench", "--http-listen", f"127.0.0.1:{h}",
+                          "--https-listen", f"127.0.0.1:{s}", "--admin-listen",
+                          f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""],
+                          env=env)))
+    # What the proxy Deployment runs: `metalgate proxy`, the one binary of the image. From a
+    # copy, so its code pages are not shared with the store's (PSS would split them).
+    shutil.copy(os.environ["MG"], f"{W}/metalgate-copy")
+    h, s = free_port(), free_port()
+    peers.append(Peer("metalgate-cmd", "metalgate proxy (the Deployment's command; a copy of the binary)",
+                      h, s, start("metalgate-cmd", [
+                          f"{W}/metalgate-copy", "proxy", "--kubeconfig", f"{W}/store/kubeconfig",
+                          "--node-name", "bench-cmd", "--http-listen", f"127.0.0.1:{h}",
                           "--https-listen", f"127.0.0.1:{s}", "--admin-listen",
                           f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""],
                           env=env)))
@@ -385,7 +399,7 @@ def report(proto, runs):
               f"{max(x[0] for x in rs):<6.0f} {row[p.name][1]:10.1f} "
               f"{med([x[2] for x in rs]):7.3f} {med([x[3] for x in rs]):7.3f} |"
               f"          {med([x[0] for x in fx]):6.3f} {med([x[1] for x in fx]):6.3f}")
-    for mg in ("metalgate-proxy", "metalgate-run"):
+    for mg in ("metalgate-proxy", "metalgate-cmd", "metalgate-run"):
         for peer in ("floor", "nginx", "haproxy", "caddy", "metalgate-B"):
             if mg in row and peer in row:
                 a, b = row[mg], row[peer]
