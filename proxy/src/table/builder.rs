@@ -233,14 +233,7 @@ impl TableBuilder {
             }
             let k = key(&s.metadata);
             self.lookups.services.insert(k.clone(), s.clone());
-            changed.insert(Read::Service(k.clone()));
-            self.deps.insert(
-                id,
-                Dep {
-                    key: Some(Read::Service(k)),
-                    seen: generation,
-                },
-            );
+            self.file(id, Some(Read::Service(k)), &mut changed);
         }
         for s in &snap.slices {
             let id = Arc::as_ptr(s) as usize;
@@ -260,15 +253,8 @@ impl TableBuilder {
                 let list = self.lookups.slices.entry(k.clone()).or_default();
                 list.push(s.clone());
                 list.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-                changed.insert(Read::Service(k.clone()));
             }
-            self.deps.insert(
-                id,
-                Dep {
-                    key: service.map(Read::Service),
-                    seen: generation,
-                },
-            );
+            self.file(id, service.map(Read::Service), &mut changed);
         }
         for s in &snap.secrets {
             let id = Arc::as_ptr(s) as usize;
@@ -277,14 +263,7 @@ impl TableBuilder {
             }
             let k = key(&s.metadata);
             self.lookups.secrets.insert(k.clone(), s.clone());
-            changed.insert(Read::Secret(k.clone()));
-            self.deps.insert(
-                id,
-                Dep {
-                    key: Some(Read::Secret(k)),
-                    seen: generation,
-                },
-            );
+            self.file(id, Some(Read::Secret(k)), &mut changed);
         }
         // What the snapshot no longer has: out of the lookups, unless a newer object of the
         // same key took its place there already.
@@ -328,6 +307,14 @@ impl TableBuilder {
             false
         });
         changed
+    }
+
+    /// Remember a new Service, EndpointSlice or Secret under `key` (what its readers read),
+    /// seen by this build, and note the key as changed.
+    fn file(&mut self, id: usize, key: Option<Read>, changed: &mut HashSet<Read>) {
+        changed.extend(key.clone());
+        let seen = self.generation;
+        self.deps.insert(id, Dep { key, seen });
     }
 
     /// Mark a known Service, EndpointSlice or Secret as seen by this build; false when new.
