@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proxy benchmark, two parts, one run:
 #  1. side by side (bench/proxy_peers.py): nginx, HAProxy and Caddy (Debian's packages), the bare
-#     Pingora floor (`pingora-floor`) and metalgate (`metalgate-proxy`, and `metalgate run` with
+#     Pingora floor (`pingora-floor`, and `floor-stock`: the same with Pingora's own upstream pool
+#     instead of third_party/pingora-proxy's) and metalgate (`metalgate-proxy`, and `metalgate run` with
 #     the store in the same process), each the same reverse proxy in front of the same backend
 #     (an nginx answering a fixed 64-byte body), on loopback, with the same certificate: plain
 #     HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS; ROUNDS interleaved rounds each, medians of
@@ -25,11 +26,16 @@ for t in nginx haproxy caddy openssl oha python3 curl; do
 done
 cargo build --release --quiet --bin metalgate -p metalgate
 cargo build --release --quiet --bin metalgate-proxy -p metalgate-proxy
+# The floor as Pingora releases it (its own upstream pool, not third_party/pingora-proxy's), then
+# the floor as metalgate builds Pingora; the same binary name, so the first is copied aside.
+cargo build --release --quiet -p metalgate-bench --bin pingora-floor --features stock-pool
+cp target/release/pingora-floor target/release/pingora-floor-stock
 cargo build --release --quiet -p metalgate-bench --bin proxy-route-latency --bin pingora-floor
 MG=$PWD/target/release/metalgate
 MGPROXY=$PWD/target/release/metalgate-proxy
 LAT=$PWD/target/release/proxy-route-latency
 FLOOR=$PWD/target/release/pingora-floor
+FLOOR_STOCK=$PWD/target/release/pingora-floor-stock
 W=$(mktemp -d /tmp/mg-proxy-bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -43,7 +49,7 @@ trap cleanup EXIT
 # Part 1: side by side (the script starts and ends its own processes).
 if [[ " $PARTS " == *" 1 "* ]]; then
   mkdir -p "$W/peers"
-  W=$W/peers MG=$MG MGPROXY=$MGPROXY FLOOR=$FLOOR python3 -u bench/proxy_peers.py
+  W=$W/peers MG=$MG MGPROXY=$MGPROXY FLOOR=$FLOOR FLOOR_STOCK=$FLOOR_STOCK python3 -u bench/proxy_peers.py
 fi
 [[ " $PARTS " == *" 2 "* ]] || exit 0
 

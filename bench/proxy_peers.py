@@ -8,6 +8,7 @@ Run by bench/proxy.sh (which builds the binaries and checks the tools); not on i
 Environment: MG, MGPROXY, FLOOR (binaries), W (a scratch directory it may fill), DUR (seconds per
 round), CONN (oha connections), RATE (fixed offered load, req/s), ROUNDS (rounds per protocol),
 PROTOCOLS (comma-separated subset of h1,tls,h2); optional: PEERS (comma-separated names to keep),
+FLOOR_STOCK (pingora-floor built with Pingora's own upstream pool, as the peer `floor-stock`),
 MGPROXY_B (a second metalgate-proxy binary, e.g. an older build, as the peer `metalgate-B`).
 
 For each protocol (plain HTTP/1.1, HTTP/1.1 over TLS, HTTP/2 over TLS) and each round, every
@@ -240,6 +241,13 @@ https://{HOST}:{s} {{
     h = free_port()
     peers.append(Peer("floor", "pingora-floor (bench/src/bin), plain HTTP only", h, None,
                       start("floor", [os.environ["FLOOR"], f"127.0.0.1:{h}", f"127.0.0.1:{be}"])))
+    # The same with Pingora's own upstream pool instead of third_party/pingora-proxy's: the
+    # floor as Pingora releases it (bench/proxy.sh builds it with the stock-pool feature).
+    if os.environ.get("FLOOR_STOCK"):
+        h = free_port()
+        peers.append(Peer("floor-stock", "pingora-floor, Pingora's own upstream pool", h, None,
+                          start("floor-stock", [os.environ["FLOOR_STOCK"], f"127.0.0.1:{h}",
+                                                f"127.0.0.1:{be}"])))
 
     # metalgate: a store with the route (Service, EndpointSlice, Ingress with TLS), then the
     # proxy binary alone against it, and `metalgate run` (store + proxy in one process).
@@ -399,8 +407,12 @@ def report(proto, runs):
               f"{max(x[0] for x in rs):<6.0f} {row[p.name][1]:10.1f} "
               f"{med([x[2] for x in rs]):7.3f} {med([x[3] for x in rs]):7.3f} |"
               f"          {med([x[0] for x in fx]):6.3f} {med([x[1] for x in fx]):6.3f}")
+    if "floor" in row and "floor-stock" in row:
+        a, b = row["floor"], row["floor-stock"]
+        print(f"  floor ÷ floor-stock: req/s {a[0] / b[0]:.2f}, CPU per request "
+              f"{a[1] / b[1]:.2f}, p99 at {RATE}/s {a[2] / b[2]:.2f}")
     for mg in ("metalgate-proxy", "metalgate-cmd", "metalgate-run"):
-        for peer in ("floor", "nginx", "haproxy", "caddy", "metalgate-B"):
+        for peer in ("floor", "floor-stock", "nginx", "haproxy", "caddy", "metalgate-B"):
             if mg in row and peer in row:
                 a, b = row[mg], row[peer]
                 print(f"  {mg} ÷ {peer}: req/s {a[0] / b[0]:.2f}, CPU per request "

@@ -4,7 +4,8 @@
 //!
 //! Split by what is tried: routing (`routing`), TLS, websockets and h2c (`protocols`), requests
 //! that must not pass as sent (`hardening`), random raw request heads (`random_heads`), failing
-//! endpoints (`endpoints`). The helpers here make one route or one websocket, or send raw bytes.
+//! endpoints (`endpoints`), connections to backends kept and closed (`upstream_pool`). The
+//! helpers here make one route or one websocket, or send raw bytes.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,6 +15,7 @@ mod hardening;
 mod protocols;
 mod random_heads;
 mod routing;
+mod upstream_pool;
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -94,6 +94,7 @@ mod proxy_h2;
 mod proxy_purge;
 mod proxy_trait;
 pub mod subrequest;
+mod upstream_pool; // metalgate patch: the upstream HTTP/1 pool
 
 use subrequest::{BodyMode, Ctx as SubrequestCtx};
 
@@ -183,7 +184,7 @@ where
     C: custom::Connector, // Upstream custom connector
 {
     inner: SV, // TODO: name it better than inner
-    client_upstream: Connector<C>,
+    client_upstream: upstream_pool::Upstream<C>, // metalgate patch: was Connector<C>
     shutdown: ShardedNotify,
     shutdown_flag: Arc<AtomicBool>,
     pub server_options: Option<HttpServerOptions>,
@@ -219,7 +220,11 @@ impl<SV> HttpProxy<SV, ()> {
     pub fn new(inner: SV, conf: Arc<ServerConf>) -> Self {
         HttpProxy {
             inner,
-            client_upstream: Connector::new(Some(ConnectorOptions::from_server_conf(&conf))),
+            // metalgate patch: HTTP/1 peers through upstream_pool
+            client_upstream: {
+                let options = Some(ConnectorOptions::from_server_conf(&conf));
+                upstream_pool::Upstream::new(Connector::new(options.clone()), options)
+            },
             shutdown: ShardedNotify::new(conf.threads),
             shutdown_flag: Arc::new(AtomicBool::new(false)),
             server_options: None,
@@ -251,7 +256,11 @@ where
     {
         let client_options =
             client_options.unwrap_or_else(|| ConnectorOptions::from_server_conf(&conf));
-        let client_upstream = Connector::new_custom(Some(client_options), connector);
+        // metalgate patch: HTTP/1 peers through upstream_pool
+        let client_upstream = upstream_pool::Upstream::new(
+            Connector::new_custom(Some(client_options.clone()), connector),
+            Some(client_options),
+        );
 
         HttpProxy {
             inner,
