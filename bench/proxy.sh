@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Proxy benchmark, two parts, one run:
 #  1. side by side (bench/proxy_peers.py): nginx, HAProxy and Caddy (Debian's packages), the bare
-#     Pingora floor (`pingora-floor`, and `floor-stock`: the same with Pingora's own upstream pool
-#     instead of third_party/pingora-proxy's) and metalgate (`metalgate-proxy`, and `metalgate run` with
-#     the store in the same process), each the same reverse proxy in front of the same backend
+#     Pingora floor (`pingora-floor`, and `floor-stock`: the same with Pingora's own upstream
+#     pool instead of third_party/pingora-proxy's) and metalgate (`metalgate-proxy`, and
+#     `metalgate run` with the store in the same process), each the same reverse proxy in front of the same backend
 #     (an nginx answering a fixed 64-byte body), on loopback, with the same certificate: plain
 #     HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS; ROUNDS interleaved rounds each, medians of
 #     req/s, CPU per request, p50/p99 at saturation and at RATE req/s, then PSS and RSS;
