@@ -9,6 +9,7 @@
 //!   pure;
 //! - [`discovery`]: watches those objects, rebuilds the table on every change and swaps it in
 //!   (`ArcSwap`: requests in flight keep the table they started with), writes Ingress status;
+//! - [`forwarded`]: the forwarding headers' values, written without `core::fmt` — pure;
 //! - [`service`]: Pingora's `ProxyHttp` — matching, hardening, headers, endpoints, retries;
 //! - [`server`]: the HTTP/HTTPS listeners (certificates per SNI), header deadline, drain;
 //! - [`metrics`]: the Prometheus metrics — requests by ingress, service and code, latency,
@@ -18,6 +19,7 @@
 
 pub mod cli;
 pub mod discovery;
+pub mod forwarded;
 pub mod metrics;
 pub mod policy;
 pub mod server;

@@ -16,6 +16,7 @@ use pingora::prelude::*;
 use pingora::protocols::ALPN;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::forwarded;
 use crate::metrics::Metrics;
 use crate::policy::{Access, BackendProtocol};
 use crate::table::{Backend, RouteTable};
@@ -103,11 +104,21 @@ pub struct Ctx {
     counted: bool,
 }
 
+/// An answer the proxy gives itself: status, extra headers, body.
+type Refusal = (u16, Vec<(header::HeaderName, String)>, String);
+
 /// The ingress proxy.
 pub struct IngressProxy {
     /// The route table, counters and limits it shares with discovery and the admin endpoint.
     pub shared: Arc<ProxyState>,
 }
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_REAL_IP: &str = "x-real-ip";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_FORWARDED_PORT: &str = "x-forwarded-port";
+const X_REQUEST_ID: &str = "x-request-id";
 
 fn hop_by_hop(name: &str) -> bool {
     matches!(
@@ -204,6 +215,61 @@ impl IngressProxy {
             })
         {
             return Some((400, "invalid Content-Length\n".into()));
+        }
+        None
+    }
+
+    /// Why a routed request is answered here instead of going to `backend`: its guard
+    /// annotations, an HTTPS redirect, a declared body over the limit, no ready endpoint.
+    fn refusal(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        backend: &Backend,
+        tls_host: bool,
+    ) -> Option<Refusal> {
+        let pol = &backend.policy;
+        match &pol.access {
+            Access::Denied { reason } => {
+                tracing::debug!(host = %ctx.host, %reason, "denied: a guard annotation is bad");
+                let why = "service unavailable: this Ingress's access annotations are invalid\n";
+                return Some((503, Vec::new(), why.into()));
+            }
+            access if !access.admits(ctx.client) => {
+                return Some((403, Vec::new(), "forbidden\n".into()));
+            }
+            _ => {}
+        }
+        if !ctx.tls && ((tls_host && pol.ssl_redirect) || pol.force_ssl_redirect) {
+            let pq = session
+                .req_header()
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            let port = match self.shared.https_port.load(Ordering::Relaxed) {
+                443 => String::new(),
+                p => format!(":{p}"),
+            };
+            let location = format!("https://{}{port}{pq}", ctx.host);
+            let body = format!("moved to {location}\n");
+            return Some((308, vec![(header::LOCATION, location)], body));
+        }
+        if let Some(limit) = pol.body_limit {
+            let declared = session
+                .req_header()
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                let body = format!("request body larger than {limit} bytes\n");
+                return Some((413, Vec::new(), body));
+            }
+        }
+        if backend.endpoints.is_empty() {
+            let body = format!("no ready endpoints for Service {}\n", backend.service);
+            return Some((503, Vec::new(), body));
         }
         None
     }
@@ -312,13 +378,11 @@ impl ProxyHttp for IngressProxy {
         ctx.request_id = session
             .req_header()
             .headers
-            .get("x-request-id")
+            .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 200)
             .map(str::to_string)
-            // 128 random bits as 32 hex digits, like nginx's $request_id (a thread-local
-            // generator: no system call per request).
-            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+            .unwrap_or_else(forwarded::request_id);
         if let Some((code, why)) = self.reject_reason(session) {
             return self.respond(session, ctx, code, &[], why).await;
         }
@@ -338,7 +402,8 @@ impl ProxyHttp for IngressProxy {
             }
         };
         // A guard, not a clone of the table's Arc: no reference count shared by every core
-        // touched per request.
+        // touched per request. The backend's Arc is cloned once, into the context, and lent
+        // from there (each clone is an atomic write to a line both cores share).
         let found = self
             .shared
             .table
@@ -362,83 +427,12 @@ impl ProxyHttp for IngressProxy {
                 .await;
         };
         ctx.upstream_path = upstream_path;
-        ctx.backend = Some(backend.clone());
-        let pol = &backend.policy;
-
-        match &pol.access {
-            Access::Denied { reason } => {
-                tracing::debug!(host = %ctx.host, %reason, "denied: a guard annotation is bad");
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        503,
-                        &[],
-                        "service unavailable: this Ingress's access annotations are invalid\n"
-                            .into(),
-                    )
-                    .await;
-            }
-            access if !access.admits(ctx.client) => {
-                return self
-                    .respond(session, ctx, 403, &[], "forbidden\n".into())
-                    .await;
-            }
-            _ => {}
+        let refused = self.refusal(session, ctx, &backend, tls_host);
+        ctx.backend = Some(backend);
+        match refused {
+            Some((code, extra, body)) => self.respond(session, ctx, code, &extra, body).await,
+            None => Ok(false),
         }
-        if !ctx.tls && ((tls_host && pol.ssl_redirect) || pol.force_ssl_redirect) {
-            let pq = session
-                .req_header()
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "/".into());
-            let port = match self.shared.https_port.load(Ordering::Relaxed) {
-                443 => String::new(),
-                p => format!(":{p}"),
-            };
-            let location = format!("https://{}{port}{pq}", ctx.host);
-            return self
-                .respond(
-                    session,
-                    ctx,
-                    308,
-                    &[(header::LOCATION, location.clone())],
-                    format!("moved to {location}\n"),
-                )
-                .await;
-        }
-        if let Some(limit) = pol.body_limit {
-            let declared = session
-                .req_header()
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.trim().parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit) {
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        413,
-                        &[],
-                        format!("request body larger than {limit} bytes\n"),
-                    )
-                    .await;
-            }
-        }
-        if backend.endpoints.is_empty() {
-            return self
-                .respond(
-                    session,
-                    ctx,
-                    503,
-                    &[],
-                    format!("no ready endpoints for Service {}\n", backend.service),
-                )
-                .await;
-        }
-        Ok(false)
     }
 
     async fn request_body_filter(
@@ -465,9 +459,9 @@ impl ProxyHttp for IngressProxy {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let backend = ctx
             .backend
-            .clone()
+            .as_deref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no backend chosen"))?;
-        let Some(addr) = self.pick(&backend, &ctx.tried) else {
+        let Some(addr) = self.pick(backend, &ctx.tried) else {
             return Error::e_explain(
                 ErrorType::HTTPStatus(502),
                 format!("no endpoint of {} left to try", backend.service),
@@ -565,8 +559,14 @@ impl ProxyHttp for IngressProxy {
     ) -> Result<()> {
         if let (Some(b), Some(addr)) = (&ctx.backend, ctx.current) {
             if let Some(ep) = b.endpoints.iter().find(|e| e.addr == addr) {
-                ep.health.failures.store(0, Ordering::Relaxed);
-                ep.health.ejected_until_ms.store(0, Ordering::Relaxed);
+                // Written only when not already clear: a store, even of the same value, takes
+                // the line from the other core on every request.
+                if ep.health.failures.load(Ordering::Relaxed) != 0 {
+                    ep.health.failures.store(0, Ordering::Relaxed);
+                }
+                if ep.health.ejected_until_ms.load(Ordering::Relaxed) != 0 {
+                    ep.health.ejected_until_ms.store(0, Ordering::Relaxed);
+                }
             }
         }
         Ok(())
@@ -612,26 +612,33 @@ impl ProxyHttp for IngressProxy {
         if up.headers.get(header::HOST).is_none() && !ctx.host.is_empty() {
             up.insert_header(header::HOST, ctx.host.as_str())?;
         }
-        let client = ctx.client.map(|c| c.to_string()).unwrap_or_default();
-        let xff = match up
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
-            _ => client.clone(),
+        // The values are written without `core::fmt` (see `forwarded`): this runs per request.
+        let previous = up.headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes);
+        let (xff, real_ip) = match ctx.client {
+            Some(ip) => (
+                forwarded::forwarded_for(previous, ip),
+                forwarded::ip_value(ip),
+            ),
+            // Not an IP client (a Unix socket): the chain as it came, no address added.
+            None => (
+                previous
+                    .and_then(|p| HeaderValue::from_bytes(p).ok())
+                    .unwrap_or_else(|| HeaderValue::from_static("")),
+                HeaderValue::from_static(""),
+            ),
         };
-        up.insert_header("x-forwarded-for", xff)?;
-        up.insert_header("x-real-ip", client)?;
-        up.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
-        up.insert_header("x-forwarded-host", ctx.host.as_str())?;
+        up.insert_header(X_FORWARDED_FOR, xff)?;
+        up.insert_header(X_REAL_IP, real_ip)?;
+        let proto = HeaderValue::from_static(if ctx.tls { "https" } else { "http" });
+        up.insert_header(X_FORWARDED_PROTO, proto)?;
+        up.insert_header(X_FORWARDED_HOST, ctx.host.as_str())?;
         let port = session
             .server_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.port())
             .unwrap_or(if ctx.tls { 443 } else { 80 });
-        up.insert_header("x-forwarded-port", port.to_string())?;
-        up.insert_header("x-request-id", ctx.request_id.as_str())?;
+        up.insert_header(X_FORWARDED_PORT, forwarded::port_value(port))?;
+        up.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
         Ok(())
     }
 
