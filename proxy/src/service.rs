@@ -648,9 +648,14 @@ impl ProxyHttp for IngressProxy {
         resp: &mut ResponseHeader,
         _ctx: &mut Ctx,
     ) -> Result<()> {
+        const HOP: [&str; 3] = ["keep-alive", "proxy-connection", "trailer"];
         if resp.status != StatusCode::SWITCHING_PROTOCOLS || !session.is_upgrade_req() {
-            for k in ["keep-alive", "proxy-connection", "trailer"] {
-                resp.remove_header(k);
+            // One look over the few names a response has (usually none of these) instead of
+            // three lookups, each parsing its name, per response.
+            if resp.headers.keys().any(|k| HOP.contains(&k.as_str())) {
+                for k in HOP {
+                    resp.remove_header(k);
+                }
             }
         }
         Ok(())

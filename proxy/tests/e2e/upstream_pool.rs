@@ -26,7 +26,8 @@ enum After {
 }
 
 /// A raw HTTP/1.1 backend: answers every request with the number of the connection it came on
-/// (1, 2, …) in a keep-alive response.
+/// (1, 2, …) in a keep-alive response, with hop-by-hop headers of its own (`Keep-Alive`,
+/// `Proxy-Connection`) and an end-to-end one (`X-Kept`).
 struct RawBackend {
     addr: std::net::SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -84,7 +85,8 @@ async fn serve(mut tcp: TcpStream, id: usize, after: After, tx: mpsc::UnboundedS
         head.clear();
         let body = id.to_string();
         let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\
+             keep-alive: timeout=60\r\nproxy-connection: keep-alive\r\nx-kept: yes\r\n\r\n{body}",
             body.len()
         );
         if tcp.write_all(resp.as_bytes()).await.is_err() {
@@ -182,4 +184,22 @@ async fn the_proxy_closes_its_end_soon_after_the_backend_does() {
         took < Duration::from_secs(3),
         "the proxy kept a connection the backend had closed for {took:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backends_hop_by_hop_headers_stay_on_its_hop() {
+    let env = Env::start().await;
+    let be = RawBackend::start(After::KeepAlive).await;
+    route_to(&env, &be, "hop.test").await;
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/", env.http))
+        .header("host", "hop.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert_eq!(h.get("x-kept").map(|v| v.as_bytes()), Some(&b"yes"[..]));
+    assert!(h.get("proxy-connection").is_none(), "{h:?}");
+    assert!(h.get("keep-alive").is_none(), "{h:?}");
 }
