@@ -120,13 +120,6 @@ const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_FORWARDED_PORT: &str = "x-forwarded-port";
 const X_REQUEST_ID: &str = "x-request-id";
 
-fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "upgrade"
-    )
-}
-
 impl IngressProxy {
     async fn respond(
         &self,
@@ -578,30 +571,9 @@ impl ProxyHttp for IngressProxy {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let upgrade = session.is_upgrade_req();
-        // Hop-by-hop headers, and whatever Connection names, stay on this hop.
-        let named: Vec<String> = up
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_ascii_lowercase())
-            .filter(|s| !s.is_empty() && s != "upgrade")
-            .collect();
-        for n in named {
-            up.remove_header(&n);
-        }
-        let drop: Vec<header::HeaderName> = up
-            .headers
-            .keys()
-            .filter(|k| hop_by_hop(k.as_str()))
-            .filter(|k| !(upgrade && (*k == header::UPGRADE || *k == header::CONNECTION)))
-            .cloned()
-            .collect();
-        for k in drop {
-            up.remove_header(&k);
-        }
+        // Hop-by-hop headers and whatever Connection names are already gone: Pingora 0.9
+        // strips them before this filter (its default `HttpUpstreamRequestPolicy`, which keeps
+        // a websocket's Upgrade and Connection).
         if let Some(path) = &ctx.upstream_path {
             let q = up.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
             let uri: http::Uri = format!("{path}{q}")

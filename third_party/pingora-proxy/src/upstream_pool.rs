@@ -51,9 +51,11 @@ pub(crate) struct Upstream<C: custom::Connector> {
 
 impl<C: custom::Connector> Upstream<C> {
     pub(crate) fn new(inner: Connector<C>, options: Option<ConnectorOptions>) -> Self {
+        // Connections dropped for unexpected data count where Pingora's own do: one counter.
+        let unexpected = inner.unexpected_data_connection_counter();
         Upstream {
             inner,
-            h1: H1Pool::new(options),
+            h1: H1Pool::new(options, unexpected),
         }
     }
 
@@ -65,15 +67,12 @@ impl<C: custom::Connector> Upstream<C> {
         if !pooled_here(peer) {
             return self.inner.get_http_session(peer).await;
         }
-        if let Some(stream) = self.h1.take(peer) {
-            let s = HttpSessionV1::new_with_options(stream, peer);
-            return Ok((ClientSession::H1(s), true));
-        }
-        let stream = self.h1.transport.new_stream(peer).await?;
-        Ok((
-            ClientSession::H1(HttpSessionV1::new_with_options(stream, peer)),
-            false,
-        ))
+        let (stream, reused) = match self.h1.take(peer) {
+            Some(stream) => (stream, true),
+            None => (self.h1.transport.new_stream(peer).await?, false),
+        };
+        let session = HttpSessionV1::new_with_options(stream, peer);
+        Ok((ClientSession::H1(session), reused))
     }
 
     /// Give a session back after its request: kept idle for the next one when it can be.
@@ -104,11 +103,10 @@ impl<C: custom::Connector> Upstream<C> {
 
     pub(crate) fn unexpected_data_connection_count(&self) -> u64 {
         self.inner.unexpected_data_connection_count()
-            + self.h1.shared.unexpected.load(Ordering::Relaxed)
     }
 
     pub(crate) fn unexpected_data_connection_counter(&self) -> Arc<AtomicU64> {
-        self.h1.shared.unexpected.clone()
+        self.inner.unexpected_data_connection_counter()
     }
 }
 
@@ -150,7 +148,7 @@ struct H1Pool {
 }
 
 impl H1Pool {
-    fn new(options: Option<ConnectorOptions>) -> Self {
+    fn new(options: Option<ConnectorOptions>, unexpected: Arc<AtomicU64>) -> Self {
         let cap = options
             .as_ref()
             .map_or(DEFAULT_POOL_SIZE, |o| o.keepalive_pool_size);
@@ -160,7 +158,7 @@ impl H1Pool {
                 shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
                 idle: AtomicUsize::new(0),
                 cap,
-                unexpected: Arc::new(AtomicU64::new(0)),
+                unexpected,
             }),
             sweeper: std::sync::Once::new(),
         }
