@@ -32,6 +32,52 @@ fn until_colour(colour: &str, limit: Duration) -> Option<Duration> {
     None
 }
 
+/// Wait (bounded) until the `podinfo` app is Healthy at the laptop's HEAD — its rollout
+/// finished, old pods gone.
+fn until_settled(limit: Duration) {
+    let head = String::from_utf8_lossy(&laptop_git(&["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_string();
+    let settled = format!("Healthy {head}");
+    let mut app = String::new();
+    let deadline = std::time::Instant::now() + limit;
+    while app != settled && std::time::Instant::now() < deadline {
+        let out = metalgate(&[
+            "lab",
+            "exec",
+            "--",
+            "kubectl",
+            "get",
+            "application",
+            "podinfo",
+            "-n",
+            "metalgate-system",
+            "-o",
+            "jsonpath={.status.health.status} {.status.sync.revision}",
+        ]);
+        app = String::from_utf8_lossy(&out.stdout).to_string();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(app, settled, "the rollout settled within {limit:?}");
+}
+
+/// Wait (bounded) until `run` requests in a row serve `colour`: nothing serves another one.
+fn until_only_colour(colour: &str, run: usize, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    let mut in_a_row = 0;
+    while start.elapsed() < limit {
+        if podinfo_colour().as_deref() == Some(colour) {
+            in_a_row += 1;
+            if in_a_row == run {
+                return true;
+            }
+        } else {
+            in_a_row = 0;
+        }
+    }
+    false
+}
+
 /// The seed's live demo, from the laptop: change podinfo's colour in Git, commit, push — the
 /// new colour is served (and shown by a browser) within 5 s, while a bounded load through the
 /// rollout gets no failed request; `git revert` + push brings the old colour back; a
@@ -79,6 +125,14 @@ fn the_workshop_live_demo_push_revert_and_drift() {
         took.is_some_and(|t| t <= Duration::from_secs(5)),
         "the new colour was served after {took:?} (goal: 5 s)"
     );
+    // The first new pod serves while the old ones still do; once the rollout has finished
+    // (the app Healthy at the pushed commit), every request — and so the browser — gets the
+    // new colour.
+    until_settled(Duration::from_secs(30));
+    assert!(
+        until_only_colour("#e0115f", 10, Duration::from_secs(3)),
+        "after the rollout, some request still served another colour"
+    );
     let dom = browser_dom("http://podinfo.192.168.56.200.nip.io/");
     assert!(
         dom.contains("background:#e0115f"),
@@ -109,30 +163,7 @@ fn the_workshop_live_demo_push_revert_and_drift() {
 
     // Drift, once the rollback has settled (the app Healthy at the revert's commit), as the
     // seed shows it: scaled by hand from the laptop, reverted within a second and reported.
-    let head = String::from_utf8_lossy(&laptop_git(&["rev-parse", "HEAD"]).stdout)
-        .trim()
-        .to_string();
-    let settled = format!("Healthy {head}");
-    let mut app = String::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while app != settled && std::time::Instant::now() < deadline {
-        let out = metalgate(&[
-            "lab",
-            "exec",
-            "--",
-            "kubectl",
-            "get",
-            "application",
-            "podinfo",
-            "-n",
-            "metalgate-system",
-            "-o",
-            "jsonpath={.status.health.status} {.status.sync.revision}",
-        ]);
-        app = String::from_utf8_lossy(&out.stdout).to_string();
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(app, settled, "the rollback settled");
+    until_settled(Duration::from_secs(30));
     let scaled_at = jiff::Timestamp::now();
     let scale = metalgate(&[
         "lab",
