@@ -94,6 +94,34 @@ def smaps(pids, field):
     return t
 
 
+def pss_parts(pids):
+    """PSS (KiB) of the processes split by what is mapped: the executable's code, the rest of
+    the executable (data, relocations), anonymous memory (heap, arenas, buffers, threads' stacks), the main stack,
+    shared libraries and the rest."""
+    parts = {"exe code": 0, "exe data": 0, "anon": 0, "main stack": 0, "libs": 0, "other": 0}
+    for p in pids:
+        exe = os.path.realpath(f"/proc/{p}/exe")
+        kind = "other"
+        for line in open(f"/proc/{p}/smaps"):
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                path = head[5] if len(head) > 5 else ""
+                perms = head[1]
+                if path == exe:
+                    kind = "exe code" if "x" in perms else "exe data"
+                elif path in ("", "[heap]"):
+                    kind = "anon"
+                elif path.startswith("[stack"):
+                    kind = "main stack"
+                elif path.startswith("/"):
+                    kind = "libs"
+                else:
+                    kind = "other"
+            elif line.startswith("Pss:"):
+                parts[kind] += int(head[1])
+    return parts
+
+
 def oha(url, port, proto, extra, dur=DUR):
     argv = ["oha", "--no-tui", "-w", "--output-format", "json", "-c", str(CONN), "-z", f"{dur}s"]
     if proto == "h1":
@@ -387,6 +415,8 @@ spec:
         pids = p.pids()
         print(f"  {p.name:16} PSS {smaps(pids, 'Pss'):7d}  RSS {smaps(pids, 'Rss'):7d}  "
               f"({len(pids)} process{'es' if len(pids) > 1 else ''})")
+        print("  " + " " * 16 + " PSS by mapping: " +
+              ", ".join(f"{k} {v}" for k, v in pss_parts(pids).items()))
 
 
 def med(xs):
