@@ -56,12 +56,6 @@ fn failed(other: &serde_json::Value) -> u64 {
         .sum()
 }
 
-fn kubectl(args: &[&str]) -> Output {
-    let mut argv = vec!["lab", "exec", "--", "kubectl"];
-    argv.extend_from_slice(args);
-    metalgate(&argv)
-}
-
 /// Pods that are not Running with every container ready, as `kubectl get pods -A` lists them
 /// (or the error when the store does not answer).
 fn pods_not_ready() -> Vec<String> {

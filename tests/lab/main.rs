@@ -55,6 +55,13 @@ fn metalgate(args: &[&str]) -> Output {
     }
 }
 
+/// `kubectl` from the laptop's namespace, against the lab's cluster.
+fn kubectl(args: &[&str]) -> Output {
+    let mut argv = vec!["lab", "exec", "--", "kubectl"];
+    argv.extend_from_slice(args);
+    metalgate(&argv)
+}
+
 /// The page `url` shows in headless Chromium on the laptop, after its scripts ran (`--dump-dom`),
 /// with the flags this closed network needs; bounded by `timeout`, with a fresh profile.
 fn browser_dom(url: &str) -> String {

@@ -42,11 +42,7 @@ fn until_settled(limit: Duration) {
     let mut app = String::new();
     let deadline = std::time::Instant::now() + limit;
     while app != settled && std::time::Instant::now() < deadline {
-        let out = metalgate(&[
-            "lab",
-            "exec",
-            "--",
-            "kubectl",
+        let out = kubectl(&[
             "get",
             "application",
             "podinfo",
@@ -165,11 +161,7 @@ fn the_workshop_live_demo_push_revert_and_drift() {
     // seed shows it: scaled by hand from the laptop, reverted within a second and reported.
     until_settled(Duration::from_secs(30));
     let scaled_at = jiff::Timestamp::now();
-    let scale = metalgate(&[
-        "lab",
-        "exec",
-        "--",
-        "kubectl",
+    let scale = kubectl(&[
         "scale",
         "deployment",
         "podinfo",
@@ -181,11 +173,7 @@ fn the_workshop_live_demo_push_revert_and_drift() {
     let start = std::time::Instant::now();
     let mut replicas = String::new();
     while start.elapsed() < Duration::from_secs(10) {
-        let out = metalgate(&[
-            "lab",
-            "exec",
-            "--",
-            "kubectl",
+        let out = kubectl(&[
             "get",
             "deployment",
             "podinfo",
@@ -203,11 +191,7 @@ fn the_workshop_live_demo_push_revert_and_drift() {
     assert_eq!(replicas, "2", "spec.replicas back to Git's value");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let events = metalgate(&[
-            "lab",
-            "exec",
-            "--",
-            "kubectl",
+        let events = kubectl(&[
             "get",
             "events",
             "-n",
@@ -222,11 +206,7 @@ fn the_workshop_live_demo_push_revert_and_drift() {
             // How long the revert took: from just before `kubectl scale` started (its own
             // start-up counts against us) to the Event written once the revert was applied —
             // one clock, the machine's, for both.
-            let at = metalgate(&[
-                "lab",
-                "exec",
-                "--",
-                "kubectl",
+            let at = kubectl(&[
                 "get",
                 "events",
                 "-n",
