@@ -269,11 +269,11 @@ https://{HOST}:{s} {{
     h = free_port()
     peers.append(Peer("floor", "pingora-floor (bench/src/bin), plain HTTP only", h, None,
                       start("floor", [os.environ["FLOOR"], f"127.0.0.1:{h}", f"127.0.0.1:{be}"])))
-    # The same with Pingora's own upstream pool instead of third_party/pingora-proxy's: the
-    # floor as Pingora releases it (bench/proxy.sh builds it with the stock-pool feature).
+    # The same with Pingora's own upstream pool and body buffers instead of third_party's patched
+    # ones: the floor as Pingora releases it (bench/proxy.sh builds it with the stock feature).
     if os.environ.get("FLOOR_STOCK"):
         h = free_port()
-        peers.append(Peer("floor-stock", "pingora-floor, Pingora's own upstream pool", h, None,
+        peers.append(Peer("floor-stock", "pingora-floor, unpatched Pingora (own pool and body buffers)", h, None,
                           start("floor-stock", [os.environ["FLOOR_STOCK"], f"127.0.0.1:{h}",
                                                 f"127.0.0.1:{be}"])))
 
@@ -323,6 +323,9 @@ spec:
 """)
     env = dict(os.environ, RUST_LOG="warn")
     api = free_port()
+    # A store left by an earlier run in the same W has a kubeconfig naming its old port: the
+    # proxies would read it before the new store writes its own.
+    shutil.rmtree(f"{W}/store", ignore_errors=True)
     start("store", [os.environ["MG"], "run", "--data-dir", f"{W}/store", "--api-listen",
                     f"127.0.0.1:{api}", "--components", "none", "--manifests",
                     f"{W}/route.yaml"], env=env)
