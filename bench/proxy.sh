@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Proxy benchmark, two parts, one run:
 #  1. side by side (bench/proxy_peers.py): nginx, HAProxy and Caddy (Debian's packages), the bare
-#     Pingora floor (`pingora-floor`, and `floor-stock`: the same with Pingora's own upstream
-#     pool instead of third_party/pingora-proxy's) and metalgate (`metalgate-proxy`, and
+#     Pingora floor (`pingora-floor`, and `floor-stock`: the same without third_party's patches
+#     to Pingora, i.e. its own upstream pool and body buffers) and metalgate (`metalgate-proxy`, and
 #     `metalgate run` with the store in the same process), each the same reverse proxy in front of the same backend
 #     (an nginx answering a fixed 64-byte body), on loopback, with the same certificate: plain
 #     HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS; ROUNDS interleaved rounds each, medians of
@@ -28,7 +28,7 @@ cargo build --release --quiet --bin metalgate -p metalgate
 cargo build --release --quiet --bin metalgate-proxy -p metalgate-proxy
 # The floor as Pingora releases it (its own upstream pool, not third_party/pingora-proxy's), then
 # the floor as metalgate builds Pingora; the same binary name, so the first is copied aside.
-cargo build --release --quiet -p metalgate-bench --bin pingora-floor --features stock-pool
+cargo build --release --quiet -p metalgate-bench --bin pingora-floor --features stock
 cp target/release/pingora-floor target/release/pingora-floor-stock
 cargo build --release --quiet -p metalgate-bench --bin proxy-route-latency --bin pingora-floor
 MG=$PWD/target/release/metalgate

@@ -4,12 +4,14 @@
 //!
 //! Split by what is tried: routing (`routing`), TLS, websockets and h2c (`protocols`), requests
 //! that must not pass as sent (`hardening`), random raw request heads (`random_heads`), failing
-//! endpoints (`endpoints`), connections to backends kept and closed (`upstream_pool`). The
+//! endpoints (`endpoints`), connections to backends kept and closed (`upstream_pool`), response
+//! bodies around the body buffer's size (`bodies`). The
 //! helpers here make one route or one websocket, or send raw bytes.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod bodies;
 mod endpoints;
 mod hardening;
 mod protocols;
