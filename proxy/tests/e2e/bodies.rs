@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::all_to_svc;
 use crate::common::Env;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// The body the backend sends for `size`: bytes that differ with the position and the size.
@@ -49,21 +49,9 @@ async fn backend() -> (
 }
 
 async fn serve(mut tcp: TcpStream) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let Ok(n) = tcp.read(&mut buf).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        head.extend_from_slice(&buf[..n]);
-        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let line = String::from_utf8_lossy(&head[..end]).to_string();
-        head.drain(..end + 4);
+    let mut pending = Vec::new();
+    while let Some(head) = crate::read_request_head(&mut tcp, &mut pending).await {
+        let line = String::from_utf8_lossy(&head).to_string();
         // "GET /65536/Dribbled HTTP/1.1"
         let path = line.split(' ').nth(1).unwrap_or("/");
         let mut parts = path.trim_start_matches('/').split('/');

@@ -22,9 +22,31 @@ mod upstream_pool;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use tokio::io::AsyncReadExt;
+
 use common::{Backend, Env};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+
+/// Reads from `tcp` into `pending` until a request head ends; returns the head (without its
+/// blank line) and leaves whatever followed in `pending`. `None` when the peer closes first.
+pub(crate) async fn read_request_head(
+    tcp: &mut tokio::net::TcpStream,
+    pending: &mut Vec<u8>,
+) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = pending[..end].to_vec();
+            pending.drain(..end + 4);
+            return Some(head);
+        }
+        match tcp.read(&mut buf).await {
+            Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
 
 pub(crate) fn rule(host: &str, paths: &[(&str, &str, &str)]) -> Value {
     json!({

@@ -68,21 +68,12 @@ impl RawBackend {
 }
 
 async fn serve(mut tcp: TcpStream, id: usize, after: After, tx: mpsc::UnboundedSender<Duration>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let Ok(n) = tcp.read(&mut buf).await else {
-            return;
-        };
-        if n == 0 {
-            return;
-        }
-        head.extend_from_slice(&buf[..n]);
-        // GETs only: the head's end is the request's end.
-        if !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            continue;
-        }
-        head.clear();
+    let mut pending = Vec::new();
+    // GETs only: the head's end is the request's end.
+    while crate::read_request_head(&mut tcp, &mut pending)
+        .await
+        .is_some()
+    {
         let body = id.to_string();
         let resp = format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\
@@ -103,7 +94,8 @@ async fn serve(mut tcp: TcpStream, id: usize, after: After, tx: mpsc::UnboundedS
                 let _ = tcp.shutdown().await;
                 let since = Instant::now();
                 // The proxy's end of the connection: closed (0) within 5 s, or reported late.
-                let r = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+                let r =
+                    tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut [0u8; 64])).await;
                 let took = match r {
                     Ok(Ok(0)) | Ok(Err(_)) => since.elapsed(),
                     _ => Duration::MAX,
