@@ -100,7 +100,8 @@ pub fn request_id() -> String {
     for (i, o) in out.iter_mut().enumerate() {
         *o = HEX[((bits >> (4 * (31 - i))) & 0xf) as usize];
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    // Hex digits only: always UTF-8.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -254,8 +254,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadlineApp<A> {
 
 /// A stream whose reads fail once a request's header block (up to the blank line) has taken
 /// longer than the deadline since its first byte. Re-armed after each response. A header that
-/// arrives in one read (the usual case) costs a clock read and a scan: the timer is only made
-/// when a read has to wait in the middle of a header block.
+/// arrives in one read (the usual case) costs a scan and no clock read: the clock is read when a
+/// block goes on past a read, and the timer is only made when a read has to wait mid-block.
 ///
 /// The same scan checks the request line as RFC 9112 has it — `method SP target SP version`,
 /// no control characters — and answers 400 itself, closing the connection, when it is not:
@@ -430,9 +430,7 @@ impl AsyncRead for HeaderDeadline {
         match &r {
             Poll::Ready(Ok(())) if this.in_header => {
                 let new = &buf.filled()[before..];
-                if !new.is_empty() && this.started.is_none() {
-                    this.started = Some(tokio::time::Instant::now());
-                }
+                let first_bytes = !new.is_empty() && this.started.is_none();
                 // The request line byte by byte; the rest of the block only at its line ends.
                 let mut rest = new.len();
                 for (i, b) in new.iter().enumerate() {
@@ -467,6 +465,10 @@ impl AsyncRead for HeaderDeadline {
                 if !this.in_header {
                     this.started = None;
                     this.sleep = None;
+                } else if first_bytes {
+                    // The block's first bytes arrived in this read and it goes on: its clock
+                    // starts now. A block whole in one read (the usual case) never reads it.
+                    this.started = Some(tokio::time::Instant::now());
                 }
             }
             Poll::Pending if this.in_header => {
