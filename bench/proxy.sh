@@ -40,7 +40,7 @@ W=$(mktemp -d /tmp/mg-proxy-bench.XXXXXX)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for f in "$W"/*.pid; do if [ -f "$f" ]; then kill "$(cat "$f")" 2>/dev/null || true; fi; done
+  for f in "$W"/*.pid; do p=$(cat "$f" 2>/dev/null) && kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$W"
 }
