@@ -65,7 +65,14 @@ struct Run {
     containers: Vec<Shared>,
     stop: CancellationToken,
     tasks: tokio::task::JoinSet<()>,
+    /// Set up failed before any container started (the pod's network, its directory, its
+    /// ServiceAccount token): tried again from scratch after this, as the kubelet retries a
+    /// sandbox. A leftover from a node that died mid-run must not keep a pod pending for good.
+    retry_at: Option<tokio::time::Instant>,
 }
+
+/// How long a pod whose set-up failed waits before it is set up again.
+const SETUP_RETRY: Duration = Duration::from_secs(2);
 
 fn now() -> Time {
     Time(jiff::Timestamp::now())
@@ -135,6 +142,17 @@ pub async fn run(client: Client, cfg: Config, shutdown: CancellationToken) -> an
         }
         for p in &live {
             let uid = p.metadata.uid.clone().unwrap_or_default();
+            let due = tokio::time::Instant::now();
+            if runs
+                .get(&uid)
+                .and_then(|r| r.retry_at)
+                .is_some_and(|at| at <= due)
+            {
+                // Its half-made sandbox goes first (awaited: the next one has the same name).
+                if let Some(r) = runs.remove(&uid) {
+                    stop(r).await;
+                }
+            }
             if !runs.contains_key(&uid) {
                 let used: Vec<String> = runs.values().map(|r| r.ip.clone()).collect();
                 let r = start(&client, &cfg, p, &used, wake.clone()).await;
@@ -224,19 +242,21 @@ async fn start(client: &Client, cfg: &Config, p: &Pod, used: &[String], wake: Ar
         containers,
         stop: CancellationToken::new(),
         tasks: tokio::task::JoinSet::new(),
+        retry_at: None,
     };
-    let fail = |run: &Run, reason: &str, msg: String| {
-        tracing::warn!(pod = %name, reason, "{msg}");
+    let fail = |run: &mut Run, reason: &str, msg: String| {
+        tracing::warn!(pod = %name, reason, "{msg}; trying again in {SETUP_RETRY:?}");
         for c in &run.containers {
             set(c, |c| c.state = State::Waiting(reason.into(), msg.clone()));
         }
+        run.retry_at = Some(tokio::time::Instant::now() + SETUP_RETRY);
     };
     // The network.
     let own_ip = spec.host_network != Some(true) && cfg.pod_cidr.is_some();
     if own_ip {
         let Some(addr) = cfg.pod_cidr.as_ref().and_then(|c| allocate(c, used)) else {
             fail(
-                &run,
+                &mut run,
                 "ContainerCreating",
                 "no address left in the node's pod CIDR".into(),
             );
@@ -245,7 +265,7 @@ async fn start(client: &Client, cfg: &Config, p: &Pod, used: &[String], wake: Ar
         let (netns, host_if) = sandbox::names(&cfg.node, &uid);
         if let Err(e) = sandbox::up(&netns, &host_if, &addr).await {
             fail(
-                &run,
+                &mut run,
                 "ContainerCreating",
                 format!("setting up the pod's network: {e:#}"),
             );
@@ -263,7 +283,7 @@ async fn start(client: &Client, cfg: &Config, p: &Pod, used: &[String], wake: Ar
     let dir = cfg.data_dir.join("pods").join(format!("{ns}_{name}_{uid}"));
     if let Err(e) = std::fs::create_dir_all(&dir) {
         fail(
-            &run,
+            &mut run,
             "ContainerCreating",
             format!("creating {}: {e}", dir.display()),
         );
@@ -275,7 +295,7 @@ async fn start(client: &Client, cfg: &Config, p: &Pod, used: &[String], wake: Ar
         match service_account(client, cfg, p, &dir).await {
             Ok(d) => sa_dir = Some(d),
             Err(e) => {
-                fail(&run, "CreateContainerConfigError", format!("{e:#}"));
+                fail(&mut run, "CreateContainerConfigError", format!("{e:#}"));
                 return run;
             }
         }

@@ -51,7 +51,10 @@ pub fn names(prefix: &str, uid: &str) -> (String, String) {
 
 /// Make the network of a pod with its own IP.
 pub async fn up(netns: &str, host_if: &str, addr: &str) -> anyhow::Result<()> {
-    // Left over from an agent that died: start clean.
+    // Left over from an agent that died: start clean. The node's end of the veth first: it
+    // goes at once (with its peer), while a deleted namespace's links go later, in the
+    // kernel's own time — until then adding `host_if` again fails with "File exists".
+    let _ = ip(&["link", "del", host_if]).await;
     let _ = ip(&["netns", "del", netns]).await;
     ip(&["netns", "add", netns]).await?;
     let r = async {
