@@ -100,8 +100,7 @@ pub fn request_id() -> String {
     for (i, o) in out.iter_mut().enumerate() {
         *o = HEX[((bits >> (4 * (31 - i))) & 0xf) as usize];
     }
-    // Hex digits only: always UTF-8.
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]
