@@ -1,5 +1,7 @@
 //! `metalgate-proxy`: the ingress alone (what `metalgate proxy` runs), without the API store,
-//! speaker and controller in the binary — less code paged in for a proxy Deployment.
+//! speaker and controller in the binary — less code paged in when it runs by itself (the
+//! benchmarks). The image ships `metalgate` only: on a node its processes share that binary's
+//! code pages, which a separate proxy binary would not (`bench/node_memory.py`).
 #![forbid(unsafe_code)]
 
 use clap::Parser;

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""A node's memory, by PSS: metalgate's processes on one node as the image runs them (`metalgate
+proxy`, `metalgate speaker`, `metalgate controller`, `metalgate gitops run`: one binary, whose
+code pages the processes share) against the same node with the proxy crate's own, smaller
+`metalgate-proxy` binary for the proxy (the other processes still `metalgate`).
+
+bench/proxy.sh measures each proxy alone (`metalgate proxy` from a private copy of the binary),
+which is its PSS when nothing else maps that file; on a node the speaker DaemonSet (and on the
+workshop's one node the controller and the GitOps module too) map the same file, and PSS splits
+each shared page between them. This measures what a node holds in both cases.
+
+Usage: python3 bench/node_memory.py   (as root: the speaker opens raw sockets; env ROUNDS=3 DUR=4)
+Needs cargo, nginx, oha, curl, strip. Binaries are built as scripts/image.sh builds the image's
+(static, without the lab, stripped); the store they run against is `metalgate run` from another
+copy of the file, so it shares no page with them. All traffic on loopback.
+
+Node kinds: `worker` (the proxy and speaker DaemonSets) and `workshop` (one node running all
+four). For each kind and round, in an order that alternates per round: the node's processes
+start against the store, the proxy serves `oha -c 50` for DUR seconds of HTTP/1.1, then the PSS
+and RSS of each process are read. Printed: medians of the rounds, and two binaries ÷ one.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+DUR = int(os.environ.get("DUR", "4"))
+HOST = "bench.local"
+TARGET = "x86_64-unknown-linux-gnu"
+STATIC = f"{ROOT}/target/static/{TARGET}/release"
+STARTED = []  # Popen objects this script started; ended on exit, by PID.
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start(w, argv, **kw):
+    log = open(f"{w}/processes.log", "a")
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                         env=dict(os.environ, RUST_LOG="warn"), **kw)
+    STARTED.append(p)
+    return p
+
+
+def stop(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p in STARTED:
+            STARTED.remove(p)
+
+
+def memory(pid):
+    """PSS and RSS of one process, KiB."""
+    got = {}
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        head = line.split()
+        if head[0] in ("Pss:", "Rss:"):
+            got[head[0][:-1]] = int(head[1])
+    return got
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--locked", "--no-default-features",
+                    "--target", TARGET, "--target-dir", "target/static", "-p", "metalgate",
+                    "-p", "metalgate-proxy", "--bin", "metalgate", "--bin", "metalgate-proxy"],
+                   cwd=ROOT, check=True,
+                   env=dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static"))
+
+
+def store(w):
+    """The backend (nginx) and a store holding one Ingress to it; returns the kubeconfig."""
+    be = free_port()
+    os.makedirs(f"{w}/be")
+    open(f"{w}/be/nginx.conf", "w").write(f"""worker_processes 1; daemon off; pid {w}/be/pid;
+error_log {w}/be/error.log; events {{ worker_connections 8192; }}
+http {{ access_log off; keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{be}; location / {{ return 200 "0123456789"; }} }} }}
+""")
+    start(w, ["nginx", "-c", f"{w}/be/nginx.conf", "-p", f"{w}/be"])
+    open(f"{w}/route.yaml", "w").write(f"""apiVersion: v1
+kind: Namespace
+metadata: {{name: bench}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: be, namespace: bench}}
+spec: {{ports: [{{name: http, port: 80, targetPort: {be}}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: be-1, namespace: bench, labels: {{kubernetes.io/service-name: be}}}}
+addressType: IPv4
+ports: [{{name: http, port: {be}}}]
+endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: bench, namespace: bench}}
+spec:
+  ingressClassName: metalgate
+  rules:
+  - host: {HOST}
+    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: be, port: {{number: 80}}}}}}}}]}}
+""")
+    # A copy: the store shares no code page with the node's processes.
+    shutil.copy(f"{STATIC}/metalgate", f"{w}/store-metalgate")
+    start(w, [f"{w}/store-metalgate", "run", "--data-dir", f"{w}/store",
+              "--api-listen", f"127.0.0.1:{free_port()}", "--components", "none",
+              "--manifests", f"{w}/route.yaml"])
+    kubeconfig = f"{w}/store/kubeconfig"
+    for _ in range(100):
+        if os.path.exists(kubeconfig):
+            return kubeconfig
+        time.sleep(0.1)
+    sys.exit("node_memory: the store wrote no kubeconfig in 10 s")
+
+
+def node(w, kubeconfig, kind, binaries, n):
+    """Start one node's processes from fresh copies of the binaries, load its proxy, and return
+    {process: memory}."""
+    d = f"{w}/{kind}-{binaries}-{n}"
+    os.makedirs(d)
+    for b in ["metalgate"] + (["metalgate-proxy"] if binaries == "two" else []):
+        shutil.copy(f"{STATIC}/{b}", f"{d}/{b}")
+        subprocess.run(["strip", f"{d}/{b}"], check=True)
+    http = free_port()
+    common = ["--kubeconfig", kubeconfig, "--node-name", "n1"]
+    proxy = ([f"{d}/metalgate-proxy"] if binaries == "two" else [f"{d}/metalgate", "proxy"]) + common + [
+        "--http-listen", f"127.0.0.1:{http}", "--https-listen", f"127.0.0.1:{free_port()}",
+        "--admin-listen", f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""]
+    argv = {
+        "proxy": proxy,
+        "speaker": [f"{d}/metalgate", "speaker", *common, "--node-ip", "127.0.0.1",
+                    "--admin-listen", f"127.0.0.1:{free_port()}"],
+    }
+    if kind == "workshop":
+        argv["controller"] = [f"{d}/metalgate", "controller", *common, "--no-gitops",
+                              "--data-dir", f"{d}/controller",
+                              "--admin-listen", f"127.0.0.1:{free_port()}"]
+        argv["gitops"] = [f"{d}/metalgate", "gitops", "run", *common, "--data-dir", f"{d}/gitops",
+                          "--admin-listen", f"127.0.0.1:{free_port()}"]
+    procs = {name: start(w, a) for name, a in argv.items()}
+    try:
+        url = f"http://127.0.0.1:{http}/"
+        for _ in range(100):
+            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                                f"Host: {HOST}", url], capture_output=True, text=True)
+            if r.stdout == "200":
+                break
+            time.sleep(0.1)
+        else:
+            sys.exit(f"node_memory: the proxy ({binaries} binaries) did not route in 10 s")
+        out = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-c", "50", "-z",
+                              f"{DUR}s", "-H", f"Host: {HOST}", url],
+                             capture_output=True, text=True, check=True).stdout
+        codes = json.loads(out)["statusCodeDistribution"]
+        if set(codes) != {"200"}:
+            sys.exit(f"node_memory: answers other than 200: {codes}")
+        time.sleep(2)
+        for name, p in procs.items():
+            if p.poll() is not None:
+                sys.exit(f"node_memory: {name} ({binaries} binaries) exited: {p.returncode}")
+        return {name: memory(p.pid) for name, p in procs.items()}
+    finally:
+        stop(list(procs.values()))
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    for tool in ("cargo", "nginx", "oha", "curl", "strip"):
+        if shutil.which(tool) is None:
+            sys.exit(f"node_memory: needs {tool}")
+    build()
+    w = tempfile.mkdtemp(prefix="mg-node-memory.")
+    try:
+        kubeconfig = store(w)
+        runs = {}
+        for n in range(ROUNDS):
+            order = ["one", "two"] if n % 2 == 0 else ["two", "one"]
+            for kind in ("worker", "workshop"):
+                for binaries in order:
+                    runs.setdefault((kind, binaries), []).append(
+                        node(w, kubeconfig, kind, binaries, n))
+        mb = lambda kib: f"{kib / 1024:.1f}"
+        print(f"medians of {ROUNDS} rounds after {DUR} s of HTTP/1.1 through the proxy; PSS / RSS MB")
+        for kind in ("worker", "workshop"):
+            totals = {}
+            for binaries in ("one", "two"):
+                rounds = runs[(kind, binaries)]
+                names = list(rounds[0])
+                parts = []
+                for name in names:
+                    pss = statistics.median(r[name]["Pss"] for r in rounds)
+                    rss = statistics.median(r[name]["Rss"] for r in rounds)
+                    parts.append(f"{name} {mb(pss)} / {mb(rss)}")
+                total = statistics.median(sum(m["Pss"] for m in r.values()) for r in rounds)
+                totals[binaries] = total
+                label = "one binary (the image)" if binaries == "one" else "metalgate-proxy for the proxy"
+                print(f"{kind:9s} {label:30s} node PSS {mb(total):>5s}  ({'; '.join(parts)})")
+            print(f"{kind:9s} node PSS, two binaries ÷ one: {totals['two'] / totals['one']:.2f}")
+    finally:
+        stop(list(STARTED))
+        shutil.rmtree(w, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
