@@ -488,6 +488,41 @@ fn deployments_run_as_processes_roll_out_restart_and_report() {
             "yaml"
         ])
     );
+
+    // A pod whose set-up fails (its ServiceAccount is not there yet, so no token) says why, and
+    // starts once the ServiceAccount exists — the kubelet tries a failed set-up again.
+    mg.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: late, namespace: podinfo, labels: {app: late}}\nspec:\n  serviceAccountName: late\n  containers:\n  - name: podinfo\n    image: stefanprodan/podinfo\n    command: [./podinfo, --port=9898]\n    env: [{name: PODINFO_UI_COLOR, value: '#fcd116'}]\n",
+    );
+    let waiting = |mg: &Metalgate| {
+        json(mg, &["get", "pod", "late", "-n", "podinfo", "-o", "json"])["status"]
+            ["containerStatuses"][0]["state"]["waiting"]
+            .clone()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let w = waiting(&mg);
+            w["reason"] == "CreateContainerConfigError"
+                && w["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("\"late\""))
+        }),
+        "the pod says its ServiceAccount is missing: {}",
+        waiting(&mg)
+    );
+    mg.kubectl_ok(&["create", "serviceaccount", "late", "-n", "podinfo"]);
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            ready_pods(&mg, "podinfo").iter().any(|p| {
+                p["metadata"]["name"] == "late"
+                    && colour_at(&ns, p["status"]["podIP"].as_str().unwrap_or_default()).as_deref()
+                        == Some("#fcd116")
+            })
+        }),
+        "the pod starts once its ServiceAccount exists:\n{}",
+        mg.kubectl_ok(&["get", "pod", "late", "-n", "podinfo", "-o", "yaml"])
+    );
 }
 
 /// metalgate deployed as the VM deploys it — `kubectl apply -k manifests/` — runs here: the
