@@ -9,9 +9,12 @@
 #     req/s, CPU per request, p50/p99 at saturation and at RATE req/s, then PSS and RSS;
 #  2. route change → live: a new host through the API (metalgate) vs a server block + reload
 #     (nginx), RUNS times each; and metalgate's change → live and memory as the number of
-#     Ingresses grows (GROW, e.g. "1 100 1000 10000").
+#     Ingresses grows (GROW, e.g. "1 100 1000 10000");
+#  3. a node's memory (bench/node_memory.py): the proxy as the image runs it, sharing the one
+#     binary's code with the speaker (and the controller and GitOps module), against the proxy
+#     crate's own binary — the proxy's PSS as deployed.
 # Usage: bench/proxy.sh   (env: DUR=5 CONN=50 RATE=5000 ROUNDS=10 PROTOCOLS=h1,tls,h2 RUNS=20
-#                          GROW="1 100 1000 10000" PARTS="1 2")
+#                          GROW="1 100 1000 10000" PARTS="1 2 3")
 # Needs nginx, haproxy, caddy, openssl (apt-get install -y nginx haproxy caddy openssl), oha
 # (cargo install oha --locked), python3 and curl.
 set -euo pipefail
@@ -20,7 +23,7 @@ export DUR=${DUR:-5} CONN=${CONN:-50} RATE=${RATE:-5000} ROUNDS=${ROUNDS:-10}
 export PROTOCOLS=${PROTOCOLS:-h1,tls,h2}
 RUNS=${RUNS:-20}
 GROW=${GROW:-1 100 1000 10000}
-PARTS=${PARTS:-1 2}
+PARTS=${PARTS:-1 2 3}
 for t in nginx haproxy caddy openssl oha python3 curl; do
   command -v "$t" >/dev/null || { echo "bench/proxy.sh needs $t" >&2; exit 1; }
 done
@@ -50,6 +53,12 @@ trap cleanup EXIT
 if [[ " $PARTS " == *" 1 "* ]]; then
   mkdir -p "$W/peers"
   W=$W/peers MG=$MG MGPROXY=$MGPROXY FLOOR=$FLOOR FLOOR_STOCK=$FLOOR_STOCK python3 -u bench/proxy_peers.py
+fi
+# Part 3 (before part 2, whose growth to 10 000 Ingresses takes longest): a node's memory.
+if [[ " $PARTS " == *" 3 "* ]]; then
+  echo
+  echo "a node's memory (bench/node_memory.py):"
+  python3 bench/node_memory.py
 fi
 [[ " $PARTS " == *" 2 "* ]] || exit 0
 
