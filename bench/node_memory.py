@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from routes import route_yaml
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DUR = int(os.environ.get("DUR", "4"))
@@ -97,31 +99,7 @@ http {{ access_log off; keepalive_requests 1000000;
   server {{ listen 127.0.0.1:{be}; location / {{ return 200 "0123456789"; }} }} }}
 """)
     start(w, ["nginx", "-c", f"{w}/be/nginx.conf", "-p", f"{w}/be"])
-    open(f"{w}/route.yaml", "w").write(f"""apiVersion: v1
-kind: Namespace
-metadata: {{name: bench}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: be, namespace: bench}}
-spec: {{ports: [{{name: http, port: 80, targetPort: {be}}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: be-1, namespace: bench, labels: {{kubernetes.io/service-name: be}}}}
-addressType: IPv4
-ports: [{{name: http, port: {be}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: bench, namespace: bench}}
-spec:
-  ingressClassName: metalgate
-  rules:
-  - host: {HOST}
-    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: be, port: {{number: 80}}}}}}}}]}}
-""")
+    open(f"{w}/route.yaml", "w").write(route_yaml(be, HOST))
     # A copy: the store shares no code page with the node's processes.
     shutil.copy(f"{STATIC}/metalgate", f"{w}/store-metalgate")
     start(w, [f"{w}/store-metalgate", "run", "--data-dir", f"{w}/store",

@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+from routes import route_yaml
+
 W = os.environ["W"]
 DUR = int(os.environ.get("DUR", "5"))
 CONN = int(os.environ.get("CONN", "50"))
@@ -279,48 +281,7 @@ https://{HOST}:{s} {{
 
     # metalgate: a store with the route (Service, EndpointSlice, Ingress with TLS), then the
     # proxy binary alone against it, and `metalgate run` (store + proxy in one process).
-    crt_i = "\n".join("    " + line for line in open(crt).read().splitlines())
-    key_i = "\n".join("    " + line for line in open(key).read().splitlines())
-    open(f"{W}/route.yaml", "w").write(f"""apiVersion: v1
-kind: Namespace
-metadata: {{name: bench}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: be, namespace: bench}}
-spec: {{ports: [{{name: http, port: 80, targetPort: {be}}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: be-1, namespace: bench, labels: {{kubernetes.io/service-name: be}}}}
-addressType: IPv4
-ports: [{{name: http, port: {be}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: bench-tls, namespace: bench}}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-{crt_i}
-  tls.key: |
-{key_i}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: bench
-  namespace: bench
-  # Plain HTTP is measured too, so no redirect to HTTPS (ingress-nginx's annotation).
-  annotations: {{nginx.ingress.kubernetes.io/ssl-redirect: "false"}}
-spec:
-  ingressClassName: metalgate
-  tls: [{{hosts: [{HOST}], secretName: bench-tls}}]
-  rules:
-  - host: {HOST}
-    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: be, port: {{number: 80}}}}}}}}]}}
-""")
+    open(f"{W}/route.yaml", "w").write(route_yaml(be, HOST, (open(crt).read(), open(key).read())))
     env = dict(os.environ, RUST_LOG="warn")
     api = free_port()
     # A store left by an earlier run in the same W has a kubeconfig naming its old port: the
