@@ -25,14 +25,8 @@ for tool in umoci skopeo; do
   }
 done
 
-echo "==> building a static metalgate $VERSION ($TARGET, +crt-static)"
-# A separate target dir: RUSTFLAGS differ from the normal build's, which would otherwise be
-# rebuilt from scratch every time one follows the other.
-# Without the `lab` feature: the lab and its node agent never run from the image.
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --no-default-features \
-  --target "$TARGET" --target-dir target/static --bin metalgate
-BIN=target/static/$TARGET/release/metalgate
-strip "$BIN"
+echo "==> building a static metalgate $VERSION ($TARGET, +crt-static, code ordered)"
+./scripts/static-build.sh
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -41,7 +35,7 @@ umoci init --layout "$work/oci"
 umoci new --image "$work/oci:$VERSION"
 umoci unpack --rootless --image "$work/oci:$VERSION" "$work/bundle"
 root=$work/bundle/rootfs
-install -D -m 0755 "$BIN" "$root/metalgate"
+install -D -m 0755 target/static/metalgate.stripped "$root/metalgate"
 install -D -m 0644 LICENSE "$root/usr/share/doc/metalgate/LICENSE"
 mkdir -p "$root/etc" "$root/tmp"
 chmod 1777 "$root/tmp"
