@@ -11,8 +11,9 @@ each shared page between them. This measures what a node holds in both cases.
 
 Usage: python3 bench/node_memory.py   (as root: the speaker opens raw sockets; env ROUNDS=3 DUR=4)
 Needs cargo, nginx, oha, curl, strip. Binaries are built as scripts/image.sh builds the image's
-(static, without the lab, stripped); the store they run against is `metalgate run` from another
-copy of the file, so it shares no page with them. All traffic on loopback.
+(scripts/static-build.sh: static, without the lab, code ordered, stripped); the store they run
+against is `metalgate run` from another copy of the file, so it shares no page with them. All
+traffic on loopback.
 
 Node kinds: `worker` (the proxy and speaker DaemonSets) and `workshop` (one node running all
 four). For each kind and round, in an order that alternates per round: the node's processes
@@ -36,8 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DUR = int(os.environ.get("DUR", "4"))
 HOST = "bench.local"
-TARGET = "x86_64-unknown-linux-gnu"
-STATIC = f"{ROOT}/target/static/{TARGET}/release"
+STATIC = f"{ROOT}/target/static"  # BINARY.stripped, from scripts/static-build.sh
 STARTED = []  # Popen objects this script started; ended on exit, by PID.
 
 
@@ -82,11 +82,9 @@ def memory(pid):
 
 
 def build():
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--locked", "--no-default-features",
-                    "--target", TARGET, "--target-dir", "target/static", "-p", "metalgate",
-                    "-p", "metalgate-proxy", "--bin", "metalgate", "--bin", "metalgate-proxy"],
-                   cwd=ROOT, check=True,
-                   env=dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static"))
+    """Both binaries as the image's is built (static, without the lab, code ordered, stripped)."""
+    subprocess.run([f"{ROOT}/scripts/static-build.sh", "metalgate", "metalgate-proxy"],
+                   check=True)
 
 
 def store(w):
@@ -101,7 +99,7 @@ http {{ access_log off; keepalive_requests 1000000;
     start(w, ["nginx", "-c", f"{w}/be/nginx.conf", "-p", f"{w}/be"])
     open(f"{w}/route.yaml", "w").write(route_yaml(be, HOST))
     # A copy: the store shares no code page with the node's processes.
-    shutil.copy(f"{STATIC}/metalgate", f"{w}/store-metalgate")
+    shutil.copy(f"{STATIC}/metalgate.stripped", f"{w}/store-metalgate")
     start(w, [f"{w}/store-metalgate", "run", "--data-dir", f"{w}/store",
               "--api-listen", f"127.0.0.1:{free_port()}", "--components", "none",
               "--manifests", f"{w}/route.yaml"])
@@ -119,8 +117,7 @@ def node(w, kubeconfig, kind, binaries, n):
     d = f"{w}/{kind}-{binaries}-{n}"
     os.makedirs(d)
     for b in ["metalgate"] + (["metalgate-proxy"] if binaries == "two" else []):
-        shutil.copy(f"{STATIC}/{b}", f"{d}/{b}")
-        subprocess.run(["strip", f"{d}/{b}"], check=True)
+        shutil.copy(f"{STATIC}/{b}.stripped", f"{d}/{b}")
     http = free_port()
     common = ["--kubeconfig", kubeconfig, "--node-name", "n1"]
     proxy = ([f"{d}/metalgate-proxy"] if binaries == "two" else [f"{d}/metalgate", "proxy"]) + common + [
@@ -165,7 +162,7 @@ def node(w, kubeconfig, kind, binaries, n):
 
 
 def main():
-    for tool in ("cargo", "nginx", "oha", "curl", "strip"):
+    for tool in ("cargo", "nginx", "oha", "curl", "strip", "python3"):
         if shutil.which(tool) is None:
             sys.exit(f"node_memory: needs {tool}")
     build()

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Proxy benchmark, two parts, one run:
+# Proxy benchmark, three parts, one run:
 #  1. side by side (bench/proxy_peers.py): nginx, HAProxy and Caddy (Debian's packages), the bare
 #     Pingora floor (`pingora-floor`, and `floor-stock`: the same without third_party's patches
-#     to Pingora, i.e. its own upstream pool and body buffers) and metalgate (`metalgate-proxy`, and
-#     `metalgate run` with the store in the same process), each the same reverse proxy in front of the same backend
+#     to Pingora, i.e. its own upstream pool and body buffers) and metalgate (`metalgate-proxy`,
+#     `metalgate proxy` from the image's binary, and `metalgate run` with the store in the same
+#     process), each the same reverse proxy in front of the same backend
 #     (an nginx answering a fixed 64-byte body), on loopback, with the same certificate: plain
 #     HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS; ROUNDS interleaved rounds each, medians of
 #     req/s, CPU per request, p50/p99 at saturation and at RATE req/s, then PSS and RSS;
@@ -34,7 +35,10 @@ cargo build --release --quiet --bin metalgate-proxy -p metalgate-proxy
 cargo build --release --quiet -p metalgate-bench --bin pingora-floor --features stock
 cp target/release/pingora-floor target/release/pingora-floor-stock
 cargo build --release --quiet -p metalgate-bench --bin proxy-route-latency --bin pingora-floor
+# The image's binary (static, code ordered) for `metalgate proxy`, as the DaemonSet runs it.
+./scripts/static-build.sh
 MG=$PWD/target/release/metalgate
+MGIMAGE=$PWD/target/static/metalgate.stripped
 MGPROXY=$PWD/target/release/metalgate-proxy
 LAT=$PWD/target/release/proxy-route-latency
 FLOOR=$PWD/target/release/pingora-floor
@@ -52,7 +56,7 @@ trap cleanup EXIT
 # Part 1: side by side (the script starts and ends its own processes).
 if [[ " $PARTS " == *" 1 "* ]]; then
   mkdir -p "$W/peers"
-  W=$W/peers MG=$MG MGPROXY=$MGPROXY FLOOR=$FLOOR FLOOR_STOCK=$FLOOR_STOCK python3 -u bench/proxy_peers.py
+  W=$W/peers MG=$MG MGIMAGE=$MGIMAGE MGPROXY=$MGPROXY FLOOR=$FLOOR FLOOR_STOCK=$FLOOR_STOCK python3 -u bench/proxy_peers.py
 fi
 # Part 3 (before part 2, whose growth to 10 000 Ingresses takes longest): a node's memory.
 if [[ " $PARTS " == *" 3 "* ]]; then

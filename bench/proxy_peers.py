@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side by side: nginx, HAProxy, Caddy, the bare Pingora floor, `metalgate-proxy` (the proxy
-crate's binary), `metalgate proxy` (the image's one binary, as the proxy Deployment runs it) and
+crate's binary), `metalgate proxy` (the image's one binary, as the proxy DaemonSet runs it) and
 `metalgate run`, each as the same reverse proxy in front of the same backend, on loopback, in one
 run.
 
@@ -8,7 +8,8 @@ Run by bench/proxy.sh (which builds the binaries and checks the tools); not on i
 Environment: MG, MGPROXY, FLOOR (binaries), W (a scratch directory it may fill), DUR (seconds per
 round), CONN (oha connections), RATE (fixed offered load, req/s), ROUNDS (rounds per protocol),
 PROTOCOLS (comma-separated subset of h1,tls,h2); optional: PEERS (comma-separated names to keep),
-FLOOR_STOCK (pingora-floor built with Pingora's own upstream pool, as the peer `floor-stock`),
+MGIMAGE (the image's binary, for `metalgate proxy`; else MG), FLOOR_STOCK (pingora-floor built
+with Pingora's own upstream pool, as the peer `floor-stock`),
 MGPROXY_B (a second metalgate-proxy binary, e.g. an older build, as the peer `metalgate-B`).
 
 For each protocol (plain HTTP/1.1, HTTP/1.1 over TLS, HTTP/2 over TLS) and each round, every
@@ -302,11 +303,14 @@ https://{HOST}:{s} {{
                           "--https-listen", f"127.0.0.1:{s}", "--admin-listen",
                           f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""],
                           env=env)))
-    # What the proxy Deployment runs: `metalgate proxy`, the one binary of the image. From a
-    # copy, so its code pages are not shared with the store's (PSS would split them).
-    shutil.copy(os.environ["MG"], f"{W}/metalgate-copy")
+    # What the proxy DaemonSet runs: `metalgate proxy`, the one binary of the image (MGIMAGE,
+    # from scripts/static-build.sh; else MG). From a copy, so its code pages are not shared with
+    # the store's (PSS would split them).
+    image = "MGIMAGE" in os.environ
+    shutil.copy(os.environ.get("MGIMAGE", os.environ["MG"]), f"{W}/metalgate-copy")
     h, s = free_port(), free_port()
-    peers.append(Peer("metalgate-cmd", "metalgate proxy (the Deployment's command; a copy of the binary)",
+    peers.append(Peer("metalgate-cmd", "metalgate proxy (the DaemonSet's command; a copy of "
+                      + ("the image's binary: static, code ordered)" if image else "the binary)"),
                       h, s, start("metalgate-cmd", [
                           f"{W}/metalgate-copy", "proxy", "--kubeconfig", f"{W}/store/kubeconfig",
                           "--node-name", "bench-cmd", "--http-listen", f"127.0.0.1:{h}",
