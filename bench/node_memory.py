@@ -23,15 +23,13 @@ and RSS of each process are read. Printed: medians of the rounds, and two binari
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from routes import route_yaml
+from common import backend, free_port, route_yaml, stop as stop_procs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -39,14 +37,6 @@ DUR = int(os.environ.get("DUR", "4"))
 HOST = "bench.local"
 STATIC = f"{ROOT}/target/static"  # BINARY.stripped, from scripts/static-build.sh
 STARTED = []  # Popen objects this script started; ended on exit, by PID.
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def start(w, argv, **kw):
@@ -58,15 +48,8 @@ def start(w, argv, **kw):
 
 
 def stop(procs):
+    stop_procs(procs)
     for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
         if p in STARTED:
             STARTED.remove(p)
 
@@ -91,12 +74,7 @@ def store(w):
     """The backend (nginx) and a store holding one Ingress to it; returns the kubeconfig."""
     be = free_port()
     os.makedirs(f"{w}/be")
-    open(f"{w}/be/nginx.conf", "w").write(f"""worker_processes 1; daemon off; pid {w}/be/pid;
-error_log {w}/be/error.log; events {{ worker_connections 8192; }}
-http {{ access_log off; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{be}; location / {{ return 200 "0123456789"; }} }} }}
-""")
-    start(w, ["nginx", "-c", f"{w}/be/nginx.conf", "-p", f"{w}/be"])
+    start(w, backend(f"{w}/be", be, "0123456789"))
     open(f"{w}/route.yaml", "w").write(route_yaml(be, HOST))
     # A copy: the store shares no code page with the node's processes.
     shutil.copy(f"{STATIC}/metalgate.stripped", f"{w}/store-metalgate")

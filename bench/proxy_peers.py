@@ -22,14 +22,12 @@ the load. Every request must be a 200, or the run stops.
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
-from routes import route_yaml
+from common import backend, free_port, route_yaml, self_signed, stop
 
 W = os.environ["W"]
 DUR = int(os.environ.get("DUR", "5"))
@@ -42,14 +40,6 @@ TCK = os.sysconf("SC_CLK_TCK")
 STARTED = []  # Popen objects this script started; ended on exit, by PID.
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def start(name, argv, **kw):
     out = open(f"{W}/{name}.log", "w")
     p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kw)
@@ -58,14 +48,7 @@ def start(name, argv, **kw):
 
 
 def stop_all():
-    for p in reversed(STARTED):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in STARTED:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop(reversed(STARTED))
 
 
 def tree(pid):
@@ -181,18 +164,11 @@ def wait_200(peer):
 def main():
     be = free_port()
     crt, key, pem = f"{W}/tls.crt", f"{W}/tls.key", f"{W}/tls.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=DNS:{HOST}",
-                    "-keyout", key, "-out", crt], check=True, capture_output=True)
+    self_signed(crt, key, HOST)
     open(pem, "w").write(open(crt).read() + open(key).read())
     body = "0123456789" * 6 + "0123"
     os.makedirs(f"{W}/be", exist_ok=True)
-    open(f"{W}/be/nginx.conf", "w").write(f"""worker_processes 1; daemon off; pid {W}/be/pid;
-error_log {W}/be/error.log; events {{ worker_connections 8192; }}
-http {{ access_log off; keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{be}; location / {{ return 200 "{body}"; }} }} }}
-""")
-    backend = start("backend", ["nginx", "-c", f"{W}/be/nginx.conf", "-p", f"{W}/be"])
+    backend_proc = start("backend", backend(f"{W}/be", be, body))
     peers = []
 
     # nginx as ingress-nginx configures it: upstream keep-alive, the forwarding headers, no log.
@@ -342,7 +318,7 @@ https://{HOST}:{s} {{
         peers = [p for p in peers if p.name in keep]
     for p in peers:
         wait_200(p)
-    wait_200(Peer("backend", "", be, None, backend))
+    wait_200(Peer("backend", "", be, None, backend_proc))
 
     nproc = os.cpu_count()
     mem = int(open("/proc/meminfo").readline().split()[1]) // 1048576

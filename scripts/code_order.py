@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, f"{ROOT}/bench")
-from routes import route_yaml  # noqa: E402
+from common import backend, free_port, route_yaml, self_signed, stop  # noqa: E402
 
 TARGET = "x86_64-unknown-linux-gnu"
 LIST = f"{ROOT}/scripts/code-order.txt"
@@ -143,14 +142,6 @@ def callgrind_functions(out):
                 yield name
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def record():
     for tool in ("valgrind", "perf", "nginx", "oha", "curl", "openssl", "nm"):
         if shutil.which(tool) is None:
@@ -173,15 +164,8 @@ def record():
     try:
         be = free_port()
         os.makedirs(f"{w}/be")
-        open(f"{w}/be/nginx.conf", "w").write(f"""worker_processes 1; daemon off; pid {w}/be/pid;
-error_log {w}/be/error.log; events {{ worker_connections 1024; }}
-http {{ access_log off;
-  server {{ listen 127.0.0.1:{be}; location / {{ return 200 "0123456789"; }} }} }}
-""")
-        start(["nginx", "-c", f"{w}/be/nginx.conf", "-p", f"{w}/be"])
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                        "-keyout", f"{w}/key.pem", "-out", f"{w}/crt.pem", "-subj", f"/CN={HOST}",
-                        "-addext", f"subjectAltName=DNS:{HOST}"], check=True, capture_output=True)
+        start(backend(f"{w}/be", be, "0123456789"))
+        self_signed(f"{w}/crt.pem", f"{w}/key.pem", HOST)
         open(f"{w}/route.yaml", "w").write(
             route_yaml(be, HOST, (open(f"{w}/crt.pem").read(), open(f"{w}/key.pem").read())))
         # The store runs from a copy: the proxy's runs are the only ones recorded.
@@ -293,15 +277,7 @@ http {{ access_log off;
             f.write("".join(f"{n}\n" for n in names))
         print(f"code_order: {len(names)} functions → {LIST}", file=sys.stderr)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop(procs)
         shutil.rmtree(w, ignore_errors=True)
 
 
