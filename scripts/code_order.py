@@ -10,8 +10,9 @@ linker (lld's --symbol-ordering-file); a name the build no longer has is skipped
 list costs memory, never correctness.
 
   python3 scripts/code_order.py record   → scripts/code-order.txt (commit it)
-      Builds the image's binary (static, without the lab), runs `metalgate proxy` under
-      valgrind's callgrind against a store with one Ingress (nginx as its backend, on loopback):
+      Builds the image's binary (scripts/static-build.sh: static, without the lab), runs
+      `metalgate proxy` under valgrind's callgrind against a store with one Ingress (nginx as its
+      backend, on loopback):
       start-up, plain HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS (oha), a metrics scrape;
       then the same natively under `perf record`, for code only this CPU runs (valgrind's lacks
       AVX-512, VAES…) or that only load reaches; then the speaker, the controller and the GitOps
@@ -146,10 +147,9 @@ def record():
     for tool in ("valgrind", "perf", "nginx", "oha", "curl", "openssl", "nm"):
         if shutil.which(tool) is None:
             sys.exit(f"code_order: needs {tool}")
-    subprocess.run(["cargo", "build", "--release", "--locked", "--no-default-features",
-                    "--target", TARGET, "--target-dir", "target/static", "--bin", "metalgate"],
-                   cwd=ROOT, check=True,
-                   env=dict(os.environ, RUSTFLAGS="-C target-feature=+crt-static"))
+    # The image's own build (its symbols kept): which functions run does not depend on their
+    # order, so the binary may already be linked with an older list.
+    subprocess.run([f"{ROOT}/scripts/static-build.sh", "metalgate"], cwd=ROOT, check=True)
     binary = f"{ROOT}/target/static/{TARGET}/release/metalgate"
     w = tempfile.mkdtemp(prefix="mg-code-order.")
     procs = []
