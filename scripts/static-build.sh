@@ -24,12 +24,15 @@ for bin in "$@"; do
   # 2026-12-06). The list names symbols; resolving it against this build drops those it lacks.
   # Only the final link changes (the flags are the binary's own, not RUSTFLAGS), and the list is
   # named by its content: cargo tells builds apart by their flags, not by the files they name.
+  # Its relative relocations packed (DT_RELR; glibc ≥ 2.36 applies them in a static PIE): as
+  # RELA entries they were 2 MB the start-up reads and every process keeps mapped; packed, 23 KB
+  # (bench/RESULTS.md, 2026-12-06 b).
   python3 scripts/code_order.py resolve scripts/code-order.txt "$BIN" >"target/static/$bin.sym"
   sym=target/static/$bin-$(sha256sum "target/static/$bin.sym" | cut -c1-16).sym
   rm -f "target/static/$bin"-????????????????.sym
   mv "target/static/$bin.sym" "$sym"
   cargo rustc "${static[@]}" -- -C link-arg=-Wl,--symbol-ordering-file="$PWD/$sym" \
-    -C link-arg=-Wl,--no-warn-symbol-ordering
+    -C link-arg=-Wl,--no-warn-symbol-ordering -C link-arg=-Wl,-z,pack-relative-relocs
   # Stripped into a copy: the build's own keeps its symbols for the next resolve.
   strip -o "target/static/$bin.stripped" "$BIN"
 done
