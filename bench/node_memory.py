@@ -9,7 +9,9 @@ which is its PSS when nothing else maps that file; on a node the speaker DaemonS
 workshop's one node the controller and the GitOps module too) map the same file, and PSS splits
 each shared page between them. This measures what a node holds in both cases.
 
-Usage: python3 bench/node_memory.py   (as root: the speaker opens raw sockets; env ROUNDS=3 DUR=4)
+Usage: python3 bench/node_memory.py   (as root: the speaker opens raw sockets; env ROUNDS=3 DUR=4;
+       METALGATE_B=BINARY adds a third layout, `B`: every process from BINARY, e.g. an earlier
+       build of the image's binary, printed as B ÷ one)
 Needs cargo, nginx, oha, curl, strip. Binaries are built as scripts/image.sh builds the image's
 (scripts/static-build.sh: static, without the lab, code ordered, stripped); the store they run
 against is `metalgate run` from another copy of the file, so it shares no page with them. All
@@ -36,6 +38,8 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DUR = int(os.environ.get("DUR", "4"))
 HOST = "bench.local"
 STATIC = f"{ROOT}/target/static"  # BINARY.stripped, from scripts/static-build.sh
+B = os.environ.get("METALGATE_B")  # another image binary, run as the layout "B"
+LAYOUTS = ["one", "two"] + (["B"] if B else [])
 STARTED = []  # Popen objects this script started; ended on exit, by PID.
 
 
@@ -95,7 +99,7 @@ def node(w, kubeconfig, kind, binaries, n):
     d = f"{w}/{kind}-{binaries}-{n}"
     os.makedirs(d)
     for b in ["metalgate"] + (["metalgate-proxy"] if binaries == "two" else []):
-        shutil.copy(f"{STATIC}/{b}.stripped", f"{d}/{b}")
+        shutil.copy(B if binaries == "B" else f"{STATIC}/{b}.stripped", f"{d}/{b}")
     http = free_port()
     common = ["--kubeconfig", kubeconfig, "--node-name", "n1"]
     proxy = ([f"{d}/metalgate-proxy"] if binaries == "two" else [f"{d}/metalgate", "proxy"]) + common + [
@@ -149,7 +153,7 @@ def main():
         kubeconfig = store(w)
         runs = {}
         for n in range(ROUNDS):
-            order = ["one", "two"] if n % 2 == 0 else ["two", "one"]
+            order = LAYOUTS if n % 2 == 0 else LAYOUTS[::-1]
             for kind in ("worker", "workshop"):
                 for binaries in order:
                     runs.setdefault((kind, binaries), []).append(
@@ -158,7 +162,7 @@ def main():
         print(f"medians of {ROUNDS} rounds after {DUR} s of HTTP/1.1 through the proxy; PSS / RSS MB")
         for kind in ("worker", "workshop"):
             totals = {}
-            for binaries in ("one", "two"):
+            for binaries in LAYOUTS:
                 rounds = runs[(kind, binaries)]
                 names = list(rounds[0])
                 parts = []
@@ -168,9 +172,14 @@ def main():
                     parts.append(f"{name} {mb(pss)} / {mb(rss)}")
                 total = statistics.median(sum(m["Pss"] for m in r.values()) for r in rounds)
                 totals[binaries] = total
-                label = "one binary (the image)" if binaries == "one" else "metalgate-proxy for the proxy"
-                print(f"{kind:9s} {label:30s} node PSS {mb(total):>5s}  ({'; '.join(parts)})")
+                label = {"one": "one binary (the image)", "two": "metalgate-proxy for the proxy",
+                         "B": "one binary: METALGATE_B"}[binaries]
+                each = ", ".join(mb(sum(m["Pss"] for m in r.values())) for r in rounds)
+                print(f"{kind:9s} {label:30s} node PSS {mb(total):>5s}  ({'; '.join(parts)}) "
+                      f"[rounds: {each}]")
             print(f"{kind:9s} node PSS, two binaries ÷ one: {totals['two'] / totals['one']:.2f}")
+            if B:
+                print(f"{kind:9s} node PSS, B ÷ one: {totals['B'] / totals['one']:.2f}  (B: {B})")
     finally:
         stop(list(STARTED))
         shutil.rmtree(w, ignore_errors=True)
