@@ -1,14 +1,18 @@
 """What the bench scripts (and scripts/code_order.py) share: a free port on loopback, the
 backend (an nginx answering a fixed body), a self-signed certificate, the route metalgate's store
-is given, and ending the processes a script started.
+is given, the store itself (started, waited for), waiting for a proxy to route, and ending the
+processes a script started.
 
 The route: a Namespace `bench`, a Service `be` whose one EndpointSlice points at the backend on
 loopback, and an Ingress for the bench host to it — with a TLS Secret and the Ingress's `tls`
 entry when a certificate is given (bench/proxy.sh writes its own in shell).
 """
+import os
 import signal
 import socket
 import subprocess
+import sys
+import time
 
 
 def free_port():
@@ -98,3 +102,35 @@ metadata:
     http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: be, port: {{number: 80}}}}}}}}]}}
 """)
     return "---\n".join(docs)
+
+
+def store_argv(binary, data_dir, manifests):
+    """`metalgate run` as the benches' store: its API on a free loopback port, no components,
+    the `manifests` file applied."""
+    return [binary, "run", "--data-dir", data_dir, "--api-listen", f"127.0.0.1:{free_port()}",
+            "--components", "none", "--manifests", manifests]
+
+
+def store_kubeconfig(data_dir, seconds=10):
+    """The kubeconfig a store started with `store_argv` writes into `data_dir`, once it is there;
+    ends the script when it is not there after `seconds`."""
+    path = f"{data_dir}/kubeconfig"
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            sys.exit(f"the store wrote no kubeconfig in {seconds} s ({data_dir})")
+        time.sleep(0.1)
+    return path
+
+
+def routed(port, host, tries, pause):
+    """Whether http://127.0.0.1:`port`/ answers 200 to a request for `host` within `tries`
+    tries, `pause` seconds apart (i.e. the proxy there has its route)."""
+    for _ in range(tries):
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                            f"Host: {host}", f"http://127.0.0.1:{port}/"],
+                           capture_output=True, text=True)
+        if r.stdout == "200":
+            return True
+        time.sleep(pause)
+    return False

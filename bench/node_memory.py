@@ -31,7 +31,8 @@ import sys
 import tempfile
 import time
 
-from common import backend, free_port, route_yaml, stop as stop_procs
+from common import (backend, free_port, route_yaml, routed, stop as stop_procs, store_argv,
+                    store_kubeconfig)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -82,15 +83,8 @@ def store(w):
     open(f"{w}/route.yaml", "w").write(route_yaml(be, HOST))
     # A copy: the store shares no code page with the node's processes.
     shutil.copy(f"{STATIC}/metalgate.stripped", f"{w}/store-metalgate")
-    start(w, [f"{w}/store-metalgate", "run", "--data-dir", f"{w}/store",
-              "--api-listen", f"127.0.0.1:{free_port()}", "--components", "none",
-              "--manifests", f"{w}/route.yaml"])
-    kubeconfig = f"{w}/store/kubeconfig"
-    for _ in range(100):
-        if os.path.exists(kubeconfig):
-            return kubeconfig
-        time.sleep(0.1)
-    sys.exit("node_memory: the store wrote no kubeconfig in 10 s")
+    start(w, store_argv(f"{w}/store-metalgate", f"{w}/store", f"{w}/route.yaml"))
+    return store_kubeconfig(f"{w}/store")
 
 
 def node(w, kubeconfig, kind, binaries, n):
@@ -119,13 +113,7 @@ def node(w, kubeconfig, kind, binaries, n):
     procs = {name: start(w, a) for name, a in argv.items()}
     try:
         url = f"http://127.0.0.1:{http}/"
-        for _ in range(100):
-            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                                f"Host: {HOST}", url], capture_output=True, text=True)
-            if r.stdout == "200":
-                break
-            time.sleep(0.1)
-        else:
+        if not routed(http, HOST, 100, 0.1):
             sys.exit(f"node_memory: the proxy ({binaries} binaries) did not route in 10 s")
         out = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-c", "50", "-z",
                               f"{DUR}s", "-H", f"Host: {HOST}", url],

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from common import backend, free_port, route_yaml, self_signed, stop
+from common import backend, free_port, route_yaml, self_signed, stop, store_argv, store_kubeconfig
 
 W = os.environ["W"]
 DUR = int(os.environ.get("DUR", "5"))
@@ -260,21 +260,15 @@ https://{HOST}:{s} {{
     # proxy binary alone against it, and `metalgate run` (store + proxy in one process).
     open(f"{W}/route.yaml", "w").write(route_yaml(be, HOST, (open(crt).read(), open(key).read())))
     env = dict(os.environ, RUST_LOG="warn")
-    api = free_port()
     # A store left by an earlier run in the same W has a kubeconfig naming its old port: the
     # proxies would read it before the new store writes its own.
     shutil.rmtree(f"{W}/store", ignore_errors=True)
-    start("store", [os.environ["MG"], "run", "--data-dir", f"{W}/store", "--api-listen",
-                    f"127.0.0.1:{api}", "--components", "none", "--manifests",
-                    f"{W}/route.yaml"], env=env)
-    for _ in range(100):
-        if os.path.exists(f"{W}/store/kubeconfig"):
-            break
-        time.sleep(0.1)
+    start("store", store_argv(os.environ["MG"], f"{W}/store", f"{W}/route.yaml"), env=env)
+    kubeconfig = store_kubeconfig(f"{W}/store")
     h, s = free_port(), free_port()
     peers.append(Peer("metalgate-proxy", "metalgate-proxy (the proxy crate's own binary)", h, s,
                       start("metalgate-proxy", [
-                          os.environ["MGPROXY"], "--kubeconfig", f"{W}/store/kubeconfig",
+                          os.environ["MGPROXY"], "--kubeconfig", kubeconfig,
                           "--node-name", "bench", "--http-listen", f"127.0.0.1:{h}",
                           "--https-listen", f"127.0.0.1:{s}", "--admin-listen",
                           f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""],
@@ -288,7 +282,7 @@ https://{HOST}:{s} {{
     peers.append(Peer("metalgate-cmd", "metalgate proxy (the DaemonSet's command; a copy of "
                       + ("the image's binary: static, code ordered)" if image else "the binary)"),
                       h, s, start("metalgate-cmd", [
-                          f"{W}/metalgate-copy", "proxy", "--kubeconfig", f"{W}/store/kubeconfig",
+                          f"{W}/metalgate-copy", "proxy", "--kubeconfig", kubeconfig,
                           "--node-name", "bench-cmd", "--http-listen", f"127.0.0.1:{h}",
                           "--https-listen", f"127.0.0.1:{s}", "--admin-listen",
                           f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""],
@@ -306,7 +300,7 @@ https://{HOST}:{s} {{
         h, s = free_port(), free_port()
         peers.append(Peer("metalgate-B", f"metalgate-proxy from {os.environ['MGPROXY_B']}", h, s,
                           start("metalgate-B", [
-                              os.environ["MGPROXY_B"], "--kubeconfig", f"{W}/store/kubeconfig",
+                              os.environ["MGPROXY_B"], "--kubeconfig", kubeconfig,
                               "--node-name", "bench-b", "--http-listen", f"127.0.0.1:{h}",
                               "--https-listen", f"127.0.0.1:{s}", "--no-access-log",
                               "--publish-service", ""], env=env)))

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from common import backend, free_port, route_yaml, stop
+from common import backend, free_port, route_yaml, routed, stop, store_argv, store_kubeconfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = f"{ROOT}/target/release"
@@ -90,31 +90,19 @@ def main():
         start(backend(f"{w}/be", be, BODY))
         open(f"{w}/route.yaml", "w").write(route_yaml(be, HOST))
         env = dict(os.environ, RUST_LOG="warn")
-        start([MG, "run", "--data-dir", f"{w}/store", "--api-listen",
-               f"127.0.0.1:{free_port()}", "--components", "none", "--manifests",
-               f"{w}/route.yaml"], env=env)
-        for _ in range(100):
-            if os.path.exists(f"{w}/store/kubeconfig"):
-                break
-            time.sleep(0.1)
+        start(store_argv(MG, f"{w}/store", f"{w}/route.yaml"), env=env)
+        kubeconfig = store_kubeconfig(f"{w}/store")
         peers = {}
         h = free_port()
         peers["floor"] = (h, start([FLOOR, f"127.0.0.1:{h}", f"127.0.0.1:{be}"]))
         h = free_port()
         peers["metalgate-proxy"] = (h, start([
-            MGPROXY, "--kubeconfig", f"{w}/store/kubeconfig", "--node-name", "bench",
+            MGPROXY, "--kubeconfig", kubeconfig, "--node-name", "bench",
             "--http-listen", f"127.0.0.1:{h}", "--https-listen", f"127.0.0.1:{free_port()}",
             "--admin-listen", f"127.0.0.1:{free_port()}", "--no-access-log",
             "--publish-service", ""], env=env))
         for name, (h, _) in peers.items():
-            for _ in range(100):
-                r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                                    f"Host: {HOST}", f"http://127.0.0.1:{h}/"],
-                                   capture_output=True, text=True)
-                if r.stdout == "200":
-                    break
-                time.sleep(0.2)
-            else:
+            if not routed(h, HOST, 100, 0.2):
                 sys.exit(f"proxy_profile: {name} does not answer 200 in 20 s")
         stats = {n: [] for n in peers}
         reqs = {}

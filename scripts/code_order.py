@@ -39,7 +39,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, f"{ROOT}/bench")
-from common import backend, free_port, route_yaml, self_signed, stop  # noqa: E402
+from common import (backend, free_port, route_yaml, routed, self_signed, stop,  # noqa: E402
+                    store_argv, store_kubeconfig)
 
 TARGET = "x86_64-unknown-linux-gnu"
 LIST = f"{ROOT}/scripts/code-order.txt"
@@ -170,33 +171,19 @@ def record():
             route_yaml(be, HOST, (open(f"{w}/crt.pem").read(), open(f"{w}/key.pem").read())))
         # The store runs from a copy: the proxy's runs are the only ones recorded.
         shutil.copy(binary, f"{w}/store-metalgate")
-        start([f"{w}/store-metalgate", "run", "--data-dir", f"{w}/store", "--api-listen",
-               f"127.0.0.1:{free_port()}", "--components", "none", "--manifests",
-               f"{w}/route.yaml"])
-        for _ in range(100):
-            if os.path.exists(f"{w}/store/kubeconfig"):
-                break
-            time.sleep(0.1)
-        else:
-            sys.exit("code_order: the store wrote no kubeconfig in 10 s")
+        start(store_argv(f"{w}/store-metalgate", f"{w}/store", f"{w}/route.yaml"))
+        kubeconfig = store_kubeconfig(f"{w}/store")
 
         def serve(wrapper, load, what):
             """Run the proxy under `wrapper` through start-up, the three protocols (`load`: oha's
             amount per protocol) and a metrics scrape; end it with SIGINT (perf hands it on)."""
             http, https, admin = free_port(), free_port(), free_port()
-            proxy = start([*wrapper, binary, "proxy", "--kubeconfig", f"{w}/store/kubeconfig",
+            proxy = start([*wrapper, binary, "proxy", "--kubeconfig", kubeconfig,
                            "--node-name", "n1", "--http-listen", f"127.0.0.1:{http}",
                            "--https-listen", f"127.0.0.1:{https}",
                            "--admin-listen", f"127.0.0.1:{admin}", "--no-access-log",
                            "--publish-service", ""])
-            for _ in range(240):
-                r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H",
-                                    f"Host: {HOST}", f"http://127.0.0.1:{http}/"],
-                                   capture_output=True, text=True)
-                if r.stdout == "200":
-                    break
-                time.sleep(0.5)
-            else:
+            if not routed(http, HOST, 240, 0.5):
                 sys.exit(f"code_order: the proxy under {what} did not route in 120 s")
             tls = ["--insecure", "--connect-to", f"{HOST}:{https}:127.0.0.1:{https}"]
             for name, argv in [("HTTP/1.1", ["-H", f"Host: {HOST}", f"http://127.0.0.1:{http}/"]),
@@ -242,7 +229,7 @@ def record():
         # node; the controller and the GitOps module on the workshop's one), each as
         # bench/node_memory.py starts it, from start-up to ready and a few seconds after, so
         # their code is packed too instead of scattered between.
-        common = ["--kubeconfig", f"{w}/store/kubeconfig", "--node-name", "n1"]
+        common = ["--kubeconfig", kubeconfig, "--node-name", "n1"]
         for what, argv in [
                 ("speaker", ["speaker", *common, "--node-ip", "127.0.0.1"]),
                 ("controller", ["controller", *common, "--no-gitops",
