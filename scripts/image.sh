@@ -15,7 +15,7 @@ VERSION=$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)
 NAME=${IMAGE_NAME:-localhost/metalgate}
 OUT=${OUT:-dist/metalgate-image.tar}
 TARGET=x86_64-unknown-linux-gnu
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 
 for tool in umoci skopeo; do
@@ -27,6 +27,10 @@ done
 
 echo "==> building a static metalgate $VERSION ($TARGET, +crt-static, code ordered)"
 ./scripts/static-build.sh
+# Exported only now: the cc crate reruns every C build script when SOURCE_DATE_EPOCH changes,
+# and with them nearly every crate, so a build with the commit's time set would rebuild the
+# static tree that scripts/static-build.sh (and the benches) keep, and the next of those again.
+export SOURCE_DATE_EPOCH=$epoch
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
