@@ -123,6 +123,17 @@ def store_kubeconfig(data_dir, seconds=10):
     return path
 
 
+def proxy_flags(kubeconfig, node, http, https, admin=None):
+    """The proxy's flags (after `metalgate-proxy` or `metalgate proxy`) as the benches run it:
+    against `kubeconfig` as node `node`, plain HTTP and HTTPS on the loopback ports `http` and
+    `https`, its admin endpoint on `admin` (else a free port), no access log, no Service to
+    publish its address in."""
+    return ["--kubeconfig", kubeconfig, "--node-name", node, "--http-listen", f"127.0.0.1:{http}",
+            "--https-listen", f"127.0.0.1:{https}",
+            "--admin-listen", f"127.0.0.1:{admin or free_port()}", "--no-access-log",
+            "--publish-service", ""]
+
+
 def routed(port, host, tries, pause):
     """Whether http://127.0.0.1:`port`/ answers 200 to a request for `host` within `tries`
     tries, `pause` seconds apart (i.e. the proxy there has its route)."""

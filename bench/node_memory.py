@@ -31,8 +31,8 @@ import sys
 import tempfile
 import time
 
-from common import (backend, free_port, route_yaml, routed, stop as stop_procs, store_argv,
-                    store_kubeconfig)
+from common import (backend, free_port, proxy_flags, route_yaml, routed, stop as stop_procs,
+                    store_argv, store_kubeconfig)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -96,9 +96,8 @@ def node(w, kubeconfig, kind, binaries, n):
         shutil.copy(B if binaries == "B" else f"{STATIC}/{b}.stripped", f"{d}/{b}")
     http = free_port()
     common = ["--kubeconfig", kubeconfig, "--node-name", "n1"]
-    proxy = ([f"{d}/metalgate-proxy"] if binaries == "two" else [f"{d}/metalgate", "proxy"]) + common + [
-        "--http-listen", f"127.0.0.1:{http}", "--https-listen", f"127.0.0.1:{free_port()}",
-        "--admin-listen", f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""]
+    proxy = ([f"{d}/metalgate-proxy"] if binaries == "two" else [f"{d}/metalgate", "proxy"]) + \
+        proxy_flags(kubeconfig, "n1", http, free_port())
     argv = {
         "proxy": proxy,
         "speaker": [f"{d}/metalgate", "speaker", *common, "--node-ip", "127.0.0.1",

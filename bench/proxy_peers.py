@@ -27,7 +27,8 @@ import subprocess
 import sys
 import time
 
-from common import backend, free_port, route_yaml, self_signed, stop, store_argv, store_kubeconfig
+from common import (backend, free_port, proxy_flags, route_yaml, self_signed, stop, store_argv,
+                    store_kubeconfig)
 
 W = os.environ["W"]
 DUR = int(os.environ.get("DUR", "5"))
@@ -267,12 +268,9 @@ https://{HOST}:{s} {{
     kubeconfig = store_kubeconfig(f"{W}/store")
     h, s = free_port(), free_port()
     peers.append(Peer("metalgate-proxy", "metalgate-proxy (the proxy crate's own binary)", h, s,
-                      start("metalgate-proxy", [
-                          os.environ["MGPROXY"], "--kubeconfig", kubeconfig,
-                          "--node-name", "bench", "--http-listen", f"127.0.0.1:{h}",
-                          "--https-listen", f"127.0.0.1:{s}", "--admin-listen",
-                          f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""],
-                          env=env)))
+                      start("metalgate-proxy",
+                            [os.environ["MGPROXY"], *proxy_flags(kubeconfig, "bench", h, s)],
+                            env=env)))
     # What the proxy DaemonSet runs: `metalgate proxy`, the one binary of the image (MGIMAGE,
     # from scripts/static-build.sh; else MG). From a copy, so its code pages are not shared with
     # the store's (PSS would split them).
@@ -281,12 +279,9 @@ https://{HOST}:{s} {{
     h, s = free_port(), free_port()
     peers.append(Peer("metalgate-cmd", "metalgate proxy (the DaemonSet's command; a copy of "
                       + ("the image's binary: static, code ordered)" if image else "the binary)"),
-                      h, s, start("metalgate-cmd", [
-                          f"{W}/metalgate-copy", "proxy", "--kubeconfig", kubeconfig,
-                          "--node-name", "bench-cmd", "--http-listen", f"127.0.0.1:{h}",
-                          "--https-listen", f"127.0.0.1:{s}", "--admin-listen",
-                          f"127.0.0.1:{free_port()}", "--no-access-log", "--publish-service", ""],
-                          env=env)))
+                      h, s, start("metalgate-cmd", [f"{W}/metalgate-copy", "proxy",
+                                                    *proxy_flags(kubeconfig, "bench-cmd", h, s)],
+                                  env=env)))
     h, s = free_port(), free_port()
     peers.append(Peer("metalgate-run", "metalgate run --components proxy (store + proxy)", h, s,
                       start("metalgate-run", [
@@ -299,11 +294,9 @@ https://{HOST}:{s} {{
     if os.environ.get("MGPROXY_B"):
         h, s = free_port(), free_port()
         peers.append(Peer("metalgate-B", f"metalgate-proxy from {os.environ['MGPROXY_B']}", h, s,
-                          start("metalgate-B", [
-                              os.environ["MGPROXY_B"], "--kubeconfig", kubeconfig,
-                              "--node-name", "bench-b", "--http-listen", f"127.0.0.1:{h}",
-                              "--https-listen", f"127.0.0.1:{s}", "--no-access-log",
-                              "--publish-service", ""], env=env)))
+                          start("metalgate-B", [os.environ["MGPROXY_B"],
+                                                *proxy_flags(kubeconfig, "bench-b", h, s)],
+                                env=env)))
     if os.environ.get("PEERS"):
         keep = os.environ["PEERS"].split(",")
         for p in peers:

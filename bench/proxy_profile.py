@@ -27,7 +27,8 @@ import sys
 import tempfile
 import time
 
-from common import backend, free_port, route_yaml, routed, stop, store_argv, store_kubeconfig
+from common import (backend, free_port, proxy_flags, route_yaml, routed, stop, store_argv,
+                    store_kubeconfig)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = f"{ROOT}/target/release"
@@ -96,11 +97,8 @@ def main():
         h = free_port()
         peers["floor"] = (h, start([FLOOR, f"127.0.0.1:{h}", f"127.0.0.1:{be}"]))
         h = free_port()
-        peers["metalgate-proxy"] = (h, start([
-            MGPROXY, "--kubeconfig", kubeconfig, "--node-name", "bench",
-            "--http-listen", f"127.0.0.1:{h}", "--https-listen", f"127.0.0.1:{free_port()}",
-            "--admin-listen", f"127.0.0.1:{free_port()}", "--no-access-log",
-            "--publish-service", ""], env=env))
+        peers["metalgate-proxy"] = (h, start(
+            [MGPROXY, *proxy_flags(kubeconfig, "bench", h, free_port())], env=env))
         for name, (h, _) in peers.items():
             if not routed(h, HOST, 100, 0.2):
                 sys.exit(f"proxy_profile: {name} does not answer 200 in 20 s")

@@ -39,8 +39,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, f"{ROOT}/bench")
-from common import (backend, free_port, route_yaml, routed, self_signed, stop,  # noqa: E402
-                    store_argv, store_kubeconfig)
+from common import (backend, free_port, proxy_flags, route_yaml, routed,  # noqa: E402
+                    self_signed, stop, store_argv, store_kubeconfig)
 
 TARGET = "x86_64-unknown-linux-gnu"
 LIST = f"{ROOT}/scripts/code-order.txt"
@@ -178,11 +178,8 @@ def record():
             """Run the proxy under `wrapper` through start-up, the three protocols (`load`: oha's
             amount per protocol) and a metrics scrape; end it with SIGINT (perf hands it on)."""
             http, https, admin = free_port(), free_port(), free_port()
-            proxy = start([*wrapper, binary, "proxy", "--kubeconfig", kubeconfig,
-                           "--node-name", "n1", "--http-listen", f"127.0.0.1:{http}",
-                           "--https-listen", f"127.0.0.1:{https}",
-                           "--admin-listen", f"127.0.0.1:{admin}", "--no-access-log",
-                           "--publish-service", ""])
+            proxy = start([*wrapper, binary, "proxy",
+                           *proxy_flags(kubeconfig, "n1", http, https, admin)])
             if not routed(http, HOST, 240, 0.5):
                 sys.exit(f"code_order: the proxy under {what} did not route in 120 s")
             tls = ["--insecure", "--connect-to", f"{HOST}:{https}:127.0.0.1:{https}"]
