@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Proxy benchmark, three parts, one run:
 #  1. side by side (bench/proxy_peers.py): nginx, HAProxy and Caddy (Debian's packages), the bare
-#     Pingora floor (`pingora-floor`, and `floor-stock`: the same without third_party's patches
-#     to Pingora, i.e. its own upstream pool and body buffers) and metalgate (`metalgate-proxy`,
+#     Pingora floor (`pingora-floor`, in metalgate-proxy's layout of a runtime per core, and
+#     `floor-stock`: Pingora as released — its `Server` with the work-stealing runtime, its own
+#     upstream pool and body buffers instead of third_party's patched ones) and metalgate (`metalgate-proxy`,
 #     `metalgate proxy` from the image's binary, and `metalgate run` with the store in the same
 #     process), each the same reverse proxy in front of the same backend
 #     (an nginx answering a fixed 64-byte body), on loopback, with the same certificate: plain
@@ -30,8 +31,8 @@ for t in nginx haproxy caddy openssl oha python3 curl; do
 done
 cargo build --release --quiet --bin metalgate -p metalgate
 cargo build --release --quiet --bin metalgate-proxy -p metalgate-proxy
-# The floor as Pingora releases it (its own upstream pool, not third_party/pingora-proxy's), then
-# the floor as metalgate builds Pingora; the same binary name, so the first is copied aside.
+# The floor as Pingora releases it (its `Server`, its own upstream pool, not
+# third_party/pingora-proxy's), then the floor as metalgate builds and runs Pingora; the same binary name, so the first is copied aside.
 cargo build --release --quiet -p metalgate-bench --bin pingora-floor --features stock
 cp target/release/pingora-floor target/release/pingora-floor-stock
 cargo build --release --quiet -p metalgate-bench --bin proxy-route-latency --bin pingora-floor

@@ -9,7 +9,7 @@ Environment: MG, MGPROXY, FLOOR (binaries), W (a scratch directory it may fill),
 round), CONN (oha connections), RATE (fixed offered load, req/s), ROUNDS (rounds per protocol),
 PROTOCOLS (comma-separated subset of h1,tls,h2); optional: PEERS (comma-separated names to keep),
 MGIMAGE (the image's binary, for `metalgate proxy`; else MG), FLOOR_STOCK (pingora-floor built
-with Pingora's own upstream pool, as the peer `floor-stock`),
+as Pingora releases it, as the peer `floor-stock`),
 MGPROXY_B (a second metalgate-proxy binary, e.g. an older build, as the peer `metalgate-B`).
 
 For each protocol (plain HTTP/1.1, HTTP/1.1 over TLS, HTTP/2 over TLS) and each round, every
@@ -247,13 +247,13 @@ https://{HOST}:{s} {{
 
     # The floor: Pingora with one fixed upstream and the same headers; plain HTTP only.
     h = free_port()
-    peers.append(Peer("floor", "pingora-floor (bench/src/bin), plain HTTP only", h, None,
+    peers.append(Peer("floor", "pingora-floor (bench/src/bin), a runtime per core, plain HTTP only", h, None,
                       start("floor", [os.environ["FLOOR"], f"127.0.0.1:{h}", f"127.0.0.1:{be}"])))
-    # The same with Pingora's own upstream pool and body buffers instead of third_party's patched
-    # ones: the floor as Pingora releases it (bench/proxy.sh builds it with the stock feature).
+    # The same as Pingora releases it: its `Server` (the work-stealing runtime), its own upstream
+    # pool and body buffers instead of third_party's patched ones (the stock feature).
     if os.environ.get("FLOOR_STOCK"):
         h = free_port()
-        peers.append(Peer("floor-stock", "pingora-floor, unpatched Pingora (own pool and body buffers)", h, None,
+        peers.append(Peer("floor-stock", "pingora-floor, Pingora as released (Server, own pool and body buffers)", h, None,
                           start("floor-stock", [os.environ["FLOOR_STOCK"], f"127.0.0.1:{h}",
                                                 f"127.0.0.1:{be}"])))
 

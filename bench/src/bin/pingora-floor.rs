@@ -2,17 +2,27 @@
 //! to run beside nginx and metalgate's proxy. One fixed upstream, no route table, no metrics,
 //! no access log, no header deadline, no hop-by-hop clean-up — only the forwarding headers nginx
 //! is configured to set, so the request the backend sees is the same. Same allocator (jemalloc)
-//! and runtime (tokio work-stealing, a thread per core) as metalgate's proxy.
+//! as metalgate's proxy.
 //!
 //! What it measures: how much of metalgate's distance to nginx is Pingora itself and how much is
 //! metalgate's own code on top of it. Not a product; not tested.
 //!
+//! Its layout is metalgate-proxy's (`proxy/src/server.rs`): a single-threaded tokio runtime per
+//! core, each accepting from the one listening socket and keeping its own upstream pool. Built
+//! with the feature `stock` (`pingora-floor-stock`), it is Pingora as released instead: its
+//! `Server` with the work-stealing runtime, its own upstream pool and body buffers.
+//!
 //! Usage: `pingora-floor LISTEN UPSTREAM` (both `IP:PORT`), until SIGTERM or SIGINT.
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+use pingora::server::{Fds, ListenFds};
+use pingora::services::Service as _;
 use std::fmt::Write as _;
+use std::os::fd::IntoRawFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[global_allocator]
@@ -84,17 +94,45 @@ fn main() {
         graceful_shutdown_timeout_seconds: Some(0),
         ..Default::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    let mut svc = http_proxy_service(
-        &server.configuration,
-        Floor {
-            upstream: upstream.clone(),
-            listen_port: listen.rsplit(':').next().unwrap_or("").to_string(),
-            ids: AtomicU64::new(0),
-        },
-    );
-    svc.add_tcp(listen);
-    server.add_service(svc);
-    server.run_forever();
+    let floor = || Floor {
+        upstream: upstream.clone(),
+        listen_port: listen.rsplit(':').next().unwrap_or("").to_string(),
+        ids: AtomicU64::new(0),
+    };
+    if cfg!(feature = "stock") {
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+        let mut svc = http_proxy_service(&server.configuration, floor());
+        svc.add_tcp(listen);
+        server.add_service(svc);
+        server.run_forever();
+    }
+    // metalgate-proxy's layout: every worker accepts from its own copy of one socket. Ends on
+    // SIGTERM or SIGINT (their default action).
+    let socket = std::net::TcpListener::bind(listen.as_str()).expect("binding LISTEN");
+    socket
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    let conf = Arc::new(conf);
+    let (_never, shutdown) = tokio::sync::watch::channel(false);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let fds: ListenFds = Arc::new(Mutex::new(Fds::new()));
+            let copy = socket.try_clone().expect("copying the listener");
+            fds.lock().add(listen.clone(), copy.into_raw_fd());
+            let mut svc = http_proxy_service(&conf, floor());
+            svc.add_tcp(listen);
+            let shutdown = shutdown.clone();
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a worker's runtime")
+                    .block_on(svc.start_service(Some(fds), shutdown, 1));
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
 }
