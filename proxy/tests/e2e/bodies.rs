@@ -115,11 +115,15 @@ async fn content_length_bodies_arrive_whole_around_the_buffer_size() {
         }
     }
     // One request at a time: each response framed right leaves the backend connection idle in
-    // the pool for the next request.
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        before,
-        "a new backend connection: a response was framed wrong"
+    // the pool for the next request. Each proxy worker (one per core) has its own pool, and the
+    // warm-up may have been served by another worker than these requests: at most one backend
+    // connection per worker, where a response framed wrong would cost one per request after it.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let n = accepted.load(Ordering::SeqCst);
+    assert!(
+        n <= workers.max(before),
+        "{n} backend connections for one client's requests, more than one per worker \
+         ({workers}): a response was framed wrong"
     );
     task.abort();
 }
