@@ -100,6 +100,12 @@ impl Drop for Server {
     }
 }
 
+/// How many workers the proxy runs: one per core (2 where the core count is unknown). Each keeps
+/// its own upstream pool, so this bounds how many backend connections sequential requests use.
+pub fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 /// The proxy's workers: one single-threaded tokio runtime per core, each running its own accept
 /// loops over every listener, the connections it accepted and its own upstream pool — nginx's
 /// worker model. A request and its upstream connection stay on one thread from accept to
@@ -118,8 +124,7 @@ impl Drop for Server {
 fn workers() -> &'static [tokio::runtime::Handle] {
     static WORKERS: std::sync::OnceLock<Vec<tokio::runtime::Handle>> = std::sync::OnceLock::new();
     WORKERS.get_or_init(|| {
-        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-        (0..n)
+        (0..worker_count())
             .map(|i| {
                 let (tx, rx) = std::sync::mpsc::channel();
                 std::thread::Builder::new()

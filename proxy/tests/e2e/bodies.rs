@@ -118,7 +118,7 @@ async fn content_length_bodies_arrive_whole_around_the_buffer_size() {
     // the pool for the next request. Each proxy worker (one per core) has its own pool, and the
     // warm-up may have been served by another worker than these requests: at most one backend
     // connection per worker, where a response framed wrong would cost one per request after it.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = metalgate_proxy::server::worker_count();
     let n = accepted.load(Ordering::SeqCst);
     assert!(
         n <= workers.max(before),

@@ -121,7 +121,7 @@ async fn backend_connections_carry_request_after_request() {
     let env = Env::start().await;
     let be = RawBackend::start(After::KeepAlive).await;
     route_to(&env, &be, "pool.test").await;
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = metalgate_proxy::server::worker_count();
     for i in 0..20 {
         // Each request from a new client connection, one after another.
         let (c, body) = env.get("pool.test", &format!("/{i}")).await;
