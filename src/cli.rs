@@ -20,6 +20,18 @@ impl Cli {
     pub fn is_client_command(&self) -> bool {
         matches!(&self.command, Command::Gitops(g) if !matches!(g, GitopsCommand::Run(_)))
     }
+
+    /// Where the command's main future runs: `metalgate proxy` serves requests on workers of its
+    /// own (a thread per core), so its control plane runs on the main thread alone — two threads
+    /// fewer, and the proxy's PSS on a node 0.8–1.0 MB lower (`bench/node_memory.py`,
+    /// `bench/RESULTS.md` 2026-12-06 (e)). The rest keep tokio's work-stealing runtime.
+    pub fn main_runtime(&self) -> metalgate_k8s::process::MainRuntime {
+        use metalgate_k8s::process::MainRuntime;
+        match &self.command {
+            Command::Proxy(_) => MainRuntime::MainThread,
+            _ => MainRuntime::MultiThread,
+        }
+    }
 }
 
 /// Subcommands.

@@ -16,5 +16,6 @@ fn main() -> std::process::ExitCode {
     } else {
         "info"
     });
-    metalgate_k8s::process::block_on_main(metalgate::commands::dispatch(cli))
+    let runtime = cli.main_runtime();
+    metalgate_k8s::process::block_on_main_in(runtime, metalgate::commands::dispatch(cli))
 }

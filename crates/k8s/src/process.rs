@@ -32,12 +32,32 @@ pub fn init_tracing_at(default: &str) {
         .try_init();
 }
 
+/// On which threads a command's main future runs ([`block_on_main`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainRuntime {
+    /// tokio's work-stealing runtime, a worker thread per core.
+    MultiThread,
+    /// The main thread alone: for a command whose hot path runs on threads of its own (the
+    /// proxy's workers), so its control plane — watches, table builds, the admin endpoint — needs
+    /// no worker threads, nor their stacks and allocator caches.
+    MainThread,
+}
+
 /// Run a binary's command on a multi-threaded runtime; an error is printed and fails the exit.
 pub fn block_on_main(command: impl Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    block_on_main_in(MainRuntime::MultiThread, command)
+}
+
+/// Run a binary's command on the runtime `flavor` names; an error is printed and fails the exit.
+pub fn block_on_main_in(
+    flavor: MainRuntime,
+    command: impl Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
+    let mut builder = match flavor {
+        MainRuntime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        MainRuntime::MainThread => tokio::runtime::Builder::new_current_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
