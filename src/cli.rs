@@ -21,14 +21,12 @@ impl Cli {
         matches!(&self.command, Command::Gitops(g) if !matches!(g, GitopsCommand::Run(_)))
     }
 
-    /// Where the command's main future runs: `metalgate proxy` serves requests on workers of its
-    /// own (a thread per core), so its control plane runs on the main thread alone — two threads
-    /// fewer, and the proxy's PSS on a node 0.8–1.0 MB lower (`bench/node_memory.py`,
-    /// `bench/RESULTS.md` 2026-12-06 (e)). The rest keep tokio's work-stealing runtime.
+    /// Where the command's main future runs: the proxy's own choice for `metalgate proxy`
+    /// ([`metalgate_proxy::cli::MAIN_RUNTIME`]), tokio's work-stealing runtime for the rest.
     pub fn main_runtime(&self) -> metalgate_k8s::process::MainRuntime {
         use metalgate_k8s::process::MainRuntime;
         match &self.command {
-            Command::Proxy(_) => MainRuntime::MainThread,
+            Command::Proxy(_) => metalgate_proxy::cli::MAIN_RUNTIME,
             _ => MainRuntime::MultiThread,
         }
     }

@@ -94,6 +94,14 @@ pub struct ProxyArgs {
     pub proxy: ProxyOpts,
 }
 
+/// Where `metalgate proxy` and `metalgate-proxy` run [`run`]: requests are served on workers of
+/// their own (a thread per core, `server::workers`), so the control plane — watches, table
+/// builds, the admin endpoint — runs on the main thread alone: two threads fewer than tokio's
+/// work-stealing runtime, and the proxy's PSS on a node 0.8–1.0 MB lower (`bench/node_memory.py`,
+/// `bench/RESULTS.md` 2026-12-06 (e)).
+pub const MAIN_RUNTIME: metalgate_k8s::process::MainRuntime =
+    metalgate_k8s::process::MainRuntime::MainThread;
+
 /// Run the proxy alone: a client from the kubeconfig (or in-cluster), the admin endpoint,
 /// SIGTERM/SIGINT to drain and stop.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {

@@ -21,13 +21,9 @@ struct Cli {
 fn main() -> std::process::ExitCode {
     metalgate_k8s::process::init_tracing();
     let cli = Cli::parse();
-    // The proxy's workers are threads of their own (`server::workers`); the rest runs on this one.
-    metalgate_k8s::process::block_on_main_in(
-        metalgate_k8s::process::MainRuntime::MainThread,
-        async {
-            metalgate_proxy::cli::run(cli.args)
-                .await
-                .map(|()| std::process::ExitCode::SUCCESS)
-        },
-    )
+    metalgate_k8s::process::block_on_main_in(metalgate_proxy::cli::MAIN_RUNTIME, async {
+        metalgate_proxy::cli::run(cli.args)
+            .await
+            .map(|()| std::process::ExitCode::SUCCESS)
+    })
 }
