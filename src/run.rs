@@ -275,10 +275,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let failed = apply_manifests(&kube_client, &args.manifests).await;
 
     if let Some(addr) = args.admin_listen {
-        if selected.iter().any(|(n, _)| *n == metalgate_proxy::NAME) {
-            metalgate_proxy::report_starting();
-        }
-        process::spawn_admin(addr, shutdown.clone());
+        let starting: Vec<&str> = selected
+            .iter()
+            .filter(|(_, c)| c.is_some())
+            .map(|(n, _)| *n)
+            .collect();
+        process::spawn_admin(addr, &starting, shutdown.clone());
     }
 
     // 4. Components.
@@ -397,6 +399,11 @@ pub async fn controller(args: crate::cli::ControllerArgs) -> anyhow::Result<()> 
         node_name: args.node_name,
         node_ip: None,
         admin_listen: args.admin_listen.0,
+        components: if args.no_gitops {
+            &[metalgate_controller::NAME]
+        } else {
+            &[metalgate_controller::NAME, metalgate_gitops::runner::NAME]
+        },
     })
     .await?;
     let cfg = metalgate_controller::Config {
@@ -429,6 +436,7 @@ pub async fn speaker(args: crate::cli::SpeakerArgs) -> anyhow::Result<()> {
         node_name: args.node_name,
         node_ip: args.node_ip,
         admin_listen: args.admin_listen.0,
+        components: &[metalgate_speaker::NAME],
     })
     .await?;
     let cfg = metalgate_speaker::announcer::Config {
@@ -446,6 +454,7 @@ pub async fn gitops(args: crate::cli::GitopsArgs) -> anyhow::Result<()> {
         node_name: args.node_name,
         node_ip: None,
         admin_listen: args.admin_listen.0,
+        components: &[metalgate_gitops::runner::NAME],
     })
     .await?;
     if let Some(addr) = args.ui_listen.0 {

@@ -106,13 +106,13 @@ pub const MAIN_RUNTIME: metalgate_k8s::process::MainRuntime =
 /// SIGTERM/SIGINT to drain and stop.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let cfg = args.proxy.config()?;
-    // Not ready until the first route table is served: before the admin endpoint answers.
-    crate::report_starting();
     let ctx = metalgate_k8s::process::standalone(metalgate_k8s::process::Standalone {
         kubeconfig: args.kubeconfig.as_deref(),
         node_name: args.node_name.clone(),
         node_ip: None,
         admin_listen: Some(args.admin_listen),
+        // Not ready until the first route table is served.
+        components: &[crate::NAME],
     })
     .await?;
     crate::run(ctx, cfg).await

@@ -85,13 +85,6 @@ pub fn component(cfg: Config) -> Component {
     })
 }
 
-/// Report the proxy as not ready on `/readyz` until it serves its first route table. Call it
-/// before the admin endpoint starts: otherwise `/readyz` answers "ok" (nothing registered yet)
-/// while the proxy is still starting, and a readiness probe would let traffic in too early.
-pub fn report_starting() {
-    metalgate_k8s::metrics::register_readiness(NAME, Arc::new(|| false));
-}
-
 /// Run until `ctx.shutdown`, then drain.
 pub async fn run(ctx: ComponentContext, cfg: Config) -> anyhow::Result<()> {
     metalgate_k8s::client::install_crypto_provider();

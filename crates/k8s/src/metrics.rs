@@ -57,6 +57,14 @@ pub fn register_readiness(name: &str, check: Readiness) {
     READY.register(name, check);
 }
 
+/// Report a component not ready until it registers its own check. A process calls this for
+/// each component it runs before its admin endpoint listens: `/readyz` with nothing registered
+/// answers "ok", so without it a probe (or a test) that asks while the component is still
+/// starting would see it ready before it has even looked at the API.
+pub fn report_starting(name: &str) {
+    register_readiness(name, Arc::new(|| false));
+}
+
 /// Every registered component with whether it is ready now.
 pub fn ready() -> Vec<(String, bool)> {
     READY.all().into_iter().map(|(n, c)| (n, c())).collect()

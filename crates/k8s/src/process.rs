@@ -103,7 +103,12 @@ pub async fn cancel_on_signal(shutdown: CancellationToken) {
 }
 
 /// Serve `/metrics`, `/readyz` and `/healthz` on `addr` until `shutdown`; a failure is logged.
-pub fn spawn_admin(addr: SocketAddr, shutdown: CancellationToken) {
+/// Each of the `components` the process runs is reported not ready before the listener starts,
+/// until it registers its own readiness check ([`crate::metrics::report_starting`]).
+pub fn spawn_admin(addr: SocketAddr, components: &[&str], shutdown: CancellationToken) {
+    for name in components {
+        crate::metrics::report_starting(name);
+    }
     tokio::spawn(async move {
         if let Err(e) = admin::serve(addr, shutdown).await {
             tracing::error!(%addr, error = %format!("{e:#}"), "admin endpoint failed");
@@ -122,6 +127,8 @@ pub struct Standalone<'a> {
     pub node_ip: Option<IpAddr>,
     /// Where to serve the admin endpoint, if anywhere.
     pub admin_listen: Option<SocketAddr>,
+    /// The components the process runs: each is not ready on `/readyz` until it says so.
+    pub components: &'a [&'a str],
 }
 
 /// A component's context outside `metalgate run`: a client from the kubeconfig (or the
@@ -134,7 +141,7 @@ pub async fn standalone(opts: Standalone<'_>) -> anyhow::Result<ComponentContext
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     if let Some(addr) = opts.admin_listen {
-        spawn_admin(addr, shutdown.clone());
+        spawn_admin(addr, opts.components, shutdown.clone());
     }
     Ok(ComponentContext {
         client,
@@ -144,4 +151,51 @@ pub async fn standalone(opts: Standalone<'_>) -> anyhow::Result<ComponentContext
         },
         shutdown,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// `GET /readyz` over a fresh connection: the status line's code and the body.
+    async fn readyz(addr: SocketAddr) -> Option<(u16, String)> {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.ok()?;
+        let code = out.split(' ').nth(1)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n")?.1.to_string();
+        Some((code, body))
+    }
+
+    #[tokio::test]
+    async fn a_component_is_not_ready_from_the_first_answer_until_it_says_so() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = free.local_addr().unwrap();
+        drop(free);
+        let stop = CancellationToken::new();
+        spawn_admin(addr, &["starting-component"], stop.clone());
+        // The first answer, however early, is 503: the component has registered nothing yet.
+        let mut first = None;
+        for _ in 0..200 {
+            first = readyz(addr).await;
+            if first.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (code, body) = first.expect("the admin endpoint answers");
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("starting-component: not ready"), "{body}");
+        crate::metrics::register_readiness("starting-component", Arc::new(|| true));
+        let (code, body) = readyz(addr).await.expect("answers");
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("starting-component: ready"), "{body}");
+        stop.cancel();
+    }
 }
