@@ -14,8 +14,8 @@ list costs memory, never correctness.
       `metalgate proxy` under valgrind's callgrind against a store with one Ingress (nginx as its
       backend, on loopback):
       start-up, plain HTTP/1.1, HTTP/1.1 over TLS and HTTP/2 over TLS (oha), a metrics scrape;
-      then the same natively under `perf record`, for code only this CPU runs (valgrind's lacks
-      AVX-512, VAES…) or that only load reaches; then the speaker, the controller and the GitOps
+      then the same natively under `perf record` (PERF_RUNS runs, joined), for code only this
+      CPU runs (valgrind's lacks AVX-512, VAES…) or that only load reaches; then the speaker, the controller and the GitOps
       module under callgrind from start-up to ready. Writes the functions run in that order
       (within a run, first run first) by their symbols' names. The names carry rustc's hashes, which change with
       the compiler's and the dependencies' versions: record again after either changes
@@ -45,6 +45,7 @@ from common import (backend, free_port, proxy_flags, route_yaml, routed,  # noqa
 TARGET = "x86_64-unknown-linux-gnu"
 LIST = f"{ROOT}/scripts/code-order.txt"
 HOST = "bench.local"
+PERF_RUNS = 4  # joined: see record()
 HASH = re.compile(r"17h[0-9a-f]{16}E")
 
 
@@ -210,15 +211,19 @@ def record():
             add(name)
         listed = len(names)
         # Then the ones it runs only on this CPU (valgrind's lacks AVX-512, VAES, …: crypto,
-        # memchr and libc pick other code) or only at full speed, as perf samples them.
-        serve(["perf", "record", "-q", "-F", "20000", "-o", f"{w}/perf.data", "--"],
-              ["-z", "3s", "-c", "50"], "perf")
-        report = subprocess.run(["perf", "report", "-i", f"{w}/perf.data", "--stdio",
-                                 "--no-demangle", "--sort", "sym", "-F", "sym"],
-                                capture_output=True, text=True, check=True).stdout
-        for line in report.splitlines():
-            if "[.] " in line:
-                add(line.split("[.] ", 1)[1].strip())
+        # memchr and libc pick other code) or only at full speed, as perf samples them. Samples
+        # miss a different few of the rarely run ones each time (two recordings of one build,
+        # one run each, differed in 55 names and mapped 5.9 vs 6.3 MB of code: bench/RESULTS.md
+        # 2026-12-07 a), so the runs' functions are joined.
+        for run in range(PERF_RUNS):
+            serve(["perf", "record", "-q", "-F", "20000", "-o", f"{w}/perf{run}.data", "--"],
+                  ["-z", "3s", "-c", "50"], f"perf, run {run + 1} of {PERF_RUNS}")
+            report = subprocess.run(["perf", "report", "-i", f"{w}/perf{run}.data", "--stdio",
+                                     "--no-demangle", "--sort", "sym", "-F", "sym"],
+                                    capture_output=True, text=True, check=True).stdout
+            for line in report.splitlines():
+                if "[.] " in line:
+                    add(line.split("[.] ", 1)[1].strip())
         print(f"code_order: the proxy: {listed} functions from callgrind, {len(names) - listed} "
               "more from perf", file=sys.stderr)
 
