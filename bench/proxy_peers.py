@@ -263,10 +263,12 @@ https://{HOST}:{s} {{
                             env=dict(os.environ, GOMAXPROCS="2", HOME=W,
                                      XDG_DATA_HOME=W, XDG_CONFIG_HOME=W))))
 
-    # The floor: Pingora with one fixed upstream and the same headers; plain HTTP only.
-    h = free_port()
-    peers.append(Peer("floor", "pingora-floor (bench/src/bin), a runtime per core, plain HTTP only", h, None,
-                      start("floor", [os.environ["FLOOR"], f"127.0.0.1:{h}", f"127.0.0.1:{be}"])))
+    # The floor: Pingora with one fixed upstream and the same headers; over TLS with the same
+    # certificate (Pingora's rustls listener, h2 by ALPN).
+    h, s = free_port(), free_port()
+    peers.append(Peer("floor", "pingora-floor (bench/src/bin), a runtime per core", h, s,
+                      start("floor", [os.environ["FLOOR"], f"127.0.0.1:{h}", f"127.0.0.1:{be}",
+                                      f"127.0.0.1:{s}", crt, key])))
     # The same as Pingora releases it: its `Server` (the work-stealing runtime), its own upstream
     # pool and body buffers instead of third_party's patched ones (the stock feature).
     if os.environ.get("FLOOR_STOCK"):

@@ -12,10 +12,16 @@
 //! with the feature `stock` (`pingora-floor-stock`), it is Pingora as released instead: its
 //! `Server` with the work-stealing runtime, its own upstream pool and body buffers.
 //!
-//! Usage: `pingora-floor LISTEN UPSTREAM` (both `IP:PORT`), until SIGTERM or SIGINT.
+//! With a TLS listener too (the per-core layout only), it is the floor over TLS and HTTP/2:
+//! Pingora's rustls listener with one certificate, its own buffer sizes, h2 offered by ALPN —
+//! how much of the distance over TLS is the engine's.
+//!
+//! Usage: `pingora-floor LISTEN UPSTREAM [TLS_LISTEN CERT KEY]` (addresses `IP:PORT`, PEM
+//! files), until SIGTERM or SIGINT.
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Fds, ListenFds};
@@ -74,16 +80,21 @@ impl ProxyHttp for Floor {
         up.insert_header("x-forwarded-for", client)?;
         up.insert_header("x-forwarded-host", host)?;
         up.insert_header("x-forwarded-port", self.listen_port.as_str())?;
-        up.insert_header("x-forwarded-proto", "http")?;
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
         Ok(())
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [listen, upstream] = args.as_slice() else {
-        eprintln!("usage: pingora-floor LISTEN UPSTREAM");
-        std::process::exit(2);
+    let (listen, upstream, tls) = match args.as_slice() {
+        [listen, upstream] => (listen, upstream, None),
+        [listen, upstream, tls, cert, key] => (listen, upstream, Some((tls, cert, key))),
+        _ => {
+            eprintln!("usage: pingora-floor LISTEN UPSTREAM [TLS_LISTEN CERT KEY]");
+            std::process::exit(2);
+        }
     };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let conf = ServerConf {
@@ -100,6 +111,7 @@ fn main() {
         ids: AtomicU64::new(0),
     };
     if cfg!(feature = "stock") {
+        assert!(tls.is_none(), "pingora-floor-stock serves plain HTTP only");
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
         let mut svc = http_proxy_service(&server.configuration, floor());
@@ -109,10 +121,15 @@ fn main() {
     }
     // metalgate-proxy's layout: every worker accepts from its own copy of one socket. Ends on
     // SIGTERM or SIGINT (their default action).
-    let socket = std::net::TcpListener::bind(listen.as_str()).expect("binding LISTEN");
-    socket
-        .set_nonblocking(true)
-        .expect("a non-blocking listener");
+    let bind = |addr: &str| {
+        let socket = std::net::TcpListener::bind(addr).expect("binding a listener");
+        socket
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        socket
+    };
+    let socket = bind(listen);
+    let tls_socket = tls.map(|(addr, _, _)| bind(addr));
     let conf = Arc::new(conf);
     let (_never, shutdown) = tokio::sync::watch::channel(false);
     let workers: Vec<_> = (0..threads)
@@ -122,6 +139,13 @@ fn main() {
             fds.lock().add(listen.clone(), copy.into_raw_fd());
             let mut svc = http_proxy_service(&conf, floor());
             svc.add_tcp(listen);
+            if let (Some((addr, cert, key)), Some(socket)) = (tls, &tls_socket) {
+                let copy = socket.try_clone().expect("copying the TLS listener");
+                fds.lock().add(addr.clone(), copy.into_raw_fd());
+                let mut settings = TlsSettings::intermediate(cert, key).expect("CERT and KEY");
+                settings.enable_h2();
+                svc.add_tls_with_settings(addr, None, settings);
+            }
             let shutdown = shutdown.clone();
             std::thread::spawn(move || {
                 tokio::runtime::Builder::new_current_thread()
