@@ -116,8 +116,9 @@ pub fn spawn_admin(addr: SocketAddr, components: &[&str], shutdown: Cancellation
     });
 }
 
-/// How a component run on its own reaches the API and says where it runs.
-#[derive(Debug, Clone, Default)]
+/// How a component run on its own reaches the API and says where it runs. Every field is named
+/// at each call (no `Default`): a process that serves `/readyz` must say what it runs.
+#[derive(Debug, Clone)]
 pub struct Standalone<'a> {
     /// A kubeconfig; without one, the environment's (in-cluster, `KUBECONFIG`, `~/.kube`).
     pub kubeconfig: Option<&'a Path>,
@@ -127,13 +128,20 @@ pub struct Standalone<'a> {
     pub node_ip: Option<IpAddr>,
     /// Where to serve the admin endpoint, if anywhere.
     pub admin_listen: Option<SocketAddr>,
-    /// The components the process runs: each is not ready on `/readyz` until it says so.
+    /// The components the process runs: each is not ready on `/readyz` until it says so. Not
+    /// empty when `admin_listen` is set: an admin endpoint with nothing to report would answer
+    /// ready before any component has looked at the API.
     pub components: &'a [&'a str],
 }
 
 /// A component's context outside `metalgate run`: a client from the kubeconfig (or the
 /// environment), this node, SIGTERM/SIGINT as the shutdown signal, and the admin endpoint.
 pub async fn standalone(opts: Standalone<'_>) -> anyhow::Result<ComponentContext> {
+    if let (Some(addr), []) = (opts.admin_listen, opts.components) {
+        anyhow::bail!(
+            "admin endpoint {addr}: no component named to report on /readyz (it would answer ready before anything ran)"
+        );
+    }
     let client = match opts.kubeconfig {
         Some(k) => client::from_kubeconfig(k).await?,
         None => client::infer().await?,
@@ -171,6 +179,22 @@ mod tests {
         let code = out.split(' ').nth(1)?.parse().ok()?;
         let body = out.split_once("\r\n\r\n")?.1.to_string();
         Some((code, body))
+    }
+
+    #[tokio::test]
+    async fn an_admin_endpoint_without_components_is_refused_before_anything_starts() {
+        let err = standalone(Standalone {
+            kubeconfig: Some(Path::new("/nonexistent/kubeconfig")),
+            node_name: None,
+            node_ip: None,
+            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+            components: &[],
+        })
+        .await
+        .err()
+        .expect("refused");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("no component named"), "{msg}");
     }
 
     #[tokio::test]
