@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Where `metalgate-proxy`'s CPU above the Pingora floor goes: both proxies in front of the same
 backend (an nginx answering 64 bytes, on loopback) and the same store, `oha -c 50` over plain
-HTTP/1.1, with `perf` attached to the proxy's PID (not to oha, the backend or the store).
+HTTP/1.1, HTTP/1.1 over TLS or HTTP/2 over TLS (PROTO; the same self-signed certificate for
+both), with `perf` attached to the proxy's PID (not to oha, the backend or the store).
 
   stat (default): ROUNDS interleaved rounds of DUR seconds; per proxy and round req/s, CPU µs per
       request (task-clock), system calls and context switches per request; medians and
@@ -10,11 +11,17 @@ HTTP/1.1, with `perf` attached to the proxy's PID (not to oha, the backend or th
       hardware counters), then samples per 10 000 requests by symbol, grouped (our crate,
       Pingora's timers, header maps, allocator, tokio, Pingora, kernel…), metalgate − floor, and
       the symbols whose share grew most. The data files stay in OUT for `perf report -i`.
+  instr: both proxies under valgrind's callgrind: after REQS/4 requests to warm up, the counters
+      are zeroed, REQS requests sent (`oha -c 10`), and the counters dumped: user-space
+      instructions per request by function (exact, unlike the samples above: no other load on
+      the machine moves them), grouped as above, metalgate − floor, and the functions that grew
+      most. For changes too small to see in req/s. The dumps stay in OUT for callgrind_annotate.
 
-Usage: python3 bench/proxy_profile.py [stat|record]   (as root, or perf_event_paranoid ≤ 1)
+Usage: python3 bench/proxy_profile.py [stat|record|instr]   (as root, or perf_event_paranoid ≤ 1)
 Env: MG (metalgate, for the store), MGPROXY, FLOOR (binaries; default target/release/…, as
-bench/proxy.sh builds them), ROUNDS=5, DUR=5, OUT (record's directory; default a new one in /tmp).
-Needs perf, nginx, oha, curl.
+bench/proxy.sh builds them), ROUNDS=5, DUR=5, PROTO=h1 (or tls, h2), REQS=4000 (instr), OUT (the
+data's directory; default a new one in /tmp). Needs perf (valgrind for instr), nginx, oha, curl,
+openssl.
 """
 import json
 import os
@@ -27,8 +34,8 @@ import sys
 import tempfile
 import time
 
-from common import (backend, free_port, proxy_flags, route_yaml, routed, stop, store_argv,
-                    store_kubeconfig)
+from common import (backend, free_port, proxy_flags, route_yaml, routed, self_signed, stop,
+                    store_argv, store_kubeconfig)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = f"{ROOT}/target/release"
@@ -37,6 +44,9 @@ MGPROXY = os.environ.get("MGPROXY", f"{REL}/metalgate-proxy")
 FLOOR = os.environ.get("FLOOR", f"{REL}/pingora-floor")
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 DUR = int(os.environ.get("DUR", "5"))
+PROTO = os.environ.get("PROTO", "h1")
+REQS = int(os.environ.get("REQS", "4000"))
+TITLE = {"h1": "HTTP/1.1", "tls": "HTTP/1.1 over TLS", "h2": "HTTP/2 over TLS"}
 HOST = "bench.local"
 BODY = "0123456789012345678901234567890123456789012345678901234567890123"
 GROUPS = [("metalgate's crate", r"metalgate_proxy"), ("Pingora's timers", r"pingora_timeout|Notif"),
@@ -68,15 +78,50 @@ def symbols(data):
     return got
 
 
+def instructions(dump):
+    """Instructions by function ("U name") from a callgrind dump, and the dump's total."""
+    out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", dump],
+                         capture_output=True, text=True, check=True).stdout
+    got, total = {}, 0
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+(?:\([\d.]+%\)\s+)?(.*)", line)
+        if not m:
+            continue
+        n, what = int(m.group(1).replace(",", "")), m.group(2).strip()
+        if what.startswith("PROGRAM TOTALS"):
+            total = n
+        elif ":" in what and not what.startswith("file:"):
+            # "file:function [object]" → the function
+            name = re.sub(r"\s+\[[^]]*\]$", "", what.split(":", 1)[1])
+            got["U " + name] = got.get("U " + name, 0) + n
+    # A dump taken while threads run charges their outermost frames (thread start, the
+    # runtime's block_on) with everything below them: not anyone's own cost.
+    return {k: v for k, v in got.items() if v < total / 2}, total
+
+
+def target_argv(h, s, n=None):
+    """oha's arguments for PROTO against a peer's plain (`h`) and TLS (`s`) ports."""
+    if PROTO == "h1":
+        target = ["-H", f"Host: {HOST}", f"http://127.0.0.1:{h}/"]
+    else:  # the URL names the host: SNI (and HTTP/2's :authority) carry it
+        target = ["--insecure", "--connect-to", f"{HOST}:{s}:127.0.0.1:{s}",
+                  *(["--http2"] if PROTO == "h2" else []), f"https://{HOST}:{s}/"]
+    return target
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "stat"
-    if mode not in ("stat", "record"):
+    if mode not in ("stat", "record", "instr") or PROTO not in TITLE:
         sys.exit(__doc__)
-    for tool in ("perf", "nginx", "oha", "curl"):
+    for tool in ("valgrind", "callgrind_control") if mode == "instr" else ("perf",):
+        if shutil.which(tool) is None:
+            sys.exit(f"proxy_profile: needs {tool}")
+    for tool in ("nginx", "oha", "curl"):
         if shutil.which(tool) is None:
             sys.exit(f"proxy_profile: needs {tool}")
     w = tempfile.mkdtemp(prefix="mg-proxy-profile.")
     out_dir = os.environ.get("OUT") or tempfile.mkdtemp(prefix="mg-proxy-profile-data.")
+    os.makedirs(out_dir, exist_ok=True)
     procs = []
 
     def start(argv, **kw):
@@ -89,25 +134,68 @@ def main():
         be = free_port()
         os.makedirs(f"{w}/be")
         start(backend(f"{w}/be", be, BODY))
-        open(f"{w}/route.yaml", "w").write(route_yaml(be, HOST))
+        crt, key = f"{w}/tls.crt", f"{w}/tls.key"
+        self_signed(crt, key, HOST)
+        open(f"{w}/route.yaml", "w").write(
+            route_yaml(be, HOST, (open(crt).read(), open(key).read())))
         env = dict(os.environ, RUST_LOG="warn")
         start(store_argv(MG, f"{w}/store", f"{w}/route.yaml"), env=env)
         kubeconfig = store_kubeconfig(f"{w}/store")
         peers = {}
-        h = free_port()
-        peers["floor"] = (h, start([FLOOR, f"127.0.0.1:{h}", f"127.0.0.1:{be}"]))
-        h = free_port()
-        peers["metalgate-proxy"] = (h, start(
-            [MGPROXY, *proxy_flags(kubeconfig, "bench", h, free_port())], env=env))
-        for name, (h, _) in peers.items():
-            if not routed(h, HOST, 100, 0.2):
-                sys.exit(f"proxy_profile: {name} does not answer 200 in 20 s")
+
+        def under(name):
+            if mode != "instr":
+                return []
+            return ["valgrind", "--tool=callgrind", "--quiet",
+                    f"--callgrind-out-file={out_dir}/{name}.cg"]
+        h, s = free_port(), free_port()
+        peers["floor"] = (h, s, start([*under("floor"), FLOOR, f"127.0.0.1:{h}",
+                                       f"127.0.0.1:{be}", f"127.0.0.1:{s}", crt, key]))
+        h, s = free_port(), free_port()
+        peers["metalgate-proxy"] = (h, s, start(
+            [*under("metalgate-proxy"), MGPROXY, *proxy_flags(kubeconfig, "bench", h, s)],
+            env=env))
+        for name, (h, _, _) in peers.items():
+            if not routed(h, HOST, 300, 0.2):
+                sys.exit(f"proxy_profile: {name} does not answer 200 in 60 s")
+        if mode == "instr":
+            per = {}
+            for name, (h, s, p) in peers.items():
+                for n, zero in ((REQS // 4, "-z"), (REQS, "-d")):
+                    oha = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-c", "10",
+                                          "-n", str(n), *target_argv(h, s)],
+                                         capture_output=True, text=True, timeout=600)
+                    done, _ = load(oha.stdout)
+                    if done != n:
+                        sys.exit(f"proxy_profile: {name}: {done} of {n} requests answered")
+                    subprocess.run(["callgrind_control", zero, str(p.pid)], check=True,
+                                   stdout=subprocess.DEVNULL)
+                dumps = sorted(f for f in os.listdir(out_dir)
+                               if f.startswith(f"{name}.cg") and f != f"{name}.cg")
+                if not dumps:
+                    sys.exit(f"proxy_profile: no callgrind dump of {name} in {out_dir}")
+                fns, total = instructions(f"{out_dir}/{dumps[-1]}")
+                per[name] = {k: v / REQS for k, v in fns.items()}
+                per[name][" total"] = total / REQS
+            a, b = per["floor"], per["metalgate-proxy"]
+            ta, tb = a.pop(" total"), b.pop(" total")
+            print(f"{TITLE[PROTO]}, oha -c 10, {REQS} requests: user-space instructions per "
+                  f"request: floor {ta:.0f}, metalgate-proxy {tb:.0f} (÷ {tb / ta:.3f}; {out_dir})")
+            for label, pat in GROUPS[:-2]:
+                sa = sum(v for k, v in a.items() if re.search(pat, k))
+                sb = sum(v for k, v in b.items() if re.search(pat, k))
+                print(f"  {label:18s} floor {sa:8.0f}  metalgate-proxy {sb:8.0f}  difference "
+                      f"{sb - sa:+8.0f}")
+            print("grew most (floor → metalgate-proxy, instructions per request):")
+            for k in sorted(set(a) | set(b), key=lambda k: a.get(k, 0) - b.get(k, 0))[:30]:
+                print(f"  {a.get(k, 0):8.0f} → {b.get(k, 0):8.0f}  {k[:120]}")
+            return
         stats = {n: [] for n in peers}
         reqs = {}
         for rnd in range(ROUNDS if mode == "stat" else 1):
             order = list(peers) if rnd % 2 == 0 else list(peers)[::-1]
             for name in order:
-                h, p = peers[name]
+                h, s, p = peers[name]
                 if mode == "stat":
                     perf = ["perf", "stat", "-x", ",", "-e",
                             "task-clock,raw_syscalls:sys_enter,context-switches",
@@ -119,8 +207,7 @@ def main():
                                         stderr=subprocess.DEVNULL)
                 time.sleep(0.3)
                 oha = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-c", "50",
-                                      "-z", f"{DUR}s", "-H", f"Host: {HOST}",
-                                      f"http://127.0.0.1:{h}/"],
+                                      "-z", f"{DUR}s", *target_argv(h, s)],
                                      capture_output=True, text=True, timeout=DUR + 60)
                 perf.send_signal(signal.SIGINT)
                 perf.wait(timeout=60)
@@ -140,7 +227,7 @@ def main():
         if mode == "stat":
             med = {n: [statistics.median(r[i] for r in v) for i in range(4)]
                    for n, v in stats.items()}
-            print(f"medians of {ROUNDS} rounds of {DUR} s, HTTP/1.1, oha -c 50:")
+            print(f"medians of {ROUNDS} rounds of {DUR} s, {TITLE[PROTO]}, oha -c 50:")
             for n, m in med.items():
                 print(f"  {n:16s} {m[0]:8.0f} req/s  {m[1]:5.1f} µs CPU/req  {m[2]:4.2f} "
                       f"syscalls/req  {m[3]:4.2f} switches/req")
@@ -152,7 +239,7 @@ def main():
                for n in peers}
         a, b = per["floor"], per["metalgate-proxy"]
         total = sum(b.values())
-        print(f"samples per 10 000 requests: floor {sum(a.values()):.0f}, metalgate-proxy "
+        print(f"{TITLE[PROTO]}; samples per 10 000 requests: floor {sum(a.values()):.0f}, metalgate-proxy "
               f"{total:.0f} ({out_dir})")
         for label, pat in GROUPS:
             sa = sum(v for k, v in a.items() if re.search(pat, k))
