@@ -86,6 +86,22 @@ const MAX_SHUTDOWN_NOTIFY_SHARDS: usize = 256;
 type DownstreamCustomMessageReader =
     Box<dyn futures::Stream<Item = Result<Bytes>> + Unpin + Send + Sync + 'static>;
 
+// metalgate patch: futures of paths a plain HTTP/1 request does not take live in boxes of their
+// own (see README.metalgate.md). Every request's future is boxed (async_trait) and moved into
+// its box whole: the bigger its largest state, the more bytes each request copies.
+#[cfg(not(feature = "stock-futures"))]
+macro_rules! boxed {
+    ($future:expr) => {
+        Box::pin($future)
+    };
+}
+#[cfg(feature = "stock-futures")]
+macro_rules! boxed {
+    ($future:expr) => {
+        $future
+    };
+}
+
 mod proxy_cache;
 mod proxy_common;
 mod proxy_custom;
@@ -438,8 +454,8 @@ where
                         (server_reused, error)
                     }
                     ClientSession::H2(mut h2) => {
-                        let (server_reused, mut error) = self
-                            .proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx)
+                        let (server_reused, mut error) = boxed!(self
+                            .proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx))
                             .await;
                         let session = ClientSession::H2(h2);
                         self.client_upstream
@@ -467,8 +483,8 @@ where
                         (server_reused, error)
                     }
                     ClientSession::Custom(mut c) => {
-                        let (server_reused, error) = self
-                            .proxy_to_custom_upstream(session, &mut c, client_reused, &peer, ctx)
+                        let (server_reused, error) = boxed!(self
+                            .proxy_to_custom_upstream(session, &mut c, client_reused, &peer, ctx))
                             .await;
                         let session = ClientSession::Custom(c);
                         self.client_upstream
@@ -1168,8 +1184,8 @@ where
             .early_request_filter(&mut session, &mut ctx)
             .await
         {
-            return self
-                .handle_error(session, &mut ctx, e, "Fail to early filter request:")
+            return boxed!(self
+                .handle_error(session, &mut ctx, e, "Fail to early filter request:"))
                 .await;
         }
 
@@ -1185,13 +1201,13 @@ where
             .request_header_filter(req)
             .await
         {
-            return self
+            return boxed!(self
                 .handle_error(
                     session,
                     &mut ctx,
                     e,
                     "Failed in downstream modules request filter:",
-                )
+                ))
                 .await;
         }
 
@@ -1216,8 +1232,8 @@ where
                 /* else continue */
             }
             Err(e) => {
-                return self
-                    .handle_error(session, &mut ctx, e, "Fail to filter request:")
+                return boxed!(self
+                    .handle_error(session, &mut ctx, e, "Fail to filter request:"))
                     .await;
             }
         }
@@ -1249,13 +1265,13 @@ where
                         match session.write_response_header_ref(&BAD_GATEWAY, true).await {
                             Ok(()) => {}
                             Err(e) => {
-                                return self
+                                return boxed!(self
                                     .handle_error(
                                         session,
                                         &mut ctx,
                                         e,
                                         "Error responding with Bad Gateway:",
-                                    )
+                                    ))
                                     .await;
                             }
                         }
@@ -1270,13 +1286,13 @@ where
                     session.cache.disable(NoCacheReason::InternalError);
                 }
 
-                return self
+                return boxed!(self
                     .handle_error(
                         session,
                         &mut ctx,
                         e,
                         "Error deciding if we should proxy to upstream:",
-                    )
+                    ))
                     .await;
             }
         }
@@ -1329,7 +1345,7 @@ where
         // allow unwrap until if let chains
         #[allow(clippy::unnecessary_unwrap)]
         let serve_stale_result = if proxy_error.is_some() && session.cache.can_serve_stale_error() {
-            self.handle_stale_if_error(&mut session, &mut ctx, proxy_error.as_ref().unwrap())
+            boxed!(self.handle_stale_if_error(&mut session, &mut ctx, proxy_error.as_ref().unwrap()))
                 .await
         } else {
             None
@@ -1601,7 +1617,9 @@ where
                 .on_connection_reuse(&mut session, &mut ctx, prev_ctx);
         }
 
-        self.process_request(session, ctx).await
+        // metalgate patch: in a box of its own. Inline, this call's ~6 KB state made this
+        // function's boxed future that big, and it was copied whole twice per request.
+        boxed!(self.process_request(session, ctx)).await
     }
 
     async fn http_cleanup(&self) {

@@ -65,11 +65,11 @@ impl<C: custom::Connector> Upstream<C> {
         peer: &P,
     ) -> Result<(ClientSession<C::Session>, bool)> {
         if !pooled_here(peer) {
-            return self.inner.get_http_session(peer).await;
+            return boxed!(self.inner.get_http_session(peer)).await;
         }
         let (stream, reused) = match self.h1.take(peer) {
             Some(stream) => (stream, true),
-            None => (self.h1.transport.new_stream(peer).await?, false),
+            None => (boxed!(self.h1.transport.new_stream(peer)).await?, false),
         };
         let session = HttpSessionV1::new_with_options(stream, peer);
         Ok((ClientSession::H1(session), reused))
@@ -90,9 +90,7 @@ impl<C: custom::Connector> Upstream<C> {
                 }
             }
             other => {
-                self.inner
-                    .release_http_session(other, peer, idle_timeout)
-                    .await
+                boxed!(self.inner.release_http_session(other, peer, idle_timeout)).await
             }
         }
     }
