@@ -1,6 +1,6 @@
 """What the bench scripts (and scripts/code_order.py) share: a free port on loopback, the
-backend (an nginx answering a fixed body), a self-signed certificate, the route metalgate's store
-is given, the store itself (started, waited for), waiting for a proxy to route, and ending the
+backend (an nginx answering a fixed body), a self-signed certificate, oha's target per protocol,
+the route metalgate's store is given, the store itself (started, waited for), waiting for a proxy to route, and ending the
 processes a script started.
 
 The route: a Namespace `bench`, a Service `be` whose one EndpointSlice points at the backend on
@@ -55,6 +55,16 @@ def stop(procs):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def oha_target(proto, host, http, https):
+    """oha's arguments for a request to `host` through a proxy on loopback: plain HTTP/1.1
+    ("h1") to port `http` with a Host header, or HTTP/1.1 ("tls") or HTTP/2 ("h2") over TLS to
+    port `https`, the URL naming the host so that SNI (and HTTP/2's :authority) carry it."""
+    if proto == "h1":
+        return ["-H", f"Host: {host}", f"http://127.0.0.1:{http}/"]
+    return ["--insecure", "--connect-to", f"{host}:{https}:127.0.0.1:{https}",
+            *(["--http2"] if proto == "h2" else []), f"https://{host}:{https}/"]
 
 
 def route_yaml(be_port, host, tls=None):

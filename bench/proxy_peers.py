@@ -30,8 +30,8 @@ import subprocess
 import sys
 import time
 
-from common import (backend, free_port, proxy_flags, route_yaml, self_signed, stop, store_argv,
-                    store_kubeconfig)
+from common import (backend, free_port, oha_target, proxy_flags, route_yaml, self_signed, stop,
+                    store_argv, store_kubeconfig)
 
 W = os.environ["W"]
 DUR = int(os.environ.get("DUR", "5"))
@@ -115,13 +115,8 @@ def pss_parts(pids):
 
 def oha(url, port, proto, extra, dur=DUR):
     argv = ["oha", "--no-tui", "-w", "--output-format", "json", "-c", str(CONN), "-z", f"{dur}s"]
-    if proto == "h1":
-        argv += ["-H", f"Host: {HOST}"]
-    else:  # the URL names the host: SNI and :authority carry it
-        argv += ["--insecure", "--connect-to", f"{HOST}:{port}:127.0.0.1:{port}"]
-    if proto == "h2":
-        argv += ["--http2"]
-    out = subprocess.run(argv + extra + [url], capture_output=True, text=True, timeout=dur + 60)
+    out = subprocess.run(argv + extra + oha_target(proto, HOST, port, port),
+                         capture_output=True, text=True, timeout=dur + 60)
     if out.returncode != 0:
         sys.exit(f"oha {url} ({proto}) failed: {out.stderr.strip()}")
     d = json.loads(out.stdout)

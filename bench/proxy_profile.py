@@ -34,8 +34,8 @@ import sys
 import tempfile
 import time
 
-from common import (backend, free_port, proxy_flags, route_yaml, routed, self_signed, stop,
-                    store_argv, store_kubeconfig)
+from common import (backend, free_port, oha_target, proxy_flags, route_yaml, routed,
+                    self_signed, stop, store_argv, store_kubeconfig)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = f"{ROOT}/target/release"
@@ -99,24 +99,45 @@ def instructions(dump):
     return {k: v for k, v in got.items() if v < total / 2}, total
 
 
-def target_argv(h, s, n=None):
-    """oha's arguments for PROTO against a peer's plain (`h`) and TLS (`s`) ports."""
-    if PROTO == "h1":
-        target = ["-H", f"Host: {HOST}", f"http://127.0.0.1:{h}/"]
-    else:  # the URL names the host: SNI (and HTTP/2's :authority) carry it
-        target = ["--insecure", "--connect-to", f"{HOST}:{s}:127.0.0.1:{s}",
-                  *(["--http2"] if PROTO == "h2" else []), f"https://{HOST}:{s}/"]
-    return target
+def instr(peers, out_dir):
+    """`instr`: each peer (name → (plain port, TLS port, its valgrind process)) warmed up, its
+    counters zeroed, REQS requests, its counters dumped; then the report."""
+    per = {}
+    for name, (h, s, p) in peers.items():
+        for n, command in ((REQS // 4, "-z"), (REQS, "-d")):
+            oha = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-c", "10",
+                                  "-n", str(n), *oha_target(PROTO, HOST, h, s)],
+                                 capture_output=True, text=True, timeout=600)
+            done, _ = load(oha.stdout)
+            if done != n:
+                sys.exit(f"proxy_profile: {name}: {done} of {n} requests answered")
+            subprocess.run(["callgrind_control", command, str(p.pid)], check=True,
+                           stdout=subprocess.DEVNULL)
+        dumps = sorted(f for f in os.listdir(out_dir)
+                       if f.startswith(f"{name}.cg") and f != f"{name}.cg")
+        if not dumps:
+            sys.exit(f"proxy_profile: no callgrind dump of {name} in {out_dir}")
+        fns, total = instructions(f"{out_dir}/{dumps[-1]}")
+        per[name] = ({k: v / REQS for k, v in fns.items()}, total / REQS)
+    (a, ta), (b, tb) = per["floor"], per["metalgate-proxy"]
+    print(f"{TITLE[PROTO]}, oha -c 10, {REQS} requests: user-space instructions per request: "
+          f"floor {ta:.0f}, metalgate-proxy {tb:.0f} (÷ {tb / ta:.3f}; {out_dir})")
+    for label, pat in GROUPS[:-2]:
+        sa = sum(v for k, v in a.items() if re.search(pat, k))
+        sb = sum(v for k, v in b.items() if re.search(pat, k))
+        print(f"  {label:18s} floor {sa:8.0f}  metalgate-proxy {sb:8.0f}  difference "
+              f"{sb - sa:+8.0f}")
+    print("grew most (floor → metalgate-proxy, instructions per request):")
+    for k in sorted(set(a) | set(b), key=lambda k: a.get(k, 0) - b.get(k, 0))[:30]:
+        print(f"  {a.get(k, 0):8.0f} → {b.get(k, 0):8.0f}  {k[:120]}")
 
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else "stat"
     if mode not in ("stat", "record", "instr") or PROTO not in TITLE:
         sys.exit(__doc__)
-    for tool in ("valgrind", "callgrind_control") if mode == "instr" else ("perf",):
-        if shutil.which(tool) is None:
-            sys.exit(f"proxy_profile: needs {tool}")
-    for tool in ("nginx", "oha", "curl"):
+    profiler = ("valgrind", "callgrind_control") if mode == "instr" else ("perf",)
+    for tool in (*profiler, "nginx", "oha", "curl", "openssl"):
         if shutil.which(tool) is None:
             sys.exit(f"proxy_profile: needs {tool}")
     w = tempfile.mkdtemp(prefix="mg-proxy-profile.")
@@ -159,37 +180,7 @@ def main():
             if not routed(h, HOST, 300, 0.2):
                 sys.exit(f"proxy_profile: {name} does not answer 200 in 60 s")
         if mode == "instr":
-            per = {}
-            for name, (h, s, p) in peers.items():
-                for n, zero in ((REQS // 4, "-z"), (REQS, "-d")):
-                    oha = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-c", "10",
-                                          "-n", str(n), *target_argv(h, s)],
-                                         capture_output=True, text=True, timeout=600)
-                    done, _ = load(oha.stdout)
-                    if done != n:
-                        sys.exit(f"proxy_profile: {name}: {done} of {n} requests answered")
-                    subprocess.run(["callgrind_control", zero, str(p.pid)], check=True,
-                                   stdout=subprocess.DEVNULL)
-                dumps = sorted(f for f in os.listdir(out_dir)
-                               if f.startswith(f"{name}.cg") and f != f"{name}.cg")
-                if not dumps:
-                    sys.exit(f"proxy_profile: no callgrind dump of {name} in {out_dir}")
-                fns, total = instructions(f"{out_dir}/{dumps[-1]}")
-                per[name] = {k: v / REQS for k, v in fns.items()}
-                per[name][" total"] = total / REQS
-            a, b = per["floor"], per["metalgate-proxy"]
-            ta, tb = a.pop(" total"), b.pop(" total")
-            print(f"{TITLE[PROTO]}, oha -c 10, {REQS} requests: user-space instructions per "
-                  f"request: floor {ta:.0f}, metalgate-proxy {tb:.0f} (÷ {tb / ta:.3f}; {out_dir})")
-            for label, pat in GROUPS[:-2]:
-                sa = sum(v for k, v in a.items() if re.search(pat, k))
-                sb = sum(v for k, v in b.items() if re.search(pat, k))
-                print(f"  {label:18s} floor {sa:8.0f}  metalgate-proxy {sb:8.0f}  difference "
-                      f"{sb - sa:+8.0f}")
-            print("grew most (floor → metalgate-proxy, instructions per request):")
-            for k in sorted(set(a) | set(b), key=lambda k: a.get(k, 0) - b.get(k, 0))[:30]:
-                print(f"  {a.get(k, 0):8.0f} → {b.get(k, 0):8.0f}  {k[:120]}")
-            return
+            return instr(peers, out_dir)
         stats = {n: [] for n in peers}
         reqs = {}
         for rnd in range(ROUNDS if mode == "stat" else 1):
@@ -207,7 +198,7 @@ def main():
                                         stderr=subprocess.DEVNULL)
                 time.sleep(0.3)
                 oha = subprocess.run(["oha", "--no-tui", "--output-format", "json", "-c", "50",
-                                      "-z", f"{DUR}s", *target_argv(h, s)],
+                                      "-z", f"{DUR}s", *oha_target(PROTO, HOST, h, s)],
                                      capture_output=True, text=True, timeout=DUR + 60)
                 perf.send_signal(signal.SIGINT)
                 perf.wait(timeout=60)

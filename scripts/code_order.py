@@ -39,8 +39,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, f"{ROOT}/bench")
-from common import (backend, free_port, proxy_flags, route_yaml, routed,  # noqa: E402
-                    self_signed, stop, store_argv, store_kubeconfig)
+from common import (backend, free_port, oha_target, proxy_flags, route_yaml,  # noqa: E402
+                    routed, self_signed, stop, store_argv, store_kubeconfig)
 
 TARGET = "x86_64-unknown-linux-gnu"
 LIST = f"{ROOT}/scripts/code-order.txt"
@@ -183,11 +183,9 @@ def record():
                            *proxy_flags(kubeconfig, "n1", http, https, admin)])
             if not routed(http, HOST, 240, 0.5):
                 sys.exit(f"code_order: the proxy under {what} did not route in 120 s")
-            tls = ["--insecure", "--connect-to", f"{HOST}:{https}:127.0.0.1:{https}"]
-            for name, argv in [("HTTP/1.1", ["-H", f"Host: {HOST}", f"http://127.0.0.1:{http}/"]),
-                               ("TLS", tls + [f"https://{HOST}:{https}/"]),
-                               ("HTTP/2", tls + ["--http2", f"https://{HOST}:{https}/"])]:
-                out = subprocess.run(["oha", "--no-tui", *load, *argv],
+            for name, proto in [("HTTP/1.1", "h1"), ("TLS", "tls"), ("HTTP/2", "h2")]:
+                out = subprocess.run(["oha", "--no-tui", *load,
+                                      *oha_target(proto, HOST, http, https)],
                                      capture_output=True, text=True, check=True).stdout
                 print(f"code_order: {what}, {name}: " + " ".join(
                     line.strip() for line in out.splitlines() if "[200]" in line),
