@@ -11,15 +11,20 @@
 //!   (`ArcSwap`: requests in flight keep the table they started with), writes Ingress status;
 //! - [`forwarded`]: the forwarding headers' values, written without `core::fmt` — pure;
 //! - [`service`]: Pingora's `ProxyHttp` — matching, hardening, headers, endpoints, retries;
-//! - [`server`]: the HTTP/HTTPS listeners (certificates per SNI), header deadline, drain;
+//! - [`server`]: the HTTP/HTTPS listeners (certificates per SNI), drain;
+//! - [`deadline`]: the request-header deadline (slowloris) and the 400 for a malformed request
+//!   line, around every plain HTTP/1 connection;
+//! - [`head`]: a header block read by read — its end, its request line's check — pure;
 //! - [`metrics`]: the Prometheus metrics — requests by ingress, service and code, latency,
 //!   upstream errors, the route table's generation;
 //! - [`cli`]: its flags, and the proxy alone (`metalgate proxy`, the `metalgate-proxy` binary).
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod deadline;
 pub mod discovery;
 pub mod forwarded;
+pub mod head;
 pub mod metrics;
 pub mod policy;
 pub mod server;
