@@ -55,17 +55,17 @@ fn decimal(v: u16, out: &mut [u8]) -> usize {
     len
 }
 
-/// The client's address as a header value (`X-Real-IP`).
-pub fn ip_value(ip: IpAddr) -> HeaderValue {
-    let mut buf = [0u8; IP_MAX];
-    value(ip_text(ip, &mut buf))
-}
-
-/// `X-Forwarded-For`: the value the client sent followed by its address (`a, b, client`), or
-/// the address alone when it sent none.
-pub fn forwarded_for(previous: Option<&[u8]>, ip: IpAddr) -> HeaderValue {
+/// `X-Forwarded-For` and `X-Real-IP` for a client at `ip` (its address written once for both):
+/// the value the client sent followed by its address (`a, b, client`), or the address alone
+/// when it sent none; and the address.
+pub fn client_values(previous: Option<&[u8]>, ip: IpAddr) -> (HeaderValue, HeaderValue) {
     let mut buf = [0u8; IP_MAX];
     let client = ip_text(ip, &mut buf);
+    (forwarded_for(previous, client), value(client))
+}
+
+/// `X-Forwarded-For` from the value the client sent and its address's text.
+fn forwarded_for(previous: Option<&[u8]>, client: &[u8]) -> HeaderValue {
     match previous {
         Some(prev) if !prev.is_empty() => {
             let mut joined = Vec::with_capacity(prev.len() + 2 + client.len());
@@ -130,19 +130,21 @@ mod tests {
         for ip in v4.into_iter().chain(v6) {
             let mut buf = [0u8; IP_MAX];
             assert_eq!(ip_text(ip, &mut buf), ip.to_string().as_bytes(), "{ip}");
-            assert_eq!(ip_value(ip).to_str().unwrap(), ip.to_string());
+            assert_eq!(client_values(None, ip).1.to_str().unwrap(), ip.to_string());
         }
     }
 
     #[test]
     fn forwarded_for_appends_the_client() {
         let ip: IpAddr = Ipv4Addr::new(192, 168, 56, 1).into();
-        assert_eq!(forwarded_for(None, ip), "192.168.56.1");
-        assert_eq!(forwarded_for(Some(b""), ip), "192.168.56.1");
+        let xff = |previous| client_values(previous, ip).0;
+        assert_eq!(xff(None), "192.168.56.1");
+        assert_eq!(xff(Some(b"")), "192.168.56.1");
         assert_eq!(
-            forwarded_for(Some(b"203.0.113.7, 10.0.0.1"), ip),
+            xff(Some(b"203.0.113.7, 10.0.0.1")),
             "203.0.113.7, 10.0.0.1, 192.168.56.1"
         );
+        assert_eq!(client_values(Some(b"203.0.113.7"), ip).1, "192.168.56.1");
     }
 
     #[test]

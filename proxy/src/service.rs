@@ -587,10 +587,7 @@ impl ProxyHttp for IngressProxy {
         // The values are written without `core::fmt` (see `forwarded`): this runs per request.
         let previous = up.headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes);
         let (xff, real_ip) = match ctx.client {
-            Some(ip) => (
-                forwarded::forwarded_for(previous, ip),
-                forwarded::ip_value(ip),
-            ),
+            Some(ip) => forwarded::client_values(previous, ip),
             // Not an IP client (a Unix socket): the chain as it came, no address added.
             None => (
                 previous
