@@ -1,19 +1,20 @@
 //! Certificates for SNI: a table by exact and `*.` wildcard host, and the parsing of a
 //! `kubernetes.io/tls` Secret, each failure naming the Secret and the key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use rustls::sign::CertifiedKey;
 
-use super::key;
+use super::{Map, key};
 
-/// Certificates by host name, for SNI.
+/// Certificates by host name, for SNI. Looked up on every plain HTTP request too (does its host
+/// have TLS, for the redirect): foldhash, as the route maps, not SipHash.
 #[derive(Debug, Default, Clone)]
 pub struct CertTable {
-    pub(super) exact: HashMap<String, Arc<CertifiedKey>>,
-    pub(super) wildcard: HashMap<String, Arc<CertifiedKey>>,
+    pub(super) exact: Map<String, Arc<CertifiedKey>>,
+    pub(super) wildcard: Map<String, Arc<CertifiedKey>>,
 }
 
 impl CertTable {
