@@ -45,6 +45,16 @@ where
 
         // phase 2 send to upstream
 
+        // metalgate patch: the header parsed from the client goes upstream and its copy stays
+        // with the session (the two are equal). The parsed one was built with room for the
+        // headers `upstream_request_filter` adds (pingora-core's HEADER_HEADROOM); a clone's
+        // entries have none, and both of its maps grew on the first added header, per request.
+        #[cfg(not(feature = "stock-header-room"))]
+        let mut req = {
+            let copy = session.req_header().clone();
+            std::mem::replace(session.req_header_mut(), copy)
+        };
+        #[cfg(feature = "stock-header-room")]
         let mut req = session.req_header().clone();
         let authority_policy = AuthorityPolicy::from(session.downstream_session.is_custom());
         let downstream_had_host = req.headers.contains_key(http::header::HOST);

@@ -32,6 +32,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::upstreams::peer::Peer;
 use pingora_error::Result;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -42,6 +43,28 @@ const SHARDS: usize = 8;
 /// How often the sweeper looks at idle connections.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const DEFAULT_POOL_SIZE: usize = 128;
+
+/// The pool's keys are already hashes (`Peer::reuse_hash`): one multiplication spreads them over
+/// the map's buckets, where SipHash cost more than the rest of a take or a put.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Idle connections by peer.
+type Stacks = HashMap<u64, Vec<Idle>, BuildHasherDefault<KeyHasher>>;
 
 /// Pingora's connectors with this pool in front for HTTP/1-only peers.
 pub(crate) struct Upstream<C: custom::Connector> {
@@ -133,7 +156,7 @@ impl Idle {
 }
 
 struct Shared {
-    shards: Box<[Mutex<HashMap<u64, Vec<Idle>>>]>,
+    shards: Box<[Mutex<Stacks>]>,
     idle: AtomicUsize,
     cap: usize,
     unexpected: Arc<AtomicU64>,
@@ -153,7 +176,7 @@ impl H1Pool {
         H1Pool {
             transport: TransportConnector::new(options),
             shared: Arc::new(Shared {
-                shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+                shards: (0..SHARDS).map(|_| Mutex::new(Stacks::default())).collect(),
                 idle: AtomicUsize::new(0),
                 cap,
                 unexpected,
@@ -181,9 +204,8 @@ impl H1Pool {
                 }
                 closed.push(idle);
             }
-            if stack.is_empty() {
-                shard.remove(&key);
-            }
+            // An empty stack stays (with its allocation) for the next release; the sweeper
+            // removes the ones still empty.
             found
         };
         drop(closed); // closing sockets outside the lock
@@ -229,7 +251,7 @@ impl H1Pool {
 }
 
 impl Shared {
-    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Idle>>> {
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Stacks> {
         // A poisoned shard only means a panic elsewhere while it was held; its map is intact.
         self.shards[(key as usize) % SHARDS]
             .lock()
@@ -243,16 +265,9 @@ impl Shared {
             {
                 let mut shard = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
                 shard.retain(|_, stack| {
-                    let mut j = 0;
-                    while j < stack.len() {
-                        let keep = !stack[j].expired(now)
-                            && still_open(&mut stack[j].stream, &self.unexpected);
-                        if keep {
-                            j += 1;
-                        } else {
-                            gone.push(stack.remove(j));
-                        }
-                    }
+                    gone.extend(stack.extract_if(.., |idle| {
+                        idle.expired(now) || !still_open(&mut idle.stream, &self.unexpected)
+                    }));
                     !stack.is_empty()
                 });
             }

@@ -74,6 +74,16 @@ impl ProxyTaskState {
 }
 
 /// The HTTP 1.x server session
+
+/// metalgate patch: room in a request's header maps for the headers a proxy adds before the
+/// request goes upstream (`X-Forwarded-*`, `X-Real-IP`, `X-Request-ID`: six in ingress-nginx's
+/// set). Sized to the request's own headers, both maps (values and case-preserving names) grew on
+/// the first added header — a rehash of each map and a reallocation, per request. pingora-proxy
+/// sends this header upstream and keeps a copy (a clone's entries have no spare room).
+#[cfg(not(feature = "stock-header-room"))]
+const HEADER_HEADROOM: usize = 8;
+#[cfg(feature = "stock-header-room")]
+const HEADER_HEADROOM: usize = 0;
 pub struct HttpSession {
     underlying_stream: Stream,
     /// The buf that holds the raw request header + possibly a portion of request body
@@ -353,7 +363,7 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            Some(req.headers.len() + HEADER_HEADROOM),
                         )?);
 
                         request_header.set_version(match req.version {
