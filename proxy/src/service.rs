@@ -119,6 +119,10 @@ const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 const X_FORWARDED_PORT: &str = "x-forwarded-port";
 const X_REQUEST_ID: &str = "x-request-id";
+// The same two as names to look up: a `&str` name is lowercased and parsed on every `get`
+// (~450 instructions each, per request).
+static X_FORWARDED_FOR_NAME: header::HeaderName = header::HeaderName::from_static(X_FORWARDED_FOR);
+static X_REQUEST_ID_NAME: header::HeaderName = header::HeaderName::from_static(X_REQUEST_ID);
 
 impl IngressProxy {
     async fn respond(
@@ -371,7 +375,7 @@ impl ProxyHttp for IngressProxy {
         ctx.request_id = session
             .req_header()
             .headers
-            .get(X_REQUEST_ID)
+            .get(&X_REQUEST_ID_NAME)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 200)
             .map(str::to_string)
@@ -585,7 +589,10 @@ impl ProxyHttp for IngressProxy {
             up.insert_header(header::HOST, ctx.host.as_str())?;
         }
         // The values are written without `core::fmt` (see `forwarded`): this runs per request.
-        let previous = up.headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes);
+        let previous = up
+            .headers
+            .get(&X_FORWARDED_FOR_NAME)
+            .map(HeaderValue::as_bytes);
         let (xff, real_ip) = match ctx.client {
             Some(ip) => forwarded::client_values(previous, ip),
             // Not an IP client (a Unix socket): the chain as it came, no address added.
