@@ -19,7 +19,16 @@ use http::{header, header::AsHeaderName, HeaderValue, StatusCode, Version};
 use log::{debug, trace};
 use pingora_error::{Error, ErrorType::*, OrErr, Result, RetryType};
 use pingora_http::{HMap, IntoCaseHeaderName, RequestHeader, ResponseHeader};
+// metalgate patch: the upstream read and write timeouts on tokio's timer, not pingora-timeout's
+// shared one. Both arm a timer only once the read or write has to wait; pingora-timeout's then
+// reads the clock twice, takes a lock on a map of 10 ms slots and allocates a waiter on a Notify
+// shared by every timeout in the slot, where tokio's goes into the runtime's own wheel. On a
+// single-threaded runtime per core (metalgate's workers) no other thread touches that wheel, so
+// the contention pingora-timeout avoids is not there. README.metalgate.md has the figures.
+#[cfg(feature = "stock-timeout")]
 use pingora_timeout::timeout;
+#[cfg(not(feature = "stock-timeout"))]
+use pingora_timeout::tokio_timeout as timeout;
 use std::io::ErrorKind;
 use std::str;
 use std::time::Duration;
