@@ -100,7 +100,8 @@ async fn headers_forwarded_request_id_and_hop_by_hop() {
             .header("x-forwarded-for", "203.0.113.9")
             .header("connection", "keep-alive, x-private")
             .header("x-private", "secret")
-            .header("keep-alive", "timeout=5");
+            .header("keep-alive", "timeout=5")
+            .header("proxy-connection", "keep-alive");
         if let Some(id) = rid {
             r = r.header("x-request-id", id);
         }
@@ -121,6 +122,10 @@ async fn headers_forwarded_request_id_and_hop_by_hop() {
         "named by Connection: not forwarded"
     );
     assert!(h.get("keep-alive").is_none(), "hop-by-hop: not forwarded");
+    assert!(
+        h.get("proxy-connection").is_none(),
+        "hop-by-hop: not forwarded"
+    );
     let v: Value = send(Some("trace-42")).await.unwrap().json().await.unwrap();
     assert_eq!(v["headers"]["x-request-id"], "trace-42", "kept when given");
 }
