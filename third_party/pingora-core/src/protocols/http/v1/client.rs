@@ -632,7 +632,16 @@ impl HttpSession {
     /// it's behavior is different on different platforms.
     /// https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Keep-Alive
     fn get_keepalive_values(&self) -> (Option<u64>, Option<usize>) {
-        let Some(keep_alive_header) = self.get_header("Keep-Alive") else {
+        // metalgate patch: looked up by a constant name, not a `&str` parsed (lowercased,
+        // matched against the standard names) on every response that says `Connection:
+        // keep-alive` (~300 instructions). `stock-static-names` keeps the released lookup.
+        #[cfg(not(feature = "stock-static-names"))]
+        const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+        #[cfg(not(feature = "stock-static-names"))]
+        let keep_alive_header = self.get_header(&KEEP_ALIVE);
+        #[cfg(feature = "stock-static-names")]
+        let keep_alive_header = self.get_header("Keep-Alive");
+        let Some(keep_alive_header) = keep_alive_header else {
             return (None, None);
         };
 

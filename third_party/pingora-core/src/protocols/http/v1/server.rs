@@ -864,6 +864,10 @@ impl HttpSession {
             } else {
                 "close"
             };
+            // metalgate patch: a static value, not one copied (an allocation) and checked per
+            // response. `stock-static-names` keeps the released one.
+            #[cfg(not(feature = "stock-static-names"))]
+            let connection_value = HeaderValue::from_static(connection_value);
             header.insert_header(header::CONNECTION, connection_value)?;
         }
 
