@@ -91,16 +91,69 @@ fn value(text: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// 128 random bits as 32 lower-case hex digits, like nginx's `$request_id` (a thread-local
-/// generator: no system call per request).
-pub fn request_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = rand::random::<u128>();
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = HEX[((bits >> (4 * (31 - i))) & 0xf) as usize];
+/// A request's id (`X-Request-ID`): the one the client sent, or one made here — 128 random bits
+/// as 32 lower-case hex digits, like nginx's `$request_id` (a thread-local generator: no system
+/// call per request), kept inline until it is written.
+#[derive(Debug, Clone)]
+pub enum RequestId {
+    /// The client's own header value (visible ASCII, at most 200 bytes).
+    Given(HeaderValue),
+    /// Made for this request.
+    Made([u8; 32]),
+}
+
+impl Default for RequestId {
+    /// An empty id: a request refused before its id was read.
+    fn default() -> Self {
+        RequestId::Given(HeaderValue::from_static(""))
     }
-    String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
+}
+
+impl RequestId {
+    /// The client's `X-Request-ID` when it is usable (non-empty visible ASCII, at most 200
+    /// bytes), else a new random one.
+    pub fn from_client(given: Option<&HeaderValue>) -> Self {
+        match given {
+            Some(v) if !v.is_empty() && v.len() <= 200 && v.to_str().is_ok() => {
+                RequestId::Given(v.clone())
+            }
+            _ => RequestId::random(),
+        }
+    }
+
+    /// A new random id.
+    pub fn random() -> Self {
+        RequestId::Made(hex32(rand::random()))
+    }
+
+    /// The id as text (for the access log).
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestId::Given(v) => v.to_str().unwrap_or(""),
+            RequestId::Made(digits) => std::str::from_utf8(digits).unwrap_or(""),
+        }
+    }
+
+    /// The id as the value of the header sent upstream.
+    pub fn header_value(&self) -> HeaderValue {
+        match self {
+            RequestId::Given(v) => v.clone(),
+            RequestId::Made(digits) => {
+                HeaderValue::from_bytes(digits).unwrap_or_else(|_| HeaderValue::from_static(""))
+            }
+        }
+    }
+}
+
+/// `bits` as 32 lower-case hex digits, most significant first (`format!("{bits:032x}")`).
+fn hex32(bits: u128) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bits.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -156,13 +209,44 @@ mod tests {
 
     #[test]
     fn request_ids_are_32_hex_digits_and_differ() {
-        let a = request_id();
-        let b = request_id();
-        assert_eq!(a.len(), 32);
+        let a = RequestId::random();
+        let b = RequestId::random();
+        assert_eq!(a.as_str().len(), 32);
         assert!(
-            a.bytes()
+            a.as_str()
+                .bytes()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
-        assert_ne!(a, b);
+        assert_ne!(a.as_str(), b.as_str());
+        assert_eq!(a.header_value(), a.as_str());
+        for bits in [
+            0,
+            1,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+            1 << 127,
+            0xf0 << 64,
+        ] {
+            assert_eq!(hex32(bits), format!("{bits:032x}").as_bytes(), "{bits:x}");
+        }
+    }
+
+    #[test]
+    fn a_usable_client_id_is_kept_and_any_other_replaced() {
+        let kept = RequestId::from_client(Some(&HeaderValue::from_static("trace-42")));
+        assert_eq!(kept.as_str(), "trace-42");
+        assert_eq!(kept.header_value(), "trace-42");
+        let long = HeaderValue::from_str(&"x".repeat(201)).unwrap();
+        let opaque = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        for given in [
+            None,
+            Some(HeaderValue::from_static("")),
+            Some(long),
+            Some(opaque),
+        ] {
+            let id = RequestId::from_client(given.as_ref());
+            assert_eq!(id.as_str().len(), 32, "{given:?} replaced by a new id");
+        }
+        assert_eq!(RequestId::default().as_str(), "");
     }
 }
