@@ -138,9 +138,7 @@ impl RequestId {
     pub fn header_value(&self) -> HeaderValue {
         match self {
             RequestId::Given(v) => v.clone(),
-            RequestId::Made(digits) => {
-                HeaderValue::from_bytes(digits).unwrap_or_else(|_| HeaderValue::from_static(""))
-            }
+            RequestId::Made(digits) => value(digits),
         }
     }
 }
