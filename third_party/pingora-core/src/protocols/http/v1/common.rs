@@ -357,7 +357,37 @@ pub(crate) fn content_length_parse_all(headers: &HMap) -> Option<u64> {
 /// present but cannot be resolved to a single value (conflicting duplicates or
 /// an unparseable value), or `None` when the header is absent.
 pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>> {
-    match content_length_parse_all(headers) {
+    // metalgate patch: one lookup of the field decides "absent" (the released code looked it
+    // up again with `contains_key` after every message without one), and a single line of at
+    // most 19 digits — every well-formed message — is read as the number it is, without the
+    // UTF-8 check, comma split and trim (the same result: such a line has no comma, no space,
+    // and cannot overflow u64). This runs three times per message (validation, the body's
+    // reader, its writer): ~1 000 instructions per proxied request. `stock-framing` keeps the
+    // released code.
+    #[cfg(not(feature = "stock-framing"))]
+    let parsed = {
+        let mut values = headers.get_all(header::CONTENT_LENGTH).into_iter();
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
+        let digits = first.as_bytes();
+        if values.next().is_none()
+            && !digits.is_empty()
+            && digits.len() <= 19
+            && digits.iter().all(u8::is_ascii_digit)
+        {
+            Some(
+                digits
+                    .iter()
+                    .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+            )
+        } else {
+            content_length_parse_all(headers)
+        }
+    };
+    #[cfg(feature = "stock-framing")]
+    let parsed = content_length_parse_all(headers);
+    match parsed {
         Some(cl) => {
             // Content-Length frames the body, so a value that does not fit in
             // `usize` cannot be represented and must not be silently truncated
@@ -373,7 +403,10 @@ pub(crate) fn content_length_for_framing(headers: &HMap) -> Result<Option<usize>
                 )
             })
         }
-        None if headers.contains_key(header::CONTENT_LENGTH) => {
+        // (without `stock-framing` the field is known to be present here)
+        None if cfg!(not(feature = "stock-framing"))
+            || headers.contains_key(header::CONTENT_LENGTH) =>
+        {
             // debug, not warn: per-message, client-influenced; avoids log floods
             // under adversarial load. The error is returned to the caller.
             debug!("invalid Content-Length header");
