@@ -148,6 +148,26 @@ impl IntoCaseHeaderName for &HeaderName {
     }
 }
 
+/// A `HeaderName` that lives as long as the program (a `static`), given to insert or append
+/// (metalgate patch). Its own key, and the case-preserving name its text — titled as a
+/// `HeaderName` given is, borrowed for good — so nothing is checked, parsed or copied per
+/// header: a custom `HeaderName` given by reference had its text copied into a new allocation
+/// on every insert (http has no way to share its bytes), and a `&'static str` is checked and
+/// made into a key each time.
+#[derive(Debug, Clone, Copy)]
+pub struct StaticHeaderName(pub &'static HeaderName);
+
+impl IntoCaseHeaderName for StaticHeaderName {
+    fn into_case_header_name(self) -> CaseHeaderName {
+        let text = titled_header_name_str(self.0).unwrap_or(self.0.as_str());
+        CaseHeaderName(Bytes::from_static(text.as_bytes()))
+    }
+
+    fn into_names(self) -> std::result::Result<(CaseHeaderName, HeaderName), header::InvalidHeaderName> {
+        Ok((self.into_case_header_name(), self.0.clone()))
+    }
+}
+
 impl IntoCaseHeaderName for Bytes {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(self)
@@ -207,6 +227,14 @@ mod tests {
         let custom = HeaderName::from_static("x-request-id");
         let (c, k) = (&custom).into_names().unwrap();
         assert_eq!((c.as_slice(), k), (&b"x-request-id"[..], custom));
+        // A static name: the same key and case as given by reference, the text not copied.
+        static CUSTOM: HeaderName = HeaderName::from_static("x-request-id");
+        let (c, k) = StaticHeaderName(&CUSTOM).into_names().unwrap();
+        assert_eq!((c.as_slice(), &k), (&b"x-request-id"[..], &CUSTOM));
+        assert_eq!(c.as_slice().as_ptr(), CUSTOM.as_str().as_ptr());
+        static HOST: HeaderName = header::HOST;
+        let (c, k) = StaticHeaderName(&HOST).into_names().unwrap();
+        assert_eq!((c.as_slice(), k), (&b"Host"[..], header::HOST));
     }
 
     #[test]
