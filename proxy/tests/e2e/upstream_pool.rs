@@ -23,6 +23,9 @@ enum After {
     /// Shut down its sending side 100 ms later and report (on the channel) how long the proxy
     /// takes to close its own.
     HalfClose,
+    /// Answer with `Connection: close` but keep the connection open and go on serving it (a
+    /// backend slow to close): only the proxy's reading of that header keeps it from reuse.
+    SaysClose,
 }
 
 /// A raw HTTP/1.1 backend: answers every request with the number of the connection it came on
@@ -75,16 +78,21 @@ async fn serve(mut tcp: TcpStream, id: usize, after: After, tx: mpsc::UnboundedS
         .is_some()
     {
         let body = id.to_string();
+        let hop = match after {
+            After::SaysClose => "connection: close\r\n",
+            _ => {
+                "connection: keep-alive\r\nkeep-alive: timeout=60\r\nproxy-connection: keep-alive\r\n"
+            }
+        };
         let resp = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: keep-alive\r\n\
-             keep-alive: timeout=60\r\nproxy-connection: keep-alive\r\nx-kept: yes\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{hop}x-kept: yes\r\n\r\n{body}",
             body.len()
         );
         if tcp.write_all(resp.as_bytes()).await.is_err() {
             return;
         }
         match after {
-            After::KeepAlive => {}
+            After::KeepAlive | After::SaysClose => {}
             After::Close => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 return; // dropped: closed
@@ -167,6 +175,25 @@ async fn a_connection_the_backend_closed_is_not_reused() {
         .map(str::to_string)
         .collect();
     assert!(failures.is_empty(), "failed attempts: {failures:?}");
+}
+
+/// A response that says `Connection: close` ends its connection's use, even while the backend
+/// keeps it open: every request goes on a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_backend_said_it_would_close_is_not_reused() {
+    let env = Env::start().await;
+    let be = RawBackend::start(After::SaysClose).await;
+    route_to(&env, &be, "says-close.test").await;
+    for i in 0..5 {
+        let before = be.accepted();
+        let (c, body) = env.get("says-close.test", &format!("/{i}")).await;
+        assert_eq!(c, 200, "request {i}: {body}");
+        assert_eq!(
+            body,
+            (before + 1).to_string(),
+            "request {i} went on a new connection"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
