@@ -131,25 +131,12 @@ async fn smuggling_malformed_and_oversized_requests_never_reach_the_backend() {
 
     // The request line is checked for every request of a keep-alive connection, not only the
     // first: a good request is proxied, the bad one after it on the same connection is not.
-    let (first, second) = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        s.write_all(b"GET / HTTP/1.1\r\nHost: g.test\r\n\r\n")
-            .unwrap();
-        let mut first = vec![0u8; 4096];
-        let n = s.read(&mut first).unwrap();
-        first.truncate(n);
-        s.write_all(b"GET /x\x01y HTTP/1.1\r\nHost: g.test\r\n\r\n")
-            .unwrap();
-        let mut second = Vec::new();
-        let _ = s.read_to_end(&mut second);
-        (
-            String::from_utf8_lossy(&first).into_owned(),
-            String::from_utf8_lossy(&second).into_owned(),
-        )
-    })
-    .await
-    .unwrap();
+    let (first, second) = two_on_one_connection(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: g.test\r\n\r\n",
+        b"GET /x\x01y HTTP/1.1\r\nHost: g.test\r\n\r\n",
+    )
+    .await;
     assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
     assert!(second.starts_with("HTTP/1.1 400 "), "{second}");
     assert_eq!(
@@ -162,25 +149,12 @@ async fn smuggling_malformed_and_oversized_requests_never_reach_the_backend() {
     // A body framed by what Content-Length says, then the next request on the same connection:
     // read one byte too few and the rest of the body starts the next request (a 400); one too
     // many and the first answer never comes.
-    let (first, second) = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        s.write_all(b"POST /a HTTP/1.1\r\nHost: g.test\r\nContent-Length: 11\r\n\r\nhello world")
-            .unwrap();
-        let mut first = vec![0u8; 4096];
-        let n = s.read(&mut first).unwrap_or(0);
-        first.truncate(n);
-        s.write_all(b"GET /b HTTP/1.1\r\nHost: g.test\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut second = Vec::new();
-        let _ = s.read_to_end(&mut second);
-        (
-            String::from_utf8_lossy(&first).into_owned(),
-            String::from_utf8_lossy(&second).into_owned(),
-        )
-    })
-    .await
-    .unwrap();
+    let (first, second) = two_on_one_connection(
+        addr,
+        b"POST /a HTTP/1.1\r\nHost: g.test\r\nContent-Length: 11\r\n\r\nhello world",
+        b"GET /b HTTP/1.1\r\nHost: g.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
     assert!(first.contains("\"uri\":\"/a\""), "{first}");
     assert!(first.contains("\"body_len\":11"), "{first}");
@@ -260,4 +234,30 @@ async fn dot_segments_and_escapes_are_routed_and_guarded_as_the_path_they_name()
     // The normalised path routes; the public backend still serves its own paths.
     let (c, _) = env.get("site.test", "/public/a/../b").await;
     assert_eq!(c, 200);
+}
+
+/// Sends `first`, reads its answer (one read), then sends `second` on the same connection and
+/// reads until the proxy closes it (or 3 s pass): the two answers as text.
+async fn two_on_one_connection(
+    addr: std::net::SocketAddr,
+    first: &'static [u8],
+    second: &'static [u8],
+) -> (String, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(first).unwrap();
+        let mut one = vec![0u8; 4096];
+        let n = s.read(&mut one).unwrap_or(0);
+        one.truncate(n);
+        s.write_all(second).unwrap();
+        let mut two = Vec::new();
+        let _ = s.read_to_end(&mut two);
+        (
+            String::from_utf8_lossy(&one).into_owned(),
+            String::from_utf8_lossy(&two).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
 }
