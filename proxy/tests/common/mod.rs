@@ -22,8 +22,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// A backend: answers JSON describing the request, echoes websockets on `/ws`, sleeps on
-/// `/sleep/{ms}`; counts what reached it.
+/// A backend: answers JSON describing the request (its body by length and by [`body_sum`]),
+/// echoes websockets on `/ws`, sleeps on `/sleep/{ms}`, reads bodies slowly on `/slow-read/…`;
+/// counts what reached it.
 pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
@@ -71,15 +72,25 @@ async fn answer(
     let method = req.method().to_string();
     let version = format!("{:?}", req.version());
     let uri = req.uri().to_string();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes().len())
-        .unwrap_or(0);
+    // `/slow-read/…` takes the body a frame at a time, 2 ms apart: the proxy's writes upstream
+    // wait, and what it reads from the client queues up behind them.
+    let slow = req.uri().path().starts_with("/slow-read/");
+    let mut body = req.into_body();
+    let (mut body_len, mut body_sum) = (0usize, 0u64);
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            for &b in data.iter() {
+                body_len += 1;
+                body_sum = body_sum.wrapping_add(body_len as u64 * u64::from(b));
+            }
+            if slow {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    }
     let v = json!({
         "backend": id, "method": method, "uri": uri, "version": version,
-        "headers": headers, "body_len": body,
+        "headers": headers, "body_len": body_len, "body_sum": body_sum,
     });
     Ok(Response::builder()
         .header("content-type", "application/json")
@@ -121,6 +132,14 @@ impl Backend {
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+}
+
+/// The backend's `body_sum`: each byte times its position from 1, wrapping — a byte lost,
+/// added or moved changes it.
+pub fn body_sum(body: &[u8]) -> u64 {
+    body.iter().enumerate().fold(0u64, |sum, (i, &b)| {
+        sum.wrapping_add((i as u64 + 1) * u64::from(b))
+    })
 }
 
 /// The store, a client, and the proxy on loopback.

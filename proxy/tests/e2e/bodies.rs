@@ -127,3 +127,56 @@ async fn content_length_bodies_arrive_whole_around_the_buffer_size() {
     );
     task.abort();
 }
+
+/// Request bodies go from the client's half of the proxy to the backend's through a task pipe
+/// of four slots: a backend that reads slowly fills it, and the client's half must wait for
+/// room, then go on, and never drop, repeat or reorder a piece.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_arrive_whole_and_in_order_when_the_backend_reads_slowly() {
+    let env = Env::start().await;
+    let be = crate::common::Backend::start("slow").await;
+    env.service("svc", &[be.addr]).await;
+    env.ingress(
+        "r",
+        json!({ "nginx.ingress.kubernetes.io/proxy-body-size": "8m" }),
+        all_to_svc("uploads.test"),
+    )
+    .await;
+    env.eventually("uploads.test", "/", |c, _| c == 200).await;
+    let client = reqwest::Client::new();
+    let upload = body(3 << 20);
+    // A Content-Length body, then the same bytes chunked as the client streams them in pieces
+    // of 1 to 9 KiB.
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = upload
+        .chunks(9 * 1024)
+        .enumerate()
+        .flat_map(|(i, c)| c.chunks(1024 * (1 + i % 9)).map(|p| Ok(p.to_vec())))
+        .collect();
+    for (how, request_body) in [
+        ("content-length", reqwest::Body::from(upload.clone())),
+        (
+            "chunked",
+            reqwest::Body::wrap_stream(futures::stream::iter(pieces)),
+        ),
+    ] {
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            client
+                .post(format!("http://{}/slow-read/{how}", env.http))
+                .header("host", "uploads.test")
+                .body(request_body)
+                .send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{how}: no answer in 30 s"))
+        .unwrap();
+        assert_eq!(r.status(), 200, "{how}");
+        let seen: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(seen["body_len"], upload.len(), "{how}: length");
+        assert_eq!(
+            seen["body_sum"],
+            crate::common::body_sum(&upload),
+            "{how}: the bytes arrived changed or out of order"
+        );
+    }
+}

@@ -25,6 +25,44 @@ use pingora_core::protocols::http::{
     v1::common::is_upgrade_req as is_h1_upgrade_req,
 };
 
+// metalgate patch: the two halves of a request pass their tasks through two `Pipe`s kept in
+// `proxy_1to1`'s own frame (metalgate-taskpipe: a ring of TASK_BUFFER_SIZE slots, no allocation)
+// and share the pipe state by reference, where the released code made two tokio mpsc channels
+// and an `Arc` per request. `stock-task-pipe` keeps the released ones (the unpatched floor).
+#[cfg(not(feature = "stock-task-pipe"))]
+type TaskTx<'a> = metalgate_taskpipe::Sender<'a, HttpTask, TASK_BUFFER_SIZE>;
+#[cfg(not(feature = "stock-task-pipe"))]
+type TaskRx<'a> = metalgate_taskpipe::Receiver<'a, HttpTask, TASK_BUFFER_SIZE>;
+#[cfg(not(feature = "stock-task-pipe"))]
+type TaskPermit<'a> = metalgate_taskpipe::Permit<'a, HttpTask, TASK_BUFFER_SIZE>;
+#[cfg(not(feature = "stock-task-pipe"))]
+type SharedPipeState<'a> = &'a AtomicU8;
+#[cfg(feature = "stock-task-pipe")]
+type TaskTx<'a> = mpsc::Sender<HttpTask>;
+#[cfg(feature = "stock-task-pipe")]
+type TaskRx<'a> = mpsc::Receiver<HttpTask>;
+#[cfg(feature = "stock-task-pipe")]
+type TaskPermit<'a> = mpsc::Permit<'a, HttpTask>;
+#[cfg(feature = "stock-task-pipe")]
+type SharedPipeState<'a> = Arc<AtomicU8>;
+
+/// The next task the upstream half has already queued: `Some(None)` once it is gone.
+#[cfg(not(feature = "stock-task-pipe"))]
+fn queued_task(rx: &mut TaskRx<'_>) -> Option<Option<HttpTask>> {
+    match rx.try_recv() {
+        Ok(task) => Some(Some(task)),
+        Err(metalgate_taskpipe::TryRecvError::Disconnected) => Some(None),
+        Err(metalgate_taskpipe::TryRecvError::Empty) => None,
+    }
+}
+
+/// The next task the upstream half has already queued: `Some(None)` once it is gone.
+#[cfg(feature = "stock-task-pipe")]
+fn queued_task(rx: &mut TaskRx<'_>) -> Option<Option<HttpTask>> {
+    // tokio::task::unconstrained because now_or_never may yield None when the future is ready
+    tokio::task::unconstrained(rx.recv()).now_or_never()
+}
+
 impl<SV, C> HttpProxy<SV, C>
 where
     C: custom::Connector,
@@ -149,14 +187,31 @@ where
             Err(e) => return (false, false, Some(e)),
         };
 
+        #[cfg(not(feature = "stock-task-pipe"))]
+        let (mut upstream_pipe, mut downstream_pipe) = (
+            metalgate_taskpipe::Pipe::new(),
+            metalgate_taskpipe::Pipe::new(),
+        );
+        #[cfg(not(feature = "stock-task-pipe"))]
+        let ((tx_upstream, rx_upstream), (tx_downstream, rx_downstream)) =
+            (upstream_pipe.split(), downstream_pipe.split());
+        #[cfg(feature = "stock-task-pipe")]
         let (tx_upstream, rx_upstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
+        #[cfg(feature = "stock-task-pipe")]
         let (tx_downstream, rx_downstream) = mpsc::channel::<HttpTask>(TASK_BUFFER_SIZE);
 
         session.as_mut().enable_retry_buffering();
 
         // Shared signal so the upstream half can distinguish an expected task-pipe
         // closure (the downstream half finished and dropped rx) from an unexpected one.
+        #[cfg(not(feature = "stock-task-pipe"))]
+        let pipe_state = AtomicU8::new(PipeState::Active as u8);
+        #[cfg(not(feature = "stock-task-pipe"))]
+        let (downstream_pipe_state, upstream_pipe_state) = (&pipe_state, &pipe_state);
+        #[cfg(feature = "stock-task-pipe")]
         let pipe_state = Arc::new(AtomicU8::new(PipeState::Active as u8));
+        #[cfg(feature = "stock-task-pipe")]
+        let (downstream_pipe_state, upstream_pipe_state) = (pipe_state.clone(), pipe_state);
 
         // start bi-directional streaming
         let ret = tokio::try_join!(
@@ -167,9 +222,14 @@ where
                 ctx,
                 &mut downstream_custom_message_writer,
                 &mut downstream_custom_message_reader,
-                pipe_state.clone(),
+                downstream_pipe_state,
             ),
-            self.proxy_handle_upstream(client_session, tx_upstream, rx_downstream, pipe_state),
+            self.proxy_handle_upstream(
+                client_session,
+                tx_upstream,
+                rx_downstream,
+                upstream_pipe_state
+            ),
         );
 
         if let Some(custom_session) = session.downstream_session.as_custom_mut() {
@@ -258,9 +318,9 @@ where
     async fn proxy_handle_upstream(
         &self,
         client_session: &mut HttpSessionV1,
-        tx: mpsc::Sender<HttpTask>,
-        mut rx: mpsc::Receiver<HttpTask>,
-        pipe_state: Arc<AtomicU8>,
+        tx: TaskTx<'_>,
+        mut rx: TaskRx<'_>,
+        pipe_state: SharedPipeState<'_>,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -385,7 +445,7 @@ where
         session: &mut Session,
         ctx: &mut SV::CTX,
         initial_task: HttpTask,
-        rx: &mut mpsc::Receiver<HttpTask>,
+        rx: &mut TaskRx<'_>,
         serve_from_cache: &mut ServeFromCache,
         range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
         response_state: &mut ResponseStateMachine,
@@ -404,8 +464,7 @@ where
         // Batch: pull as many tasks as we can from rx
         let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         tasks.push(initial_task);
-        // tokio::task::unconstrained because now_or_never may yield None when the future is ready
-        while let Some(maybe_task) = tokio::task::unconstrained(rx.recv()).now_or_never() {
+        while let Some(maybe_task) = queued_task(rx) {
             debug!("upstream event now: {:?}", maybe_task);
             if let Some(t) = maybe_task {
                 tasks.push(t);
@@ -464,14 +523,14 @@ where
     async fn proxy_handle_downstream(
         &self,
         session: &mut Session,
-        tx: mpsc::Sender<HttpTask>,
-        mut rx: mpsc::Receiver<HttpTask>,
+        tx: TaskTx<'_>,
+        mut rx: TaskRx<'_>,
         ctx: &mut SV::CTX,
         downstream_custom_message_writer: &mut Option<Box<dyn CustomMessageWrite>>,
         downstream_custom_message_reader: &mut Option<
             Box<dyn futures::Stream<Item = Result<Bytes>> + Unpin + Send + Sync + 'static>,
         >,
-        pipe_state: Arc<AtomicU8>,
+        pipe_state: SharedPipeState<'_>,
     ) -> Result<bool>
     where
         SV: ProxyHttp + Send + Sync,
@@ -1042,7 +1101,7 @@ where
         session: &mut Session,
         mut data: Option<Bytes>,
         end_of_body: bool,
-        tx: mpsc::Permit<'_, HttpTask>,
+        tx: TaskPermit<'_>,
         ctx: &mut SV::CTX,
     ) -> Result<bool>
     where
