@@ -557,7 +557,8 @@ impl ResponseStateMachine {
 /// closure (downstream finished the response by its own framing) from an
 /// unexpected one.
 ///
-/// Stored in an `AtomicU8` shared via `Arc`: the downstream half stores with
+/// Stored in an `AtomicU8` shared via `Arc` (metalgate patch: lent by reference in
+/// `proxy_1to1`, whose two halves are joined in its own frame): the downstream half stores with
 /// [`Release`](std::sync::atomic::Ordering::Release) and the upstream half loads
 /// with [`Acquire`](std::sync::atomic::Ordering::Acquire), comparing against
 /// `PipeState::DownstreamComplete as u8`.
