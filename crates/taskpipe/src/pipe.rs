@@ -156,25 +156,13 @@ impl<'a, T, const N: usize> Sender<'a, T, N> {
     /// Queues `value`, waiting for room. Fails, handing `value` back, once the receiver is gone.
     /// Cancel-safe: dropped before it completes, it has queued nothing.
     pub async fn send(&self, value: T) -> Result<(), SendError<T>> {
-        let mut value = Some(value);
-        poll_fn(|cx| {
-            let mut state = self.pipe.lock();
-            if !state.receiver_alive {
-                drop(state);
-                let value = value.take().expect("a send polled after it completed");
-                return Poll::Ready(Err(SendError(value)));
+        match self.reserve().await {
+            Ok(permit) => {
+                permit.send(value);
+                Ok(())
             }
-            if !state.has_room() {
-                register(&mut state.sender_waker, cx.waker());
-                return Poll::Pending;
-            }
-            state.push(value.take().expect("a send polled after it completed"));
-            let receiver = state.receiver_waker.take();
-            drop(state);
-            wake(receiver);
-            Poll::Ready(Ok(()))
-        })
-        .await
+            Err(SendError(())) => Err(SendError(value)),
+        }
     }
 
     /// Reserves a slot, waiting for room. Fails once the receiver is gone. Cancel-safe:
@@ -299,10 +287,8 @@ impl<T, const N: usize> Drop for Receiver<'_, T, N> {
         let mut state = self.pipe.lock();
         state.receiver_alive = false;
         state.receiver_waker = None;
-        let queued: Vec<T> = match state.len {
-            0 => Vec::new(),
-            _ => std::iter::from_fn(|| state.pop()).collect(),
-        };
+        // (Collecting nothing allocates nothing.)
+        let queued: Vec<T> = std::iter::from_fn(|| state.pop()).collect();
         let sender = state.sender_waker.take();
         drop(state);
         // Dropped with the lock released: a value's own drop may take time.

@@ -76,13 +76,10 @@ async fn answer(
     // wait, and what it reads from the client queues up behind them.
     let slow = req.uri().path().starts_with("/slow-read/");
     let mut body = req.into_body();
-    let (mut body_len, mut body_sum) = (0usize, 0u64);
+    let mut received = Vec::new();
     while let Some(Ok(frame)) = body.frame().await {
         if let Ok(data) = frame.into_data() {
-            for &b in data.iter() {
-                body_len += 1;
-                body_sum = body_sum.wrapping_add(body_len as u64 * u64::from(b));
-            }
+            received.extend_from_slice(&data);
             if slow {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -90,7 +87,7 @@ async fn answer(
     }
     let v = json!({
         "backend": id, "method": method, "uri": uri, "version": version,
-        "headers": headers, "body_len": body_len, "body_sum": body_sum,
+        "headers": headers, "body_len": received.len(), "body_sum": body_sum(&received),
     });
     Ok(Response::builder()
         .header("content-type", "application/json")
