@@ -15,8 +15,8 @@ MGPROXY_B (a second metalgate-proxy binary, e.g. an older build, as the peer `me
 For each protocol (plain HTTP/1.1, HTTP/1.1 over TLS, HTTP/2 over TLS) and each round, every
 proxy gets `oha -z DUR -c CONN` in an order that rotates per round; the table shows the median of
 the rounds: req/s, CPU per request (user + system time of the proxy's processes over the round,
-divided by the requests), p50/p99 at saturation; then p50/p99 at RATE req/s offered
-(`--latency-correction`, a third of the rounds), over the whole run and over the requests sent
+divided by the requests; printed whole and as user + system), p50/p99 at saturation; then
+p50/p99 at RATE req/s offered (`--latency-correction`, a third of the rounds), over the whole run and over the requests sent
 after its first WARM seconds (default 1: the connections' handshakes are done; the ratios use
 this one); then PSS and RSS of each proxy's processes after the load. Every request must be a
 200, or the run stops.
@@ -69,11 +69,14 @@ def tree(pid):
 
 
 def ticks(pids):
-    t = 0
+    """User and system clock ticks of the processes, apart: the kernel's part (the loopback TCP
+    work, wake-ups) is about the same for every proxy, so the user part is where they differ."""
+    u = s = 0
     for p in pids:
         f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-        t += int(f[11]) + int(f[12])
-    return t
+        u += int(f[11])
+        s += int(f[12])
+    return u, s
 
 
 def smaps(pids, field):
@@ -345,9 +348,11 @@ https://{HOST}:{s} {{
                 b = ticks(pids)
                 n = d["statusCodeDistribution"]["200"]
                 lat = d["latencyPercentiles"]
+                user, system = ((y - x) / TCK * 1e6 / n for x, y in zip(a, b))
                 p.res.setdefault(proto, []).append((d["summary"]["requestsPerSec"],
-                                                    (b - a) / TCK * 1e6 / n,
-                                                    lat["p50"] * 1e3, lat["p99"] * 1e3))
+                                                    user + system,
+                                                    lat["p50"] * 1e3, lat["p99"] * 1e3,
+                                                    user, system))
         for r in range(max(1, ROUNDS // 3)):
             for p in runs:
                 url, port = p.url(proto)
@@ -377,8 +382,8 @@ def med(xs):
 def report(proto, runs):
     title = {"h1": "plain HTTP/1.1", "tls": "HTTP/1.1 over TLS", "h2": "HTTP/2 over TLS"}[proto]
     print(f"\n{title}: medians of {ROUNDS} rounds (min–max of req/s)")
-    print(f"  {'':16} {'req/s':>8} {'min–max':>13} {'CPU µs/req':>10} {'p50 ms':>7} "
-          f"{'p99 ms':>7} | at {RATE}/s: {'p50':>6} {'p99':>6} | after {WARM:g} s: "
+    print(f"  {'':16} {'req/s':>8} {'min–max':>13} {'CPU µs/req':>10} {'user+sys':>11} "
+          f"{'p50 ms':>7} {'p99 ms':>7} | at {RATE}/s: {'p50':>6} {'p99':>6} | after {WARM:g} s: "
           f"{'p50':>6} {'p99':>6}")
     row = {}
     for p in runs:
@@ -387,6 +392,7 @@ def report(proto, runs):
         row[p.name] = (med([x[0] for x in rs]), med([x[1] for x in rs]), med([x[3] for x in fx]))
         print(f"  {p.name:16} {row[p.name][0]:8.0f} {min(x[0] for x in rs):6.0f}–"
               f"{max(x[0] for x in rs):<6.0f} {row[p.name][1]:10.1f} "
+              f"{med([x[4] for x in rs]):5.1f}+{med([x[5] for x in rs]):<5.1f} "
               f"{med([x[2] for x in rs]):7.3f} {med([x[3] for x in rs]):7.3f} |"
               f"          {med([x[0] for x in fx]):6.3f} {med([x[1] for x in fx]):6.3f} |"
               f"             {med([x[2] for x in fx]):6.3f} {med([x[3] for x in fx]):6.3f}")
