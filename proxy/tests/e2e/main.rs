@@ -5,7 +5,8 @@
 //! Split by what is tried: routing (`routing`), TLS, websockets and h2c (`protocols`), requests
 //! that must not pass as sent (`hardening`), random raw request heads (`random_heads`), failing
 //! endpoints (`endpoints`), connections to backends kept and closed (`upstream_pool`), response
-//! bodies around the body buffer's size (`bodies`). The
+//! bodies around the body buffer's size (`bodies`), header names' case both ways
+//! (`header_case`). The
 //! helpers here make one route or one websocket, or send raw bytes.
 
 #[path = "../common/mod.rs"]
@@ -14,6 +15,7 @@ mod common;
 mod bodies;
 mod endpoints;
 mod hardening;
+mod header_case;
 mod protocols;
 mod random_heads;
 mod routing;

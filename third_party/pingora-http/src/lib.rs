@@ -50,16 +50,10 @@ pub mod prelude {
     pub use crate::ResponseHeader;
 }
 
-/* an ordered header map to store the original case of each header name
-HMap({
-    "foo": ["Foo", "foO", "FoO"]
-})
-The order how HeaderMap iter over its items is "arbitrary, but consistent".
-Hopefully this property makes sure this map of header names always iterates in the
-same order of the map of header values.
-This idea is inspaired by hyper @nox
-*/
-type CaseMap = HMap<CaseHeaderName>;
+// The original case of each header name, in the same order as the map of values (metalgate
+// patch: a list told of each change to the value map, not a second HeaderMap; see case_map.rs).
+mod case_map;
+use case_map::CaseMap;
 
 pub enum HeaderNameVariant<'a> {
     Case(&'a CaseHeaderName),
@@ -856,21 +850,21 @@ fn append_header_value<T>(
     let (case_header_name, header_name) = name
         .into_names()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
-    // store the original case in the map
-    if let Some(name_map) = name_map {
-        // Use the non-panicking `try_append`: the infallible `append` calls
-        // `.expect("size overflows MAX_SIZE")` internally, which would abort the
-        // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
-        name_map
-            .try_append(header_name.clone(), case_header_name)
-            .or_err(InvalidHTTPHeader, "header name map size overflows MAX_SIZE")?;
-    }
-
-    // Non-panicking `try_append` for the same reason as the case map above.
-    value_map.try_append(header_name, value).or_err(
-        InvalidHTTPHeader,
-        "header value map size overflows MAX_SIZE",
-    )
+    // Use the non-panicking `try_append`: the infallible `append` calls
+    // `.expect("size overflows MAX_SIZE")` internally, which would abort the
+    // process if the map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
+    let Some(name_map) = name_map else {
+        return value_map.try_append(header_name, value).or_err(
+            InvalidHTTPHeader,
+            "header value map size overflows MAX_SIZE",
+        );
+    };
+    let existed = value_map
+        .try_append(header_name.clone(), value)
+        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")?;
+    // store the original case, told whether the value map had the name already
+    name_map.appended(header_name, case_header_name, existed);
+    Ok(existed)
 }
 
 #[inline]
@@ -885,10 +879,12 @@ fn insert_header_value<T>(
         .into_names()
         .or_err(InvalidHTTPHeader, "invalid header name")?;
     if let Some(name_map) = name_map {
-        // store the original case in the map
-        name_map.insert(header_name.clone(), case_header_name);
+        // store the original case, told whether the value map replaced values under the name
+        let existed = value_map.insert(header_name.clone(), value).is_some();
+        name_map.inserted(header_name, case_header_name, existed);
+    } else {
+        value_map.insert(header_name, value);
     }
-    value_map.insert(header_name, value);
     Ok(())
 }
 
@@ -905,7 +901,7 @@ where
     let removed = value_map.remove(name);
     if removed.is_some() {
         if let Some(name_map) = name_map {
-            name_map.remove(name);
+            name_map.removed(name, value_map);
         }
     }
     removed
