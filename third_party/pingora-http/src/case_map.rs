@@ -23,7 +23,10 @@
 //! removed), so nothing is hashed twice. The order it mirrors is the value map's: its entries
 //! in the order their names first came, each name's values in the order they were added; a
 //! removed entry's place taken by the last entry (`Vec::swap_remove`, as `HeaderMap::remove`
-//! does). The feature `stock-case-map` keeps the released second `HeaderMap`.
+//! does). Finding a repeated name is a walk over the names before it: cheap for the few dozen
+//! fields of a real message, quadratic in the worst case (256 fields, a name repeated 128 times
+//! at the end: ~1.4× the released maps' time). The feature `stock-case-map` keeps the released
+//! second `HeaderMap`.
 
 use crate::case_header_name::CaseHeaderName;
 use crate::HMap;
