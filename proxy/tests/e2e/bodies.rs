@@ -135,14 +135,8 @@ async fn content_length_bodies_arrive_whole_around_the_buffer_size() {
 async fn request_bodies_arrive_whole_and_in_order_when_the_backend_reads_slowly() {
     let env = Env::start().await;
     let be = crate::common::Backend::start("slow").await;
-    env.service("svc", &[be.addr]).await;
-    env.ingress(
-        "r",
-        json!({ "nginx.ingress.kubernetes.io/proxy-body-size": "8m" }),
-        all_to_svc("uploads.test"),
-    )
-    .await;
-    env.eventually("uploads.test", "/", |c, _| c == 200).await;
+    let annotations = json!({ "nginx.ingress.kubernetes.io/proxy-body-size": "8m" });
+    crate::route_to(&env, &[be.addr], "r", annotations, "uploads.test").await;
     let client = reqwest::Client::new();
     let upload = body(3 << 20);
     // A Content-Length body, then the same bytes chunked as the client streams them in pieces

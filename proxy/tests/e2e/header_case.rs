@@ -6,7 +6,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::Env;
-use crate::{all_to_svc, raw};
+use crate::raw;
 use serde_json::json;
 
 /// A backend that answers every request head with that head, as it arrived, for its body, and
@@ -47,10 +47,7 @@ fn in_order(lines: &[&str], want: &[&str]) -> bool {
 async fn header_names_reach_the_backend_and_the_client_in_the_case_they_were_sent() {
     let env = Env::start().await;
     let be = head_echo().await;
-    env.service("svc", &[be]).await;
-    env.ingress("case", json!({}), all_to_svc("case.test"))
-        .await;
-    env.eventually("case.test", "/", |c, _| c == 200).await;
+    crate::route_to(&env, &[be], "case", json!({}), "case.test").await;
 
     let addr = env.http;
     let resp = tokio::task::spawn_blocking(move || {

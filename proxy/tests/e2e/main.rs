@@ -68,8 +68,20 @@ pub(crate) fn all_to_svc(host: &str) -> Value {
 /// Service `svc` in front of `be`, and Ingress `name` sending every path of `host` to it;
 /// returns once the proxy routes `host`.
 pub(crate) async fn one_route(env: &Env, be: &Backend, name: &str, host: &str) {
-    env.service("svc", &[be.addr]).await;
-    env.ingress(name, json!({}), all_to_svc(host)).await;
+    route_to(env, &[be.addr], name, json!({}), host).await;
+}
+
+/// Service `svc` in front of `addrs`, and Ingress `name` with `annotations` sending every path
+/// of `host` to it; returns once the proxy routes `host` (answers 200).
+pub(crate) async fn route_to(
+    env: &Env,
+    addrs: &[std::net::SocketAddr],
+    name: &str,
+    annotations: Value,
+    host: &str,
+) {
+    env.service("svc", addrs).await;
+    env.ingress(name, annotations, all_to_svc(host)).await;
     env.eventually(host, "/", |c, _| c == 200).await;
 }
 

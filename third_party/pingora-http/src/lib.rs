@@ -853,18 +853,20 @@ fn append_header_value<T>(
     // Use the non-panicking `try_append`: the infallible `append` calls
     // `.expect("size overflows MAX_SIZE")` internally, which would abort the
     // process if the map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
-    let Some(name_map) = name_map else {
-        return value_map.try_append(header_name, value).or_err(
-            InvalidHTTPHeader,
-            "header value map size overflows MAX_SIZE",
-        );
+    let try_append = |value_map: &mut HMap<T>, name, value| {
+        value_map
+            .try_append(name, value)
+            .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")
     };
-    let existed = value_map
-        .try_append(header_name.clone(), value)
-        .or_err(InvalidHTTPHeader, "header value map size overflows MAX_SIZE")?;
-    // store the original case, told whether the value map had the name already
-    name_map.appended(header_name, case_header_name, existed);
-    Ok(existed)
+    match name_map {
+        Some(name_map) => {
+            let existed = try_append(value_map, header_name.clone(), value)?;
+            // store the original case, told whether the value map had the name already
+            name_map.appended(header_name, case_header_name, existed);
+            Ok(existed)
+        }
+        None => try_append(value_map, header_name, value),
+    }
 }
 
 #[inline]
