@@ -603,7 +603,10 @@ impl ProxyHttp for IngressProxy {
         up.insert_header(StaticHeaderName(&X_REAL_IP), real_ip)?;
         let proto = HeaderValue::from_static(if ctx.tls { "https" } else { "http" });
         up.insert_header(StaticHeaderName(&X_FORWARDED_PROTO), proto)?;
-        up.insert_header(StaticHeaderName(&X_FORWARDED_HOST), ctx.host.as_str())?;
+        up.insert_header(
+            StaticHeaderName(&X_FORWARDED_HOST),
+            forwarded::host_value(&ctx.host),
+        )?;
         let port = session
             .server_addr()
             .and_then(|a| a.as_inet())

@@ -76,6 +76,7 @@ async fn tls_by_sni_with_two_certificates_one_replaced_live_redirect_and_h2() {
     assert_eq!(version, reqwest::Version::HTTP_2, "h2 through ALPN");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(v["headers"]["x-forwarded-port"], https.to_string());
 
     // HTTP → HTTPS: 308 to the same path and query, unless the Ingress turns it off.
     let r = client
@@ -91,8 +92,15 @@ async fn tls_by_sni_with_two_certificates_one_replaced_live_redirect_and_h2() {
     // c.test's Ingress may land in the table after a.test's certificate did: wait for it.
     env.eventually("c.test", "/", |c, _| c == 200).await;
     let hits = be.hits();
-    let (c, _) = env.get("c.test", "/").await;
+    let (c, body) = env.get("c.test", "/").await;
     assert_eq!(c, 200, "ssl-redirect: false serves plain HTTP");
+    // Each listener's own port, though the proxy made the other's value just before.
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["headers"]["x-forwarded-port"],
+        env.http.port().to_string()
+    );
+    assert_eq!(v["headers"]["x-forwarded-proto"], "http");
     assert_eq!(be.hits(), hits + 1);
 
     // Replace a.test's certificate: the next handshakes get the new one, no restart.

@@ -128,6 +128,31 @@ async fn headers_forwarded_request_id_and_hop_by_hop() {
     );
     let v: Value = send(Some("trace-42")).await.unwrap().json().await.unwrap();
     assert_eq!(v["headers"]["x-request-id"], "trace-42", "kept when given");
+
+    // Two hosts in turn on one kept-alive connection, a forwarded chain only on some: every
+    // request gets its own host's and chain's values, not the request's before it.
+    env.ingress("h-other", json!({}), all_to_svc("other.test"))
+        .await;
+    env.eventually("other.test", "/", |c, _| c == 200).await;
+    for (host, chain) in [
+        ("other.test", None),
+        ("h.test", None),
+        ("h.test", Some("198.51.100.1")),
+        ("other.test", Some("198.51.100.2")),
+        ("other.test", None),
+        ("h.test", None),
+    ] {
+        let mut r = c.get(format!("http://{}/x", env.http)).header("host", host);
+        if let Some(chain) = chain {
+            r = r.header("x-forwarded-for", chain);
+        }
+        let v: Value = r.send().await.unwrap().json().await.unwrap();
+        let h = &v["headers"];
+        assert_eq!(h["x-forwarded-host"], host);
+        let xff = chain.map_or("127.0.0.1".to_string(), |c| format!("{c}, 127.0.0.1"));
+        assert_eq!(h["x-forwarded-for"], xff.as_str(), "{host} {chain:?}");
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
