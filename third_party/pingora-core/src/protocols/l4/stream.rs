@@ -537,12 +537,27 @@ pub struct Stream {
     /// The distributed tracing object for this stream
     pub tracer: Option<Tracer>,
     read_pending_time: AccumulatedDuration,
+    /// Whether reads' pending time is measured (see [`Stream::set_track_read_pending_time`]).
+    track_read_pending: bool,
     write_pending_time: AccumulatedDuration,
     /// Last rx timestamp associated with the last recvmsg call.
     pub rx_ts: Option<SystemTime>,
 }
 
+/// metalgate: whether a new stream measures how long its reads wait. Released Pingora does, with
+/// two clock reads on every read that waits (a kept-alive connection waiting for its next
+/// request, an upstream waiting for its response: four per proxied request), for
+/// `get_read_pending_time`, which nothing in Pingora reads; off unless the
+/// `stock-read-pending-time` feature is on or a stream is asked to.
+const TRACK_READ_PENDING: bool = cfg!(feature = "stock-read-pending-time");
+
 impl Stream {
+    /// Measure (or stop measuring) how long this stream's reads wait for data, as
+    /// `get_read_pending_time` reports it (metalgate: off by default, see `TRACK_READ_PENDING`).
+    pub fn set_track_read_pending_time(&mut self, track: bool) {
+        self.track_read_pending = track;
+    }
+
     fn stream(&self) -> &BufferedStream {
         self.stream.as_ref().expect("stream should always be set")
     }
@@ -658,6 +673,7 @@ impl From<TcpStream> for Stream {
             socket_digest: None,
             tracer: None,
             read_pending_time: AccumulatedDuration::new(),
+            track_read_pending: TRACK_READ_PENDING,
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -681,6 +697,7 @@ impl From<virt::VirtualSocketStream> for Stream {
             socket_digest: None,
             tracer: None,
             read_pending_time: AccumulatedDuration::new(),
+            track_read_pending: TRACK_READ_PENDING,
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -705,6 +722,7 @@ impl From<UnixStream> for Stream {
             socket_digest: None,
             tracer: None,
             read_pending_time: AccumulatedDuration::new(),
+            track_read_pending: TRACK_READ_PENDING,
             write_pending_time: AccumulatedDuration::new(),
             rx_ts: None,
         }
@@ -859,7 +877,9 @@ impl AsyncRead for Stream {
         } else {
             Pin::new(&mut self.stream_mut()).poll_read(cx, buf)
         };
-        self.read_pending_time.poll_time(&result);
+        if self.track_read_pending {
+            self.read_pending_time.poll_time(&result);
+        }
         self.rx_ts = self.stream().get_ref().rx_ts;
         result
     }
