@@ -7,8 +7,9 @@
 //! `Display` alone 0.8 %), more than the route lookup. The client's address, the host and the
 //! listener's port repeat from request to request (a kept-alive connection's requests are served
 //! by one thread), so each thread keeps the last value it made of each and hands out clones (a
-//! reference count) instead of making the same value again (an allocation, a copy and a free:
-//! ~450 instructions per request together).
+//! reference count) instead of making the same value again (an allocation, a copy and a free
+//! each: ~870 instructions per request together over HTTP/1.1, against ~210 for the memo —
+//! callgrind, bench/RESULTS.md 2026-12-07 (j)).
 
 use std::cell::RefCell;
 use std::net::IpAddr;
