@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::{
-    ALPN, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
-    Stream, TimingDigest, UniqueID, UniqueIDType, raw_connect::ProxyDigest, tls::SslDigest,
+    ALPN, Digest, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest,
+    Ssl, Stream, TimingDigest, UniqueID, UniqueIDType, raw_connect::ProxyDigest, tls::SslDigest,
     tls::TlsRef,
 };
 use pingora::server::ShutdownWatch;
@@ -279,10 +279,104 @@ impl GetSocketDigest for HeaderDeadline {
     fn set_socket_digest(&mut self, d: SocketDigest) {
         self.inner.set_socket_digest(d)
     }
+    // The wrapped stream keeps the session's digest: it is made of the wrapped stream's facts.
+    fn take_session_digest(&mut self) -> Option<Box<Digest>> {
+        self.inner.take_session_digest()
+    }
+    fn keep_session_digest(&mut self, d: Box<Digest>) {
+        self.inner.keep_session_digest(d)
+    }
 }
 #[async_trait]
 impl Peek for HeaderDeadline {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use pingora::http::ResponseHeader;
+    use pingora::protocols::http::v1::server::HttpSession;
+    use pingora::protocols::l4::stream::Stream as L4;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A connected loopback pair: the accepted end as Pingora's listener hands it on (with its
+    /// socket digest), and the client's end.
+    async fn accepted() -> (L4, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let fd = server.as_raw_fd();
+        let mut l4 = L4::from(server);
+        l4.set_socket_digest(SocketDigest::from_raw_fd(fd));
+        (l4, client)
+    }
+
+    /// Serve one request on `stream` (kept alive), answer 204, and give the stream back with
+    /// what the session's digest held: its layers' timings (this test adds a mark to them) and
+    /// the client address it names.
+    async fn one_request(stream: Stream) -> (Stream, usize, String) {
+        let mut s = HttpSession::new(stream);
+        s.read_request().await.unwrap().expect("a request");
+        s.set_server_keepalive(Some(60));
+        let layers = s.digest().timing_digest.len();
+        s.digest_mut().timing_digest.push(None);
+        let client = s.client_addr().map(|a| a.to_string()).unwrap_or_default();
+        let resp = ResponseHeader::build(204, None).unwrap();
+        s.write_response_header(Box::new(resp)).await.unwrap();
+        s.finish_body().await.unwrap();
+        let reusable = s.reuse().await.unwrap().expect("kept alive");
+        (reusable.into_parts().0, layers, client)
+    }
+
+    /// A kept-alive connection's HTTP/1 sessions (through the header-deadline wrapper) share the
+    /// digest the first one made — not a new one per request — and a digest is of the socket
+    /// the stream stands for: when that changes, the next session's digest names the new peer.
+    #[tokio::test]
+    async fn a_kept_alive_connections_sessions_share_one_digest_of_its_own_socket() {
+        let (l4, mut client) = accepted().await;
+        let stream: Stream = Box::new(HeaderDeadline::new(Box::new(l4), Duration::from_secs(10)));
+        let me = client.local_addr().unwrap().to_string();
+        let mut answers = vec![0u8; 4096];
+        let mut stream = stream;
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                .await
+                .unwrap();
+            let (back, layers, peer) = one_request(stream).await;
+            let n = client.read(&mut answers).await.unwrap();
+            assert!(answers[..n].starts_with(b"HTTP/1.1 204"));
+            assert_eq!(peer, me, "the client's address, from the digest");
+            seen.push(layers);
+            stream = back;
+        }
+        // One TCP layer, then the mark each session before added: the same digest.
+        assert_eq!(seen, [1, 2, 3], "one digest for the connection's requests");
+
+        // The same stream told of another socket (as a listener or connector sets it): the
+        // digest kept before is not handed out again.
+        let (other, other_client) = accepted().await;
+        let other_me = other_client.local_addr().unwrap().to_string();
+        stream.set_socket_digest(SocketDigest::from_raw_fd(other.as_raw_fd()));
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .unwrap();
+        let (_, _, peer) = one_request(stream).await;
+        assert_eq!(
+            peer, other_me,
+            "the digest made again from the new socket's facts"
+        );
+        drop(other);
     }
 }

@@ -253,6 +253,18 @@ pub trait GetProxyDigest {
 pub trait GetSocketDigest {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>>;
     fn set_socket_digest(&mut self, _socket_digest: SocketDigest) {}
+    /// metalgate patch: the [`Digest`] an HTTP/1 session of this connection made, handed back
+    /// by [`Self::keep_session_digest`] when the session ended and the connection was kept for
+    /// its next request (`None`: make one). Everything in it is fixed for the connection's
+    /// life, so the next session takes it instead of making it again (a box, a vector, four
+    /// calls through the stream's vtable and their reference counts, on both sides of every
+    /// proxied request). A stream type that does not keep one answers `None`.
+    fn take_session_digest(&mut self) -> Option<Box<Digest>> {
+        None
+    }
+    /// metalgate patch: keep `digest` for the connection's next HTTP/1 session (see
+    /// [`Self::take_session_digest`]); a stream type that does not keep one drops it.
+    fn keep_session_digest(&mut self, _digest: Box<Digest>) {}
 }
 
 #[cfg(all(test, target_os = "linux"))]

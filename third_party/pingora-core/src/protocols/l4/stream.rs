@@ -40,7 +40,7 @@ use crate::protocols::l4::ext::{set_tcp_keepalive, TcpKeepalive};
 use crate::protocols::l4::virt;
 use crate::protocols::raw_connect::ProxyDigest;
 use crate::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+    Digest, GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
     TimingDigest, UniqueID, UniqueIDType,
 };
 use crate::upstreams::peer::Tracer;
@@ -530,6 +530,8 @@ pub struct Stream {
     buffer_write: bool,
     proxy_digest: Option<Arc<ProxyDigest>>,
     socket_digest: Option<Arc<SocketDigest>>,
+    /// metalgate: the last HTTP/1 session's digest, for the next (see `take_session_digest`).
+    session_digest: Option<Box<Digest>>,
     /// When this connection is established
     pub established_ts: SystemTime,
     establishment_duration: Option<Duration>,
@@ -671,6 +673,7 @@ impl From<TcpStream> for Stream {
             offload_wait_duration: None,
             proxy_digest: None,
             socket_digest: None,
+            session_digest: None,
             tracer: None,
             read_pending_time: AccumulatedDuration::new(),
             track_read_pending: TRACK_READ_PENDING,
@@ -695,6 +698,7 @@ impl From<virt::VirtualSocketStream> for Stream {
             offload_wait_duration: None,
             proxy_digest: None,
             socket_digest: None,
+            session_digest: None,
             tracer: None,
             read_pending_time: AccumulatedDuration::new(),
             track_read_pending: TRACK_READ_PENDING,
@@ -720,6 +724,7 @@ impl From<UnixStream> for Stream {
             offload_wait_duration: None,
             proxy_digest: None,
             socket_digest: None,
+            session_digest: None,
             tracer: None,
             read_pending_time: AccumulatedDuration::new(),
             track_read_pending: TRACK_READ_PENDING,
@@ -806,6 +811,7 @@ impl GetProxyDigest for Stream {
 
     fn set_proxy_digest(&mut self, digest: ProxyDigest) {
         self.proxy_digest = Some(Arc::new(digest));
+        self.session_digest = None;
     }
 }
 
@@ -815,7 +821,14 @@ impl GetSocketDigest for Stream {
     }
 
     fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
-        self.socket_digest = Some(Arc::new(socket_digest))
+        self.socket_digest = Some(Arc::new(socket_digest));
+        self.session_digest = None;
+    }
+    fn take_session_digest(&mut self) -> Option<Box<Digest>> {
+        self.session_digest.take()
+    }
+    fn keep_session_digest(&mut self, digest: Box<Digest>) {
+        self.session_digest = Some(digest);
     }
 }
 

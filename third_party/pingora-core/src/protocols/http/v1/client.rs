@@ -98,14 +98,9 @@ const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive")
 /// HTTP 1.x client session
 impl HttpSession {
     /// Create a new http client session from an established (TCP or TLS) [`Stream`].
-    pub fn new(stream: Stream) -> Self {
-        // TODO: maybe we should put digest in the connection itself
-        let digest = Box::new(Digest {
-            ssl_digest: stream.get_ssl_digest(),
-            timing_digest: stream.get_timing_digest(),
-            proxy_digest: stream.get_proxy_digest(),
-            socket_digest: stream.get_socket_digest(),
-        });
+    pub fn new(mut stream: Stream) -> Self {
+        // metalgate patch: the digest the connection's last session kept, else a new one.
+        let digest = session_digest(&mut stream);
         HttpSession {
             underlying_stream: stream,
             buf: Bytes::new(), // zero size, will be replaced by parsed header later
@@ -759,7 +754,11 @@ impl HttpSession {
                 self.shutdown().await;
                 None
             }
-            _ => Some(self.underlying_stream),
+            _ => {
+                #[cfg(not(feature = "stock-session-digest"))]
+                self.underlying_stream.keep_session_digest(self.digest);
+                Some(self.underlying_stream)
+            }
         }
     }
 

@@ -22,6 +22,7 @@ use std::str;
 use std::time::Duration;
 
 use super::body::BodyWriter;
+use crate::protocols::{Digest, Stream};
 use crate::utils::KVRef;
 
 pub(super) const MAX_HEADERS: usize = 256;
@@ -452,6 +453,23 @@ pub(crate) fn content_length_is_single_token(headers: &HMap) -> bool {
         (Some(value), None) => !value.as_bytes().contains(&b','),
         _ => false,
     }
+}
+
+/// metalgate patch: the [`Digest`] of an HTTP/1 session made on `stream` — the one the
+/// connection's last session kept ([`crate::protocols::GetSocketDigest::take_session_digest`]),
+/// else a new one. With the `stock-session-digest` feature always a new one, as Pingora as
+/// released makes it per session.
+pub(crate) fn session_digest(stream: &mut Stream) -> Box<Digest> {
+    #[cfg(not(feature = "stock-session-digest"))]
+    if let Some(kept) = stream.take_session_digest() {
+        return kept;
+    }
+    Box::new(Digest {
+        ssl_digest: stream.get_ssl_digest(),
+        timing_digest: stream.get_timing_digest(),
+        proxy_digest: stream.get_proxy_digest(),
+        socket_digest: stream.get_socket_digest(),
+    })
 }
 
 #[cfg(test)]

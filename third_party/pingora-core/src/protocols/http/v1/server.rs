@@ -174,14 +174,9 @@ impl HttpSession {
     /// Create a new http server session from an established (TCP or TLS) [`Stream`].
     /// The created session needs to call [`Self::read_request()`] first before performing
     /// any other operations.
-    pub fn new(underlying_stream: Stream) -> Self {
-        // TODO: maybe we should put digest in the connection itself
-        let digest = Box::new(Digest {
-            ssl_digest: underlying_stream.get_ssl_digest(),
-            timing_digest: underlying_stream.get_timing_digest(),
-            proxy_digest: underlying_stream.get_proxy_digest(),
-            socket_digest: underlying_stream.get_socket_digest(),
-        });
+    pub fn new(mut underlying_stream: Stream) -> Self {
+        // metalgate patch: the digest the connection's last session kept, else a new one.
+        let digest = session_digest(&mut underlying_stream);
 
         HttpSession {
             underlying_stream,
@@ -1477,6 +1472,8 @@ impl HttpSession {
                     .then(|| self.take_body_overread())
                     .flatten()
                     .filter(|prefix| !prefix.is_empty());
+                #[cfg(not(feature = "stock-session-digest"))]
+                self.underlying_stream.keep_session_digest(self.digest);
                 Ok(Some(ReusableHttpStream::new(
                     self.underlying_stream,
                     pipelined_prefix,

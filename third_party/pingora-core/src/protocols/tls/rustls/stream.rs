@@ -24,7 +24,7 @@ use crate::protocols::raw_connect::ProxyDigest;
 use crate::protocols::tls::TlsRef;
 use crate::protocols::{tls::SslDigest, Peek, TimingDigest, UniqueIDType};
 use crate::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, Ssl, UniqueID, ALPN,
+    Digest, GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, Ssl, UniqueID, ALPN,
 };
 use crate::utils::tls::get_organization_serial_bytes;
 use pingora_error::ErrorType::{AcceptError, ConnectError, InternalError, TLSHandshakeFailure};
@@ -49,6 +49,8 @@ pub struct TlsStream<T> {
     digest: Option<Arc<SslDigest>>,
     ssl: Option<TlsRef>,
     timing: TimingDigest,
+    /// metalgate: the last HTTP/1 session's digest, for the next (see `take_session_digest`).
+    session_digest: Option<Box<Digest>>,
 }
 
 impl<T> TlsStream<T>
@@ -73,6 +75,7 @@ where
             digest: None,
             ssl: None,
             timing: Default::default(),
+            session_digest: None,
         })
     }
 
@@ -90,6 +93,7 @@ where
             digest: None,
             ssl: None,
             timing: Default::default(),
+            session_digest: None,
         })
     }
 }
@@ -102,7 +106,14 @@ where
         self.tls.get_socket_digest()
     }
     fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
-        self.tls.set_socket_digest(socket_digest)
+        self.tls.set_socket_digest(socket_digest);
+        self.session_digest = None;
+    }
+    fn take_session_digest(&mut self) -> Option<Box<Digest>> {
+        self.session_digest.take()
+    }
+    fn keep_session_digest(&mut self, digest: Box<Digest>) {
+        self.session_digest = Some(digest);
     }
 }
 
