@@ -41,14 +41,30 @@ fn decode(raw: &str) -> Result<String, BadPath> {
 /// The normalised form of a request path (no query). A path that is already normal (the usual
 /// case: no escapes, no empty, `.` or `..` segments) comes back borrowed, without a copy.
 pub fn normalize_path(raw: &str) -> Result<std::borrow::Cow<'_, str>, BadPath> {
-    let normal = raw.starts_with('/')
-        && !raw.contains('%')
-        && !raw.contains("//")
-        && !raw.split('/').any(|s| s == "." || s == "..");
-    if normal {
+    if is_normal(raw.as_bytes()) {
         return Ok(std::borrow::Cow::Borrowed(raw));
     }
     rebuild(raw).map(std::borrow::Cow::Owned)
+}
+
+/// Whether `raw` is already normal: it starts with `/` and has no escape, no empty segment
+/// (`//`) and no `.` or `..` segment. One pass over its bytes: every request's path goes through
+/// here (four passes with `str`'s searchers cost ~250 instructions per request).
+fn is_normal(raw: &[u8]) -> bool {
+    if raw.first() != Some(&b'/') {
+        return false;
+    }
+    let dots = |seg: &[u8]| seg == b"." || seg == b"..";
+    let mut start = 1;
+    for (i, &c) in raw.iter().enumerate().skip(1) {
+        match c {
+            b'%' => return false,
+            b'/' if i == start || dots(&raw[start..i]) => return false,
+            b'/' => start = i + 1,
+            _ => {}
+        }
+    }
+    !dots(&raw[start..])
 }
 
 /// Decode, merge and resolve: the whole normalisation, always into a new string.

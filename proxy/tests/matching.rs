@@ -119,6 +119,26 @@ fn hosts_are_case_insensitive_ignore_the_port_and_wildcards_cover_one_label() {
 }
 
 #[test]
+fn a_host_header_normalises_to_its_lowercase_name_without_port_or_final_dot() {
+    for (raw, want) in [
+        ("PodInfo.Example:8080", "podinfo.example"),
+        ("podinfo.example.", "podinfo.example"),
+        (" podinfo.example ", "podinfo.example"),
+        ("podinfo.example.:80", "podinfo.example"),
+        ("192.168.56.200:80", "192.168.56.200"),
+        ("[fd00::1]:8443", "fd00::1"),
+        ("[FD00::1]", "fd00::1"),
+        // More than one colon without brackets: an IPv6 address, kept whole.
+        ("fd00::1", "fd00::1"),
+        ("a:b:c", "a:b:c"),
+        (":80", ""),
+        ("", ""),
+    ] {
+        assert_eq!(metalgate_proxy::table::normalize_host(raw), want, "{raw:?}");
+    }
+}
+
+#[test]
 fn rules_without_host_and_the_default_backend() {
     let catch_all = ingress(
         "any",

@@ -239,10 +239,12 @@ pub fn normalize_host(host: &str) -> String {
     let h = if let Some(rest) = h.strip_prefix('[') {
         // [v6]:port
         rest.split(']').next().unwrap_or(rest)
-    } else if h.matches(':').count() == 1 {
-        h.split(':').next().unwrap_or(h)
     } else {
-        h
+        // host:port — one colon; more is an IPv6 address without brackets, kept whole.
+        match h.bytes().position(|b| b == b':') {
+            Some(i) if !h.as_bytes()[i + 1..].contains(&b':') => &h[..i],
+            _ => h,
+        }
     };
     h.trim_end_matches('.').to_ascii_lowercase()
 }
