@@ -156,8 +156,75 @@ fn running(pid: i32) -> bool {
 struct Teardown;
 impl Drop for Teardown {
     fn drop(&mut self) {
+        // A failed test's output is all a CI run keeps: the end of each of the lab's logs goes
+        // with it, before `lab down` removes them (what each process did, with its times).
+        if std::thread::panicking() {
+            eprint!("{}", log_tails(&lab_dir(), 40));
+        }
         let _ = metalgate(&["lab", "down"]);
     }
+}
+
+/// The last `lines` lines of the lab's logs under `lab`: each process's (`logs/`) and each
+/// metalgate pod's (`NODE/pods/metalgate-system_*/`), by path; colours taken out, a line cut at
+/// 400 characters.
+fn log_tails(lab: &std::path::Path, lines: usize) -> String {
+    let files = |dir: std::path::PathBuf| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    let mut logs = files(lab.join("logs"));
+    for node in files(lab.to_path_buf()) {
+        for pod in files(node.join("pods")) {
+            if pod
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("metalgate-system_"))
+            {
+                logs.extend(
+                    files(pod)
+                        .into_iter()
+                        .filter(|f| f.extension().is_some_and(|e| e == "log")),
+                );
+            }
+        }
+    }
+    logs.sort();
+    let mut out = String::new();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let name = log.strip_prefix(lab).unwrap_or(&log).display();
+        out += &format!(
+            "--- lab log {name}, its last {} lines ---\n",
+            lines.min(all.len())
+        );
+        for line in &all[all.len().saturating_sub(lines)..] {
+            out += &plain(line, 400);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `line` without its terminal colour codes (`ESC [ … m`), at most `max` characters.
+fn plain(line: &str, max: usize) -> String {
+    let (mut out, mut kept) = (String::new(), 0);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else if kept < max {
+            out.push(c);
+            kept += 1;
+        } else {
+            break;
+        }
+    }
+    out
 }
 
 fn text(o: &Output) -> String {
